@@ -1,0 +1,1 @@
+"""Bundled training recipes (YAML files); installed as ``tclr_zoo.recipes``."""

@@ -1,0 +1,187 @@
+"""Datasets: UCF101-style split files, the TCLR pretraining dataset and multi-clip eval clips.
+
+Bad input never stops a run: a sample that cannot be decoded (or is too short) comes back as a
+``BadSample`` naming the file and the reason; ``collate_pretrain`` drops it from the batch and passes
+it on, so the training loop can log it once and count it in the epoch summary.
+
+Augmentation randomness is drawn from ``numpy.random.default_rng([seed, epoch, index])``: the same
+sample gets the same clips whatever the number of DataLoader workers, and a resumed run sees
+exactly the clips an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .decode import VideoDecodeError, decode_frames, probe
+from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
+from .transforms import AugmentConfig, augment_clip, eval_clip, normalize_clip, sample_clip_params
+
+_VIDEO_DIRS = ("UCF-101", "videos", ".")
+_SPLIT_DIRS = ("ucfTrainTestlist", "splits", ".")
+
+
+@dataclass(frozen=True)
+class VideoItem:
+    path: Path
+    label: int  # 0-based
+
+
+@dataclass(frozen=True)
+class BadSample:
+    """Stands in for a sample whose video could not be used."""
+
+    path: str
+    reason: str
+
+
+def _find_dir(root: Path, candidates: Sequence[str], probe_name: str) -> Path:
+    for name in candidates:
+        if (root / name / probe_name).exists() or (probe_name == "" and (root / name).is_dir()):
+            return root / name
+    raise FileNotFoundError(f"{root}: no {probe_name or 'video'} folder among {', '.join(candidates)}")
+
+
+def read_ucf_split(root: str | os.PathLike, split: int = 1, subset: str = "train") -> tuple[list[VideoItem], list[str]]:
+    """Videos and class names of a UCF101-style dataset (``classInd.txt``, ``trainlist0N.txt``...).
+
+    Accepts the official layout (``UCF-101/`` + ``ucfTrainTestlist/``) and the synthetic one
+    (``videos/`` + ``splits/``). Labels come from the class folder, as in the test lists.
+    """
+    if subset not in ("train", "test"):
+        raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
+    root = Path(root)
+    split_dir = _find_dir(root, _SPLIT_DIRS, "classInd.txt")
+    list_file = split_dir / f"{subset}list{split:02d}.txt"
+    if not list_file.is_file():
+        raise FileNotFoundError(f"{list_file}: split file not found")
+    class_names = _read_class_index(split_dir / "classInd.txt")
+    label_of = {name: i for i, name in enumerate(class_names)}
+    video_dir = _find_dir(root, _VIDEO_DIRS, "")
+    items = []
+    for line_no, line in enumerate(list_file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        rel = line.split()[0]
+        class_name = rel.replace("\\", "/").split("/")[0]
+        if class_name not in label_of:
+            raise ValueError(f"{list_file}:{line_no}: class {class_name!r} is not in classInd.txt")
+        items.append(VideoItem(video_dir / rel, label_of[class_name]))
+    return items, class_names
+
+
+def _read_class_index(path: Path) -> list[str]:
+    entries = []
+    for line_no, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            parts = line.split()
+            if len(parts) != 2 or not parts[0].isdigit():
+                raise ValueError(f"{path}:{line_no}: expected '<index> <ClassName>', got {line!r}")
+            entries.append((int(parts[0]), parts[1]))
+    return [name for _, name in sorted(entries)]
+
+
+class TCLRPretrainDataset(Dataset):
+    """One item = 2 augmentations of a global clip and of its K local clips (spec §1-2)."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | os.PathLike],
+        sampling: ClipSampling = ClipSampling(),
+        augment: AugmentConfig = AugmentConfig(),
+        *,
+        channel_order: str = "bgr",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.paths = [str(p) for p in paths]
+        self.sampling, self.augment = sampling, augment
+        self.channel_order, self.mean, self.std = channel_order, mean, std
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Call before each epoch's DataLoader iterator is created (workers copy the dataset then)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | BadSample:
+        path = self.paths[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        try:
+            info = probe(path)
+            indices = sample_tclr_indices(info.num_frames, self.sampling, rng, path)
+            needed = indices.unique()
+            frames = torch.from_numpy(decode_frames(path, needed, channel_order=self.channel_order, info=info))
+        except VideoDecodeError as err:
+            return BadSample(path, err.reason)
+        global_frames = frames[torch.from_numpy(np.searchsorted(needed, indices.global_clip))]
+        local_frames = frames[torch.from_numpy(np.searchsorted(needed, indices.local_clips))]  # [K, T, H, W, 3]
+        hw = (frames.shape[1], frames.shape[2])
+        return {
+            "global": torch.stack([self._augment(global_frames, hw, rng) for _ in range(2)]),
+            "local": torch.stack([torch.stack([self._augment(c, hw, rng) for c in local_frames]) for _ in range(2)]),
+        }
+
+    def _augment(self, frames: torch.Tensor, hw: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
+        clip = augment_clip(frames, sample_clip_params(hw, self.augment, rng), self.augment)
+        return normalize_clip(clip, self.mean, self.std)
+
+
+def collate_pretrain(batch: list) -> dict:
+    """Stack good samples as ``global [2,B,3,T,H,W]`` and ``local [2,K,B,3,T,H,W]``; keep bad ones aside."""
+    good = [s for s in batch if not isinstance(s, BadSample)]
+    bad = [s for s in batch if isinstance(s, BadSample)]
+    out: dict = {"bad": bad, "videos": len(good)}
+    if good:
+        out["global"] = torch.stack([s["global"] for s in good], dim=1)
+        out["local"] = torch.stack([s["local"] for s in good], dim=2)
+    return out
+
+
+class EvalClipsDataset(Dataset):
+    """All ``clips`` evenly spaced, centre-cropped clips of a video (retrieval / multi-clip testing)."""
+
+    def __init__(
+        self,
+        items: Sequence[VideoItem],
+        *,
+        clips: int = 9,
+        frames: int = 16,
+        stride: int = 2,
+        size: int = 112,
+        crop_fraction: float = 0.8,
+        channel_order: str = "bgr",
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ) -> None:
+        self.items = list(items)
+        self.clips, self.frames, self.stride = clips, frames, stride
+        self.size, self.crop_fraction = size, crop_fraction
+        self.channel_order, self.mean, self.std = channel_order, mean, std
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int] | BadSample:
+        item = self.items[index]
+        try:
+            info = probe(item.path)
+            indices = evenly_spaced_clips(info.num_frames, self.clips, self.frames, self.stride)
+            needed = np.unique(indices)
+            frames = torch.from_numpy(decode_frames(item.path, needed, channel_order=self.channel_order, info=info))
+        except VideoDecodeError as err:
+            return BadSample(str(item.path), err.reason)
+        position = np.searchsorted(needed, indices)
+        clips = [eval_clip(frames[torch.from_numpy(row)], self.size, self.crop_fraction) for row in position]
+        stacked = torch.stack([normalize_clip(c, self.mean, self.std) for c in clips])
+        return stacked, item.label, index

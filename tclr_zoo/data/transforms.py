@@ -1,0 +1,355 @@
+"""Per-clip augmentation for TCLR pretraining and the deterministic evaluation transform.
+
+Semantics follow the authors' reference loader (``tclr_pretraining/dl_tclr.py``, method
+``augmentation`` and the parameter draws in ``build_clip``), see TCLR_SPEC.md §2:
+
+* Parameters are drawn **once per clip** (:func:`sample_clip_params`) and applied identically
+  to every frame of the clip (:func:`augment_clip`).
+* Whole clips are processed as tensors, vectorised over frames, with
+  ``torchvision.transforms.v2.functional``.  For speed the square crop is taken on the uint8
+  frames, the cropped clip is resized (bilinear, antialias) to the output size while still
+  uint8, and only then converted to float32 in [0, 1] for the colour operations.
+* Order of operations (as in the reference)::
+
+      crop -> resize -> [contrast (early slot)] -> hue -> saturation -> brightness
+           -> [contrast (late slot)] -> grayscale (3 channels) [-> gamma]  |  drop one channel
+           -> horizontal flip -> float [0, 1] -> random erase (fill 0)
+
+  The reference applies contrast in one of two half-probability slots, before hue and after
+  brightness, decided by a single uniform draw ``r``: ``r < p/2`` -> early, ``p/2 <= r < p``
+  -> late.  We reproduce this exactly (``ClipAugParams.contrast_late``).  Grayscale and
+  channel drop are mutually exclusive and decided by one uniform draw ``r``:
+  ``r < p_grayscale`` -> grayscale, ``p_grayscale <= r < p_grayscale + p_channel_drop`` ->
+  drop (the reference: ``0.7 < r < 0.875`` gray, ``r >= 0.875`` drop; same probabilities).
+* **Channel order.**  Colour operations are applied to the frames *as decoded*.  The reference
+  decodes with OpenCV (BGR) and applies PIL colour ops that assume RGB to those BGR arrays, so
+  e.g. the grayscale weights and the hue rotation act on swapped channels.  Faithful mode keeps
+  exactly that: this module never reorders channels.  Whoever decodes decides the order (and
+  must record it with the weights, see TCLR_SPEC.md §2).
+* Pixel scale [0, 1]; no mean/std normalisation in faithful mode (:func:`normalize_clip` is the
+  identity when ``mean``/``std`` are ``None``).
+
+Differences from the reference that are not semantic choices: the reference works on PIL
+uint8 images, so it rounds to uint8 after every colour op; we keep float32 after the resize
+(values differ by at most ~1/255 per op).  The reference draws the crop's left offset from
+``[0, W - W*c]`` (a quirk: not every valid position is reachable, and it is not uniform over
+them); we draw ``top`` and ``left`` uniformly over all positions that keep the crop inside the
+frame, as TCLR_SPEC.md §2 states.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as F
+
+__all__ = [
+    "AugmentConfig",
+    "ClipAugParams",
+    "sample_clip_params",
+    "augment_clip",
+    "eval_clip",
+    "normalize_clip",
+]
+
+#: Output side at which the reference erase box sizes (9..18 px) are defined.
+_REFERENCE_SIZE = 112
+
+
+def _check_prob(name: str, p: float) -> None:
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {p!r}")
+
+
+def _check_range(name: str, r: Sequence[float]) -> None:
+    if len(r) != 2 or r[0] > r[1]:
+        raise ValueError(f"{name} must be a (lo, hi) pair with lo <= hi, got {r!r}")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation hyper-parameters for one clip (defaults = reference TCLR pretraining).
+
+    ``erase_size`` is expressed in pixels **at the reference output size 112**.  For another
+    ``size`` the effective box side range is ``round(lo * size / 112) .. round(hi * size / 112)``
+    (at least 1), see :attr:`erase_size_px`; at ``size=112`` it is exactly ``(9, 18)``.
+    """
+
+    size: int = 112
+    crop_scale: tuple[float, float] = (0.6, 1.0)  # square crop side = short_side * U(lo, hi)
+    p_contrast: float = 0.25
+    contrast: tuple[float, float] = (0.75, 1.25)
+    p_hue: float = 0.3
+    hue: tuple[float, float] = (-0.1, 0.1)
+    p_saturation: float = 0.3
+    saturation: tuple[float, float] = (0.75, 1.25)
+    p_brightness: float = 0.3
+    brightness: tuple[float, float] = (0.75, 1.25)
+    p_grayscale: float = 0.175
+    p_gamma_after_gray: float = 0.75
+    gamma: tuple[float, float] = (0.75, 1.25)
+    p_channel_drop: float = 0.125
+    p_flip: float = 0.5
+    p_erase: float = 0.5
+    erase_size: tuple[int, int] = (9, 18)
+
+    def __post_init__(self) -> None:
+        if int(self.size) != self.size or self.size < 1:
+            raise ValueError(f"size must be a positive int, got {self.size!r}")
+        lo, hi = self.crop_scale
+        if not (0.0 < lo <= hi <= 1.0):
+            raise ValueError(f"crop_scale must satisfy 0 < lo <= hi <= 1, got {self.crop_scale!r}")
+        for name in ("p_contrast", "p_hue", "p_saturation", "p_brightness", "p_grayscale",
+                     "p_gamma_after_gray", "p_channel_drop", "p_flip", "p_erase"):
+            _check_prob(name, getattr(self, name))
+        if self.p_grayscale + self.p_channel_drop > 1.0 + 1e-12:
+            raise ValueError("p_grayscale + p_channel_drop must be <= 1 (they are mutually exclusive)")
+        for name in ("contrast", "hue", "saturation", "brightness", "gamma", "erase_size"):
+            _check_range(name, getattr(self, name))
+        if self.contrast[0] < 0 or self.saturation[0] < 0 or self.brightness[0] < 0:
+            raise ValueError("contrast/saturation/brightness factors must be non-negative")
+        if self.gamma[0] <= 0:
+            raise ValueError("gamma must be positive")
+        if not (-0.5 <= self.hue[0] and self.hue[1] <= 0.5):
+            raise ValueError("hue factors must lie in [-0.5, 0.5]")
+        if self.erase_size[0] < 1:
+            raise ValueError("erase_size must be >= 1")
+
+    @property
+    def erase_size_px(self) -> tuple[int, int]:
+        """Inclusive (lo, hi) range of the erase box side in output pixels at ``self.size``."""
+        s = self.size / _REFERENCE_SIZE
+        lo = max(1, int(round(self.erase_size[0] * s)))
+        hi = max(lo, int(round(self.erase_size[1] * s)))
+        return lo, hi
+
+    @classmethod
+    def light(cls, size: int = 112) -> "AugmentConfig":
+        """Reduced augmentation for linear-evaluation training.
+
+        Taken from the reference linear-eval loader (``linear_eval/dl_linear.py``): the same
+        random crop (c ~ U(0.6, 1)); contrast p=0.125 with U[0.9, 1.1]; hue p=0.15 with
+        U[-0.05, 0.05]; saturation and brightness p=0.15 with U[0.9, 1.1]; grayscale p=0.1
+        followed by gamma (p=0.75) U[0.85, 1.15]; no channel drop; flip p=0.5; erase p=0.25
+        with the same box sizes.
+        """
+        return cls(
+            size=size,
+            p_contrast=0.125, contrast=(0.9, 1.1),
+            p_hue=0.15, hue=(-0.05, 0.05),
+            p_saturation=0.15, saturation=(0.9, 1.1),
+            p_brightness=0.15, brightness=(0.9, 1.1),
+            p_grayscale=0.1, p_gamma_after_gray=0.75, gamma=(0.85, 1.15),
+            p_channel_drop=0.0,
+            p_flip=0.5,
+            p_erase=0.25,
+        )
+
+    @classmethod
+    def none(cls, size: int = 112) -> "AugmentConfig":
+        """Random crop (+ resize) only: no colour jitter, grayscale, channel drop, flip or erase."""
+        return cls(
+            size=size,
+            p_contrast=0.0, p_hue=0.0, p_saturation=0.0, p_brightness=0.0,
+            p_grayscale=0.0, p_gamma_after_gray=0.0, p_channel_drop=0.0,
+            p_flip=0.0, p_erase=0.0,
+        )
+
+
+@dataclass(frozen=True)
+class ClipAugParams:
+    """Everything drawn for one clip.  ``None`` / ``False`` means "op not applied".
+
+    ``crop_*`` are in input-frame pixels; ``erase`` is ``(top, left, h, w)`` in output pixels
+    (the box may extend past the border, it is then clipped).  ``contrast_late`` selects the
+    reference's second contrast slot (after brightness) instead of the first (before hue).
+    """
+
+    crop_top: int
+    crop_left: int
+    crop_side: int
+    contrast: float | None
+    hue: float | None
+    saturation: float | None
+    brightness: float | None
+    grayscale: bool
+    gamma: float | None
+    drop_channel: int | None
+    flip: bool
+    erase: tuple[int, int, int, int] | None
+    contrast_late: bool = False
+
+
+def sample_clip_params(
+    frame_hw: tuple[int, int], cfg: AugmentConfig, rng: np.random.Generator
+) -> ClipAugParams:
+    """Draw the augmentation parameters of one clip whose frames are ``frame_hw = (H, W)``.
+
+    The number of values drawn from ``rng`` does not depend on the outcomes, so a given seed
+    always yields the same parameters and consumes the same amount of the stream.
+    """
+    h, w = int(frame_hw[0]), int(frame_hw[1])
+    if h < 1 or w < 1:
+        raise ValueError(f"frame_hw must be positive, got {frame_hw!r}")
+    short = min(h, w)
+
+    c = rng.uniform(cfg.crop_scale[0], cfg.crop_scale[1])
+    side = min(short, max(1, int(short * c)))
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+
+    u = rng.random(8)  # decision draws, one per op slot (as the reference's random_array)
+    contrast_f = float(rng.uniform(*cfg.contrast))
+    hue_f = float(rng.uniform(*cfg.hue))
+    sat_f = float(rng.uniform(*cfg.saturation))
+    bright_f = float(rng.uniform(*cfg.brightness))
+    gamma_f = float(rng.uniform(*cfg.gamma))
+    drop_ch = int(rng.integers(0, 3))
+    e_lo, e_hi = cfg.erase_size_px
+    e_top = int(rng.integers(0, cfg.size))
+    e_left = int(rng.integers(0, cfg.size))
+    e_h = int(rng.integers(e_lo, e_hi + 1))
+    e_w = int(rng.integers(e_lo, e_hi + 1))
+
+    use_contrast = u[0] < cfg.p_contrast
+    contrast_late = bool(use_contrast and u[0] >= cfg.p_contrast / 2)
+    grayscale = bool(u[4] < cfg.p_grayscale)
+    drop = (not grayscale) and u[4] < cfg.p_grayscale + cfg.p_channel_drop
+    gamma = gamma_f if (grayscale and u[5] < cfg.p_gamma_after_gray) else None
+
+    return ClipAugParams(
+        crop_top=top,
+        crop_left=left,
+        crop_side=side,
+        contrast=contrast_f if use_contrast else None,
+        hue=hue_f if u[1] < cfg.p_hue else None,
+        saturation=sat_f if u[2] < cfg.p_saturation else None,
+        brightness=bright_f if u[3] < cfg.p_brightness else None,
+        grayscale=grayscale,
+        gamma=gamma,
+        drop_channel=drop_ch if drop else None,
+        flip=bool(u[6] < cfg.p_flip),
+        erase=(e_top, e_left, e_h, e_w) if u[7] < cfg.p_erase else None,
+        contrast_late=contrast_late,
+    )
+
+
+def _check_frames(frames: torch.Tensor) -> None:
+    if not isinstance(frames, torch.Tensor):
+        raise TypeError(f"frames must be a torch.Tensor, got {type(frames).__name__}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be [T, H, W, 3], got shape {tuple(frames.shape)}")
+    if frames.dtype != torch.uint8 and not frames.is_floating_point():
+        raise TypeError(f"frames must be uint8 (or float in [0, 1]), got {frames.dtype}")
+
+
+def _crop_resize_to_float(
+    frames: torch.Tensor, top: int, left: int, side: int, size: int
+) -> torch.Tensor:
+    """[T,H,W,3] -> square crop -> resize to size -> contiguous float32 [T,3,size,size] in [0,1]."""
+    h, w = frames.shape[1], frames.shape[2]
+    if not (0 <= top and 0 <= left and side >= 1 and top + side <= h and left + side <= w):
+        raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
+    # A [T,H,W,3] tensor seen as [T,3,H,W] is channels-last in memory: torchvision's uint8
+    # antialiased bilinear kernel is fastest on exactly that layout.
+    x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
+    if side != size:
+        x = F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    if x.dtype == torch.uint8:
+        x = x.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
+    else:
+        x = x.to(torch.float32, memory_format=torch.contiguous_format, copy=True).clamp_(0.0, 1.0)
+    return x
+
+
+def augment_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig) -> torch.Tensor:
+    """Apply one clip's augmentation to all its frames.
+
+    Args:
+        frames: uint8 ``[T, H, W, 3]`` as decoded (channel order as decoded -- colour ops are
+            applied to it as is, like the reference applies PIL ops to OpenCV BGR arrays).
+            Float frames in [0, 1] are accepted too.
+        params: from :func:`sample_clip_params` (drawn for frames of this H, W).
+        cfg: the config (only ``cfg.size`` is used here; probabilities live in ``params``).
+
+    Returns:
+        float32 ``[3, T, size, size]`` with values in [0, 1].
+    """
+    _check_frames(frames)
+    x = _crop_resize_to_float(frames, params.crop_top, params.crop_left, params.crop_side, cfg.size)
+
+    if params.contrast is not None and not params.contrast_late:
+        x = F.adjust_contrast(x, params.contrast)
+    if params.hue is not None:
+        x = F.adjust_hue(x, params.hue)
+    if params.saturation is not None:
+        x = F.adjust_saturation(x, params.saturation)
+    if params.brightness is not None:
+        x = F.adjust_brightness(x, params.brightness)
+    if params.contrast is not None and params.contrast_late:
+        x = F.adjust_contrast(x, params.contrast)
+
+    if params.grayscale:
+        x = F.rgb_to_grayscale(x, num_output_channels=3)
+        if params.gamma is not None:
+            x = F.adjust_gamma(x, params.gamma, gain=1.0)
+    elif params.drop_channel is not None:
+        x[:, params.drop_channel] = 0.0
+
+    if params.flip:
+        x = F.horizontal_flip(x)
+
+    if params.erase is not None:
+        e_top, e_left, e_h, e_w = params.erase
+        if not x.is_contiguous():  # rgb_to_grayscale(..., 3) returns an expanded view
+            x = x.contiguous()
+        # Slicing clips the box at the bottom/right border, as the reference allows.
+        x = F.erase(x, e_top, e_left, e_h, e_w, v=torch.zeros((), dtype=x.dtype), inplace=True)
+
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+def eval_clip(frames: torch.Tensor, size: int = 112, crop_fraction: float = 0.8) -> torch.Tensor:
+    """Deterministic evaluation transform (reference linear-eval / retrieval test loaders).
+
+    Centre square crop of side ``int(crop_fraction * short_side)`` (offsets rounded like
+    torchvision's ``center_crop``: ``round((H - side) / 2)``), bilinear antialiased resize to
+    ``size``; returns float32 ``[3, T, size, size]`` in [0, 1], channel order as decoded.
+    """
+    _check_frames(frames)
+    if not 0.0 < crop_fraction <= 1.0:
+        raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    h, w = frames.shape[1], frames.shape[2]
+    side = max(1, int(min(h, w) * crop_fraction))
+    top = int(round((h - side) / 2.0))
+    left = int(round((w - side) / 2.0))
+    x = _crop_resize_to_float(frames, top, left, side, int(size))
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+def normalize_clip(
+    clip: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> torch.Tensor:
+    """Per-channel ``(clip - mean) / std`` for a ``[3, T, H, W]`` clip (not in place).
+
+    Identity (returns ``clip`` itself) when both ``mean`` and ``std`` are ``None`` -- the
+    faithful TCLR setting (no mean/std normalisation).
+    """
+    if mean is None and std is None:
+        return clip
+    if mean is None or std is None:
+        raise ValueError("mean and std must both be given or both be None")
+    if clip.ndim != 4:
+        raise ValueError(f"clip must be [C, T, H, W], got shape {tuple(clip.shape)}")
+    c = clip.shape[0]
+    m = torch.as_tensor(mean, dtype=clip.dtype, device=clip.device).reshape(-1, 1, 1, 1)
+    s = torch.as_tensor(std, dtype=clip.dtype, device=clip.device).reshape(-1, 1, 1, 1)
+    if m.shape[0] != c or s.shape[0] != c:
+        raise ValueError(f"mean/std must have {c} entries")
+    if torch.any(s == 0):
+        raise ValueError("std must be non-zero")
+    return (clip - m) / s

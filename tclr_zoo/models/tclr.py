@@ -1,0 +1,106 @@
+"""The TCLR network: a video backbone with a temporal feature map plus the projection head.
+
+``forward_pretrain`` runs all 2 + 2K clip groups of a pretraining step through the backbone in ONE
+batch and all 2 + 2K + 2K head inputs through the head in one batch. With ``bn_mode="faithful"``
+(default) every BatchNorm layer still normalises each clip group with its own statistics, exactly as
+the reference code's ten separate forward passes (and eighteen head calls) do; see grouped_bn.py.
+``bn_mode="shared"`` is a named departure: one set of statistics over all clips of the step.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .grouped_bn import clip_groups, convert_to_grouped_bn
+from .heads import ProjectionHead
+
+BN_MODES = ("faithful", "shared")
+
+
+class TCLRModel(nn.Module):
+    """Backbone (``[B,3,T,H,W] -> [B,C,T',h,w]``) + projection head, with the TCLR pretraining forward."""
+
+    def __init__(self, backbone: nn.Module, head_dim: int = 128, bn_mode: str = "faithful") -> None:
+        super().__init__()
+        if bn_mode not in BN_MODES:
+            raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
+        self.bn_mode = bn_mode
+        self.backbone = convert_to_grouped_bn(backbone)
+        self.feature_dim = int(backbone.feature_dim)
+        self.head = convert_to_grouped_bn(ProjectionHead(self.feature_dim, out_dim=head_dim))
+
+    def temporal_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Spatially averaged feature map ``[B, C, T']`` (the TCLR retrieval feature before flattening)."""
+        return self.backbone(x).mean(dim=(3, 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.temporal_features(x)
+
+    def forward_pretrain(self, global_clips: torch.Tensor, local_clips: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Embeddings for one TCLR step.
+
+        Args:
+            global_clips: ``[2, B, 3, T, H, W]`` — two augmentations of each video's global clip.
+            local_clips: ``[2, K, B, 3, T, H, W]`` — two augmentations of its K local clips.
+        Returns:
+            ``global_z [2,B,D]``, ``global_steps_z [2,B,K,D]``, ``local_z [2,B,K,D]``, L2-normalised.
+        """
+        _check_pretrain_shapes(global_clips, local_clips)
+        num_local, videos = local_clips.shape[1], local_clips.shape[2]
+        # Group order = the reference's call order: global aug0, global aug1, local aug0 k=0..K-1, aug1.
+        groups = torch.cat([global_clips, local_clips.flatten(0, 1)], dim=0)  # [G, B, 3, T, H, W]
+        num_groups = groups.shape[0]
+        batch = groups.transpose(0, 1).reshape(videos * num_groups, *groups.shape[2:])  # video-major
+        if global_clips.is_cuda:
+            batch = batch.contiguous(memory_format=torch.channels_last_3d)
+        with clip_groups(self.backbone, num_groups if self.bn_mode == "faithful" else 1):
+            feats = self.temporal_features(batch)  # [B*G, C, T']
+        steps = feats.shape[-1]
+        if steps != num_local:
+            raise ValueError(
+                f"the backbone gives {steps} time-steps for {global_clips.shape[3]}-frame clips, but the "
+                f"global-local loss needs one per local clip ({num_local}); change frames or num_local"
+            )
+        feats = feats.view(videos, num_groups, self.feature_dim, steps)
+        head_in = _head_inputs(feats)  # [B, Gh, C]
+        head_groups = head_in.shape[1]
+        with clip_groups(self.head, head_groups if self.bn_mode == "faithful" else 1):
+            z = self.head(head_in.reshape(videos * head_groups, self.feature_dim))
+        return _split_embeddings(z.view(videos, head_groups, -1), num_local)
+
+
+def _check_pretrain_shapes(global_clips: torch.Tensor, local_clips: torch.Tensor) -> None:
+    if global_clips.dim() != 6 or global_clips.shape[0] != 2:
+        raise ValueError(f"global_clips must be [2, B, 3, T, H, W], got {tuple(global_clips.shape)}")
+    if local_clips.dim() != 7 or local_clips.shape[0] != 2:
+        raise ValueError(f"local_clips must be [2, K, B, 3, T, H, W], got {tuple(local_clips.shape)}")
+    if global_clips.shape[1] != local_clips.shape[2] or global_clips.shape[2:] != local_clips.shape[3:]:
+        raise ValueError(
+            f"global clips {tuple(global_clips.shape)} and local clips {tuple(local_clips.shape)} "
+            "must share batch size and clip shape"
+        )
+
+
+def _head_inputs(feats: torch.Tensor) -> torch.Tensor:
+    """Head inputs in the reference's call order, one group each.
+
+    Per global augmentation: its time-pooled feature, then each time-step; then every local clip
+    (time-pooled). ``feats`` is ``[B, G, C, K]`` with G = 2 + 2K.
+    """
+    videos, _, channels, steps = feats.shape
+    pooled = feats.mean(dim=-1)  # [B, G, C]
+    global_steps = feats[:, :2].transpose(2, 3)  # [B, 2, K, C]
+    global_part = torch.cat([pooled[:, :2, None], global_steps], dim=2).reshape(videos, 2 * (1 + steps), channels)
+    return torch.cat([global_part, pooled[:, 2:]], dim=1)
+
+
+def _split_embeddings(z: torch.Tensor, num_local: int) -> dict[str, torch.Tensor]:
+    videos, _, dim = z.shape
+    global_part = z[:, : 2 * (1 + num_local)].view(videos, 2, 1 + num_local, dim).transpose(0, 1)
+    local_z = z[:, 2 * (1 + num_local) :].view(videos, 2, num_local, dim).transpose(0, 1)
+    return {
+        "global_z": global_part[:, :, 0],
+        "global_steps_z": global_part[:, :, 1:],
+        "local_z": local_z,
+    }

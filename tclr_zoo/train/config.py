@@ -1,0 +1,172 @@
+"""Recipes: YAML files mapped onto dataclasses, with ``--set section.key=value`` overrides.
+
+A recipe names everything a run depends on, so a ``results.json`` plus its recipe reproduce a run.
+Bundled recipes (``recipes/*.yaml`` in a checkout) ship inside the wheel as ``tclr_zoo.recipes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be found, parsed or applied (a user mistake: the CLI exits 2)."""
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "r3d_18"
+    model_args: dict[str, Any] = field(default_factory=dict)  # overrides of the registry's arguments
+    head_dim: int = 128
+    bn_mode: str = "faithful"  # "faithful": per-clip-group BatchNorm stats as the reference; "shared"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ucf101"  # "ucf101" (UCF101-style folder with split files) or "synthetic"
+    root: str | None = None  # dataset folder; for "synthetic" the cache folder (default: cache dir)
+    split: int = 1
+    synthetic: dict[str, Any] = field(default_factory=dict)  # SyntheticConfig fields
+    frames: int = 16
+    stride: int = 4
+    num_local: int = 4
+    local_stride: int = 1
+    min_frames: int | None = None  # default: the reference's rule (span * 7 // 8 + 1)
+    size: int = 112
+    channel_order: str = "bgr"  # faithful: the reference feeds OpenCV's BGR frames
+    mean: list[float] | None = None  # faithful: no mean/std normalisation, pixels in [0, 1]
+    std: list[float] | None = None
+    augment: dict[str, Any] = field(default_factory=dict)  # AugmentConfig field overrides
+    workers: int = 4
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 1e-9
+    warmup: list[float] = field(default_factory=lambda: [0.01, 0.05, 0.1, 0.5, 1.0])  # lr x, per epoch
+    plateau_patience: int = 9  # epochs without a lower training loss before lr /= 1/factor
+    plateau_factor: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300
+    batch_size: int = 40
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when available, else cpu
+    amp: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "bf16", "fp16", "none"
+    channels_last: str = "auto"  # "auto" = channels_last_3d on CUDA
+    temperature: float = 0.1
+    loss_weights: dict[str, float] = field(default_factory=dict)  # LossWeights fields
+    ic_only: bool = False  # ablation: instance-contrastive losses only
+    max_steps_per_epoch: int | None = None  # for smoke tests
+
+
+@dataclass
+class EvalConfig:
+    knn: bool = True  # kNN retrieval (spec §6) at the end, for the trained and the random-init model
+    clips: int = 9
+    frames: int = 16
+    stride: int = 2
+    crop_fraction: float = 0.8
+    ks: list[int] = field(default_factory=lambda: [1, 5, 10, 20, 50])
+    batch_size: int = 4  # videos per forward pass
+
+
+@dataclass
+class Recipe:
+    name: str = "custom"
+    description: str = ""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    reference: dict[str, Any] = field(default_factory=dict)  # the paper's / reference code's numbers
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def bundled_recipes() -> list[str]:
+    """Names of the recipes shipped with the package (``tclr-zoo pretrain NAME``)."""
+    return sorted(p.name[:-5] for p in resources.files("tclr_zoo.recipes").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_recipe(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Recipe:
+    """A recipe from a YAML path or a bundled name (default ``demo``), with ``key=value`` overrides."""
+    text, origin = _recipe_text(source)
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{origin}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{origin}: a recipe must be a mapping of sections")
+    recipe = recipe_from_dict(raw, origin)
+    for item in overrides or []:
+        apply_override(recipe, item)
+    return recipe
+
+
+def _recipe_text(source: str | os.PathLike | None) -> tuple[str, str]:
+    name = "demo" if source is None else str(source)
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise RecipeError(f"{path}: recipe file not found")
+        return path.read_text(), str(path)
+    bundled = resources.files("tclr_zoo.recipes") / f"{name}.yaml"
+    if not bundled.is_file():
+        raise RecipeError(f"unknown recipe {name!r}: not a file, and bundled recipes are {', '.join(bundled_recipes())}")
+    return bundled.read_text(), f"{name} (bundled)"
+
+
+def recipe_from_dict(raw: dict[str, Any], origin: str = "recipe") -> Recipe:
+    recipe = Recipe()
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            if not isinstance(value, dict):
+                raise RecipeError(f"{origin}: section {key!r} must be a mapping")
+            for sub_key, sub_value in value.items():
+                _set_field(getattr(recipe, key), sub_key, sub_value, f"{origin}: {key}")
+        else:
+            _set_field(recipe, key, value, origin)
+    return recipe
+
+
+def apply_override(recipe: Recipe, item: str) -> None:
+    """Apply one ``section.key=value`` override; the value is parsed as YAML (``3``, ``[1,2]``, ``null``)."""
+    if "=" not in item:
+        raise RecipeError(f"override {item!r} must look like section.key=value")
+    dotted, text = item.split("=", 1)
+    value = yaml.safe_load(text) if text.strip() else None
+    parts = dotted.strip().split(".")
+    target: Any = recipe
+    for part in parts[:-1]:
+        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
+            raise RecipeError(f"override {item!r}: unknown section {part!r}")
+        target = getattr(target, part)
+    if isinstance(target, dict):
+        target[parts[-1]] = value
+        return
+    _set_field(target, parts[-1], value, f"override {item!r}")
+
+
+def _set_field(obj: Any, key: str, value: Any, where: str) -> None:
+    names = {f.name for f in dataclasses.fields(obj)}
+    if key not in names:
+        raise RecipeError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(names))}")
+    if key in _SECTIONS and dataclasses.is_dataclass(getattr(obj, key)):
+        raise RecipeError(f"{where}: {key!r} is a section; set its keys, e.g. {key}.<key>=value")
+    setattr(obj, key, value)

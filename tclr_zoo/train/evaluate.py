@@ -1,0 +1,90 @@
+"""Nearest-neighbour retrieval (spec §6): clip-averaged backbone features, cosine, recall@k.
+
+Features are the backbone's spatially averaged temporal map ``[C, T']`` flattened to ``C*T'``
+(2048-D for R3D-18: no projection head, no temporal pooling), averaged over evenly spaced clips and
+L2-normalised. Queries are the test split, the gallery is the train split; R@k is the fraction of
+queries whose class is among the labels of their k nearest gallery videos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from ..data.datasets import BadSample, EvalClipsDataset, VideoItem
+
+POOLINGS = ("temporal", "pooled")
+
+
+def _collate_eval(batch: list) -> dict:
+    good = [s for s in batch if not isinstance(s, BadSample)]
+    bad = [s for s in batch if isinstance(s, BadSample)]
+    if not good:
+        return {"bad": bad}
+    clips, labels, indices = zip(*good)
+    return {"clips": torch.stack(clips), "labels": torch.tensor(labels), "indices": torch.tensor(indices), "bad": bad}
+
+
+@torch.no_grad()
+def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch_size: int = 4, workers: int = 0,
+                     device: torch.device | str = "cpu", pooling: str = "temporal", progress: bool = False,
+                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
+    """L2-normalised video features ``[N, D]``, labels ``[N]`` and the videos that failed to decode.
+
+    ``pooling="temporal"`` keeps the time-steps (TCLR's protocol); ``"pooled"`` averages them too.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate_eval)
+    feats, labels, bad = [], [], []
+    try:
+        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+            bad += batch["bad"]
+            if "clips" not in batch:
+                continue
+            clips = batch["clips"].to(device)  # [B, N, 3, T, H, W]
+            videos, per_video = clips.shape[:2]
+            temporal = model.temporal_features(clips.flatten(0, 1)).float()  # [B*N, C, T']
+            per_clip = temporal.flatten(1) if pooling == "temporal" else temporal.mean(-1)
+            feats.append(F.normalize(per_clip.view(videos, per_video, -1).mean(1), dim=1).cpu())
+            labels.append(batch["labels"])
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise ValueError("no video could be decoded for feature extraction")
+    return torch.cat(feats), torch.cat(labels), bad
+
+
+def retrieval_recall(query: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor,
+                     gallery_labels: torch.Tensor, ks: Sequence[int] = (1, 5, 10, 20, 50),
+                     chunk: int = 4096) -> dict[str, float]:
+    """``{"R@k": fraction}`` for cosine retrieval of L2-normalised ``query`` rows among ``gallery`` rows."""
+    k_max = min(max(ks), gallery.shape[0])
+    hits = []
+    for start in range(0, query.shape[0], chunk):
+        sims = query[start:start + chunk] @ gallery.T
+        nearest = sims.topk(k_max, dim=1).indices  # sorted by decreasing similarity
+        hits.append(gallery_labels[nearest] == query_labels[start:start + chunk, None])
+    hit = torch.cat(hits)
+    return {f"R@{k}": hit[:, :min(k, k_max)].any(dim=1).float().mean().item() for k in ks}
+
+
+def knn_retrieval(model: torch.nn.Module, train_items: Sequence[VideoItem], test_items: Sequence[VideoItem], *,
+                  ks: Sequence[int] = (1, 5, 10, 20, 50), device="cpu", batch_size: int = 4, workers: int = 0,
+                  progress: bool = False, pooling: str = "temporal", **clip_args) -> dict:
+    """Spec §6 retrieval of the test split against the train split; returns recalls and counts."""
+    extract = dict(batch_size=batch_size, workers=workers, device=device, pooling=pooling, progress=progress)
+    gallery, gallery_labels, bad_g = extract_features(model, EvalClipsDataset(train_items, **clip_args),
+                                                      desc="gallery", **extract)
+    query, query_labels, bad_q = extract_features(model, EvalClipsDataset(test_items, **clip_args),
+                                                  desc="queries", **extract)
+    result = retrieval_recall(query, query_labels, gallery, gallery_labels, ks)
+    result.update(queries=int(query.shape[0]), gallery=int(gallery.shape[0]), bad_videos=len(bad_g) + len(bad_q),
+                  feature_dim=int(query.shape[1]))
+    return result

@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny synthetic dataset (real H.264 files) and a tiny pretraining recipe."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tclr_zoo.data.synthetic import SyntheticConfig, generate
+from tclr_zoo.train.config import load_recipe
+
+# 3 classes x 3 groups x 2 clips of 40 frames at 32x32: 12 train videos, 6 test videos.
+TINY_SYNTHETIC = {"num_classes": 3, "groups": 3, "clips_per_group": 2, "test_groups": 1,
+                  "frames": 40, "height": 32, "width": 32}
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("data") / "synthetic", SyntheticConfig(**TINY_SYNTHETIC))
+
+
+def tiny_overrides(dataset: Path, **extra) -> list[str]:
+    """``--set`` overrides turning the demo recipe into a seconds-long run on ``dataset``."""
+    values = {
+        "data.root": str(dataset),
+        "data.synthetic": "{" + ", ".join(f"{k}: {v}" for k, v in TINY_SYNTHETIC.items()) + "}",
+        "data.stride": 2,
+        "data.size": 32,
+        "data.workers": 0,
+        "model.head_dim": 32,
+        "train.epochs": 1,
+        "train.batch_size": 4,
+        "optim.warmup": "[1.0]",
+        "eval.clips": 2,
+        "eval.ks": "[1, 5]",
+        **extra,
+    }
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture
+def tiny_recipe(tiny_dataset):
+    def make(**extra):
+        return load_recipe("demo", tiny_overrides(tiny_dataset, **extra))
+
+    return make
+
+
+@pytest.fixture
+def copied_dataset(tiny_dataset, tmp_path) -> Path:
+    """A private copy of the tiny dataset that a test may damage."""
+    target = tmp_path / "synthetic"
+    shutil.copytree(tiny_dataset, target)
+    return target
+
