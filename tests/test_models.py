@@ -151,3 +151,22 @@ def test_pretrain_input_errors_are_clear():
         net.forward_pretrain(g, l[0])
     with pytest.raises(ValueError, match="time-steps"):
         net.forward_pretrain(g[:, :, :, :8], l[:, :, :, :, :8])
+
+
+def test_cuda_training_layout_bf16_and_channels_last_runs_on_cpu_too():
+    """The CUDA recipe path (channels_last_3d + bf16 autocast) exercised on the CPU: close to fp32."""
+    from tclr_zoo.losses import tclr_losses
+
+    torch.manual_seed(0)
+    reference = create_model("r3d_10_025").train()
+    fast = copy.deepcopy(reference).to(memory_format=torch.channels_last_3d)
+    assert fast._uses_channels_last() and not reference._uses_channels_last()
+    clips = _clips(videos=3)
+    expected = tclr_losses(**reference.forward_pretrain(*clips))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast.forward_pretrain(*clips)
+    got = tclr_losses(**out)
+    assert got["total"].dtype == torch.float32 and torch.isfinite(got["total"])
+    got["total"].backward()
+    for key in ("ic_global", "local_local", "global_local"):
+        assert abs(got[key].item() - expected[key].item()) < 0.1 * abs(expected[key].item()) + 0.05, key

@@ -75,7 +75,7 @@ def test_layout_and_split_files(tiny: Path):
     manifest = read_manifest(tiny)
     assert manifest["config"] == {
         "num_classes": 3, "groups": 2, "clips_per_group": 1, "test_groups": 1,
-        "frames": 24, "height": 32, "width": 32, "fps": 25, "seed": 0,
+        "frames": 24, "height": 32, "width": 32, "fps": 25, "seed": 0, "shared_scenes": True,
     }
     assert manifest["version"] == synthetic.GENERATOR_VERSION
     assert manifest["classes"] == classes
@@ -111,7 +111,7 @@ def test_decoded_video_matches_render(tiny: Path):
     """The files hold what render_video draws (up to H.264 / yuv420p loss)."""
     cfg = TINY
     name = sorted(CLASS_NAMES[: cfg.num_classes])[0]
-    app = sample_appearance(np.random.default_rng(synthetic._video_seed(cfg, name, 2, None)))
+    app = sample_appearance(np.random.default_rng(synthetic._scene_seed(cfg, name, 2)))
     ref = render_video(name, np.random.default_rng(synthetic._video_seed(cfg, name, 2, 1)), cfg, appearance=app)
     got = decode(tiny / "videos" / synthetic.video_relpath(name, 2, 1))
     assert np.abs(got.astype(np.float32) - ref).mean() < 6
@@ -319,3 +319,15 @@ def test_render_video_all_classes_shape_and_motion():
 def test_progress_bar(tmp_path, capsys):
     generate(tmp_path / "p", replace(TINY, num_classes=1, frames=4), progress=True)
     assert "synthetic videos" in capsys.readouterr().err
+
+
+def test_shared_scenes_give_every_class_the_same_group_appearance():
+    shared = SyntheticConfig(num_classes=3, groups=2, test_groups=1)
+    own = SyntheticConfig(num_classes=3, groups=2, test_groups=1, shared_scenes=False)
+    names = shared.class_names
+
+    def look(cfg, name):
+        return sample_appearance(np.random.default_rng(synthetic._scene_seed(cfg, name, 1)))
+
+    assert look(shared, names[0]) == look(shared, names[1]) == look(shared, names[2])
+    assert look(own, names[0]) != look(own, names[1])

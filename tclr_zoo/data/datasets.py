@@ -6,7 +6,9 @@ it on, so the training loop can log it once and count it in the epoch summary.
 
 Augmentation randomness is drawn from ``numpy.random.default_rng([seed, epoch, index])``: the same
 sample gets the same clips whatever the number of DataLoader workers, and a resumed run sees
-exactly the clips an uninterrupted run would have seen.
+exactly the clips an uninterrupted run would have seen. The epoch travels inside the sample key
+(``key = epoch * len(dataset) + index``, produced by ``EpochShuffleSampler`` in the main process),
+so DataLoader workers can persist across epochs instead of being restarted for each one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 
 from .decode import VideoDecodeError, decode_frames, probe
 from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
@@ -105,18 +107,16 @@ class TCLRPretrainDataset(Dataset):
         self.paths = [str(p) for p in paths]
         self.sampling, self.augment = sampling, augment
         self.channel_order, self.mean, self.std = channel_order, mean, std
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Call before each epoch's DataLoader iterator is created (workers copy the dataset then)."""
-        self.epoch = epoch
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor] | BadSample:
+    def __getitem__(self, key: int) -> dict[str, torch.Tensor] | BadSample:
+        """Sample ``key % len`` as drawn in epoch ``key // len`` (plain indices mean epoch 0)."""
+        epoch, index = divmod(int(key), len(self.paths))
         path = self.paths[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = np.random.default_rng([self.seed, epoch, index])
         try:
             info = probe(path)
             indices = sample_tclr_indices(info.num_frames, self.sampling, rng, path)
@@ -135,6 +135,24 @@ class TCLRPretrainDataset(Dataset):
     def _augment(self, frames: torch.Tensor, hw: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
         clip = augment_clip(frames, sample_clip_params(hw, self.augment, rng), self.augment)
         return normalize_clip(clip, self.mean, self.std)
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A fresh permutation per epoch, seeded by ``(seed, epoch)``, yielding epoch-tagged keys."""
+
+    def __init__(self, num_samples: int, seed: int = 0) -> None:
+        self.num_samples, self.seed, self.epoch = num_samples, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        offset = self.epoch * self.num_samples
+        return iter((offset + torch.randperm(self.num_samples, generator=generator)).tolist())
 
 
 def collate_pretrain(batch: list) -> dict:

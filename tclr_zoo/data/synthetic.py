@@ -13,7 +13,10 @@ learns something.  Layout written under ``root``::
 As in UCF101 the test split is made of whole groups (the first ``test_groups`` groups of
 every class) and the train split of the others.  A group is one "actor/scene": its clips
 share the background, the object's shape, colour and texture and roughly its size, and
-differ in position, speed, phase, rotation sense, camera shake and noise.
+differ in position, speed, phase, rotation sense, camera shake and noise.  With
+``shared_scenes`` (the default) group ``g`` is the *same* scene in every class, as if every
+action had been filmed in every scene: appearance then carries no class information at all,
+and a contrastive learner meets negatives that look alike and differ only in motion.
 
 Class design
 ------------
@@ -71,7 +74,7 @@ __all__ = [
 
 #: Bumped whenever the rendered pixels or the layout change; part of the manifest, so a cache
 #: written by another version is rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _GENERATOR_ID = "tclr_zoo.data.synthetic"
 
@@ -115,6 +118,7 @@ class SyntheticConfig:
     width: int = 64
     fps: int = 25
     seed: int = 0
+    shared_scenes: bool = True  # group g has the same appearance in every class
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_classes <= len(CLASS_NAMES):
@@ -476,11 +480,15 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
         container.mux(stream.encode())
 
 
-def _video_seed(config: SyntheticConfig, class_name: str, group: int, clip: int | None) -> np.random.SeedSequence:
-    key = [config.seed, CLASS_NAMES.index(class_name), group]
-    if clip is not None:
-        key.append(clip)
-    return np.random.SeedSequence(key)
+def _video_seed(config: SyntheticConfig, class_name: str, group: int, clip: int) -> np.random.SeedSequence:
+    return np.random.SeedSequence([config.seed, CLASS_NAMES.index(class_name), group, clip])
+
+
+def _scene_seed(config: SyntheticConfig, class_name: str, group: int) -> np.random.SeedSequence:
+    """The appearance of a group: shared by all classes with ``shared_scenes``, else per class."""
+    if config.shared_scenes:
+        return np.random.SeedSequence([config.seed, len(CLASS_NAMES), group])
+    return np.random.SeedSequence([config.seed, CLASS_NAMES.index(class_name), group])
 
 
 def _manifest(config: SyntheticConfig) -> dict:
@@ -533,7 +541,7 @@ def _write_dataset(out: Path, config: SyntheticConfig, progress: bool) -> None:
         bar = tqdm(total=len(jobs), desc="synthetic videos", unit="video")
     try:
         for label, name, g, c in jobs:
-            app = sample_appearance(np.random.default_rng(_video_seed(config, name, g, None)))
+            app = sample_appearance(np.random.default_rng(_scene_seed(config, name, g)))
             rng = np.random.default_rng(_video_seed(config, name, g, c))
             frames = render_video(name, rng, config, appearance=app)
             rel = video_relpath(name, g, c)

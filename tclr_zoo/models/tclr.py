@@ -52,7 +52,7 @@ class TCLRModel(nn.Module):
         groups = torch.cat([global_clips, local_clips.flatten(0, 1)], dim=0)  # [G, B, 3, T, H, W]
         num_groups = groups.shape[0]
         batch = groups.transpose(0, 1).reshape(videos * num_groups, *groups.shape[2:])  # video-major
-        if global_clips.is_cuda:
+        if self._uses_channels_last():
             batch = batch.contiguous(memory_format=torch.channels_last_3d)
         with clip_groups(self.backbone, num_groups if self.bn_mode == "faithful" else 1):
             feats = self.temporal_features(batch)  # [B*G, C, T']
@@ -68,6 +68,12 @@ class TCLRModel(nn.Module):
         with clip_groups(self.head, head_groups if self.bn_mode == "faithful" else 1):
             z = self.head(head_in.reshape(videos * head_groups, self.feature_dim))
         return _split_embeddings(z.view(videos, head_groups, -1), num_local)
+
+
+    def _uses_channels_last(self) -> bool:
+        """True after ``model.to(memory_format=torch.channels_last_3d)`` (the CUDA training layout)."""
+        first_conv = next(p for p in self.backbone.parameters() if p.dim() == 5)
+        return first_conv.is_contiguous(memory_format=torch.channels_last_3d)
 
 
 def _check_pretrain_shapes(global_clips: torch.Tensor, local_clips: torch.Tensor) -> None:

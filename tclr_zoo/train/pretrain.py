@@ -22,11 +22,11 @@ from typing import Callable
 import numpy as np
 import torch
 import yaml
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.datasets import TCLRPretrainDataset, VideoItem, collate_pretrain, read_ucf_split
+from ..data.datasets import EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, read_ucf_split
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
 from ..data.transforms import AugmentConfig
@@ -124,15 +124,15 @@ def build_dataset(recipe: Recipe, items: list[VideoItem]) -> TCLRPretrainDataset
                                mean=d.mean, std=d.std, seed=recipe.train.seed)
 
 
-def epoch_loader(dataset: TCLRPretrainDataset, recipe: Recipe, epoch: int, device: torch.device) -> DataLoader:
+def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device) -> DataLoader:
+    """One loader for the whole run; call ``loader.sampler.set_epoch(e)`` before iterating epoch e."""
     if len(dataset) < recipe.train.batch_size:
         raise RecipeError(f"{len(dataset)} training videos is fewer than train.batch_size={recipe.train.batch_size}")
-    dataset.set_epoch(epoch)
-    shuffle = torch.Generator().manual_seed(recipe.train.seed * 100_003 + epoch)
     workers = recipe.data.workers
-    return DataLoader(dataset, batch_size=recipe.train.batch_size, sampler=RandomSampler(dataset, generator=shuffle),
-                      num_workers=workers, collate_fn=collate_pretrain, drop_last=True,
-                      pin_memory=device.type == "cuda", prefetch_factor=2 if workers else None)
+    return DataLoader(dataset, batch_size=recipe.train.batch_size,
+                      sampler=EpochShuffleSampler(len(dataset), recipe.train.seed), num_workers=workers,
+                      collate_fn=collate_pretrain, drop_last=True, pin_memory=device.type == "cuda",
+                      persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
 
 
 def loss_weights(recipe: Recipe) -> LossWeights:
@@ -245,14 +245,14 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progr
         start_epoch, best_loss, history = _restore(load_checkpoint(ckpt_dir / "last.pt"), model, optimizer, schedule)
         log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {start_epoch + 1}")
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    dataset = build_dataset(recipe, data.train)
+    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device)
     logger, bad_log = ScalarLogger(out / "logs"), BadFileLog(log)
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
         f"batch {recipe.train.batch_size}, epochs {start_epoch + 1}..{recipe.train.epochs}")
     try:
         for epoch in range(start_epoch, recipe.train.epochs):
             schedule.start_epoch(epoch)
-            loader = epoch_loader(dataset, recipe, epoch, device)
+            loader.sampler.set_epoch(epoch)
             stats = train_one_epoch(model, optimizer, loader, recipe, device, bad_log, epoch=epoch, progress=progress)
             schedule.end_epoch(stats.loss)
             row = _epoch_row(epoch, stats, schedule.lr, recipe)
