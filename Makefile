@@ -8,7 +8,7 @@ STAMP := $(VENV)/.tclr-zoo-installed
 .PHONY: demo test install clean
 
 demo: $(STAMP)
-	$(VENV)/bin/tclr-zoo pretrain --out runs/demo
+	$(VENV)/bin/tclr-zoo pretrain --out runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest

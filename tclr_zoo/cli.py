@@ -46,11 +46,13 @@ def main() -> None:
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Run folder for checkpoints, logs, the saved model and results.json [default: runs/<recipe name>].")
 @click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt (schedule, optimiser, RNG).")
+@click.option("--overwrite", is_flag=True, help="Start afresh even if OUT already holds a run (its files are replaced).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set train.epochs=3 --set data.root=/data/UCF101 (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
 @user_errors_exit_2
-def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overrides: tuple[str, ...], no_progress: bool) -> None:
+def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: bool, overrides: tuple[str, ...],
+             no_progress: bool) -> None:
     """TCLR self-supervised pretraining from a RECIPE (a YAML file or a bundled name).
 
     Without RECIPE it runs the CPU demo: a small R3D trained on a generated synthetic action
@@ -61,8 +63,10 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overrides: t
     from .train.pretrain import pretrain as run_pretrain
 
     loaded = load_recipe(recipe, list(overrides))
-    results = run_pretrain(loaded, out_dir or f"runs/{loaded.name}", resume=resume, progress=not no_progress,
-                           log=lambda msg: click.echo(msg, err=False))
+    if resume and overwrite:
+        raise click.UsageError("--resume and --overwrite exclude each other")
+    results = run_pretrain(loaded, out_dir or f"runs/{loaded.name}", resume=resume, overwrite=overwrite,
+                           progress=not no_progress, log=click.echo)
     if "knn_r1" in results:
         click.echo(f"R@1 trained {results['knn_r1']:.3f} vs random init {results['knn_r1_random_init']:.3f}")
 

@@ -29,7 +29,7 @@ CARD_NAME = "README.md"
 def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], preprocessing: dict[str, Any],
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``config.json`` content describing ``model`` (``extra`` adds e.g. training results)."""
-    steps = preprocessing["frames"] // 4
+    steps = preprocessing["frames"] // model.temporal_downsampling
     config = {
         "library": "tclr_zoo",
         "library_version": __version__,

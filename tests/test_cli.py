@@ -64,6 +64,14 @@ def test_pretrain_and_resume_from_the_command_line(tmp_path, tiny_dataset):
                  + _set_args(tiny_dataset, **{"train.epochs": 2, "eval.knn": "false"}), tmp_path)
     assert again.returncode == 0, again.stderr
     assert "resumed from" in again.stdout and "epoch 2:" in again.stdout
+    refused = _run(CLI + ["pretrain", "--out", str(out), "--no-progress"] + _set_args(tiny_dataset), tmp_path)
+    assert refused.returncode == 2 and "already holds a run" in refused.stderr
+    assert json.loads((out / "results.json").read_text())["epochs"] == 2  # nothing was lost
+    fresh = _run(CLI + ["pretrain", "--out", str(out), "--overwrite", "--no-progress"]
+                 + _set_args(tiny_dataset, **{"eval.knn": "false"}), tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    assert json.loads((out / "results.json").read_text())["epochs"] == 1
+    assert (out / "logs" / "metrics.csv").read_text().count("loss/total") == 1  # old logs replaced
 
 
 def test_demo_recipe_ships_in_the_wheel_and_runs_from_it(tmp_path, tiny_dataset):

@@ -33,6 +33,7 @@ class C3D(nn.Module):
         if len(widths) != 5 or len(convs_per_stage) != 5:
             raise ValueError("C3D needs 5 widths and 5 conv counts (one per stage)")
         self.feature_dim = int(widths[-1])
+        self.temporal_downsampling = 4  # 16 frames -> 4 time-steps
         stages = []
         in_ch = 3
         for width, convs, pool in zip(widths, convs_per_stage, _POOLS):

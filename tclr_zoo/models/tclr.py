@@ -28,6 +28,7 @@ class TCLRModel(nn.Module):
         self.bn_mode = bn_mode
         self.backbone = convert_to_grouped_bn(backbone)
         self.feature_dim = int(backbone.feature_dim)
+        self.temporal_downsampling = int(backbone.temporal_downsampling)
         self.head = convert_to_grouped_bn(ProjectionHead(self.feature_dim, out_dim=head_dim))
 
     def temporal_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import copy
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +219,20 @@ def preprocessing_config(recipe: Recipe) -> dict:
             "eval_protocol": {"clips": e.clips, "pooling": "temporal", "similarity": "cosine"}}
 
 
-def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict:
-    """Run a recipe end to end; returns (and writes to ``OUT/results.json``) the run's numbers."""
+def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+             progress: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Run a recipe end to end; returns (and writes to ``OUT/results.json``) the run's numbers.
+
+    A folder that already holds a run is continued with ``resume`` or replaced with ``overwrite``;
+    otherwise it is left untouched and the call fails, so no earlier checkpoint is lost by mistake.
+    """
     wall_start = time.perf_counter()
     out = Path(out_dir)
+    if not (resume or overwrite) and (out / "checkpoints" / "last.pt").exists():
+        raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
+                          "it, or choose another --out")
+    if overwrite and not resume:
+        _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out / "checkpoints"
     device = resolve_device(recipe.train.device)
@@ -269,6 +279,14 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progr
     finally:
         logger.close()
     return _finish(model, random_init, data, recipe, device, out, history, wall_start, progress, log)
+
+
+def _clear_run(out: Path) -> None:
+    """Remove the outputs of an earlier run in ``out`` (only what ``pretrain`` itself writes)."""
+    for name in ("checkpoints", "logs", "model"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("results.json", "recipe.yaml"):
+        (out / name).unlink(missing_ok=True)
 
 
 def _epoch_row(epoch: int, stats: EpochStats, lr: float, recipe: Recipe) -> dict:
