@@ -93,3 +93,9 @@ def test_demo_recipe_ships_in_the_wheel_and_runs_from_it(tmp_path, tiny_dataset)
                   + _set_args(tiny_dataset, **{"eval.knn": "false"}), workdir, env)
     assert result.returncode == 0, result.stderr
     assert (workdir / "run" / "model" / "model.safetensors").is_file()
+
+
+def test_example_script_runs(tmp_path):
+    result = _run([sys.executable, str(REPO / "examples" / "tclr_step.py")], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "global_steps_z  (2, 4, 4, 128)" in result.stdout and "total=" in result.stdout

@@ -13,6 +13,7 @@ import contextlib
 import copy
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -56,6 +57,7 @@ class EpochStats:
     seconds: float = 0.0
     bad_files: int = 0
     skipped_steps: int = 0
+    peak_gpu_memory_gb: float | None = None
 
     @property
     def loss(self) -> float:
@@ -125,11 +127,10 @@ def build_dataset(recipe: Recipe, items: list[VideoItem]) -> TCLRPretrainDataset
                                mean=d.mean, std=d.std, seed=recipe.train.seed)
 
 
-def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device) -> DataLoader:
+def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device, workers: int) -> DataLoader:
     """One loader for the whole run; call ``loader.sampler.set_epoch(e)`` before iterating epoch e."""
     if len(dataset) < recipe.train.batch_size:
         raise RecipeError(f"{len(dataset)} training videos is fewer than train.batch_size={recipe.train.batch_size}")
-    workers = recipe.data.workers
     return DataLoader(dataset, batch_size=recipe.train.batch_size,
                       sampler=EpochShuffleSampler(len(dataset), recipe.train.seed), num_workers=workers,
                       collate_fn=collate_pretrain, drop_last=True, pin_memory=device.type == "cuda",
@@ -150,6 +151,8 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
     clips_per_video = 2 * (1 + recipe.data.num_local)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.train.epochs}", disable=not progress, leave=False,
                total=min(len(loader), limit) if limit else len(loader))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     for batch in bar:
         stats.bad_files += bad_log.report(batch["bad"])
@@ -166,6 +169,8 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
         if limit and stats.steps >= limit:
             break
     stats.seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        stats.peak_gpu_memory_gb = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     stats.losses = {k: v / max(stats.steps, 1) for k, v in sums.items()}
     return stats
 
@@ -182,6 +187,15 @@ def train_step(model, optimizer, batch, recipe: Recipe, device, weights: LossWei
     losses["total"].backward()
     optimizer.step()
     return {k: float(v.detach()) for k, v in losses.items()}
+
+
+def _worker_count(recipe: Recipe, log: Callable[[str], None]) -> int:
+    """``data.workers``, capped at the CPU count (more decode processes than cores only thrash)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if recipe.data.workers > cpus:
+        log(f"data.workers={recipe.data.workers} reduced to {cpus}, the number of CPUs available")
+        return cpus
+    return recipe.data.workers
 
 
 def _use_channels_last(recipe: Recipe, device: torch.device) -> bool:
@@ -243,6 +257,8 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
                          bn_mode=recipe.model.bn_mode)
     random_init = copy.deepcopy(model)  # the same network at initialisation: the kNN baseline
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
     if _use_channels_last(recipe, device):
         model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
@@ -255,7 +271,7 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
         start_epoch, best_loss, history = _restore(load_checkpoint(ckpt_dir / "last.pt"), model, optimizer, schedule)
         log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {start_epoch + 1}")
     (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device)
+    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device, _worker_count(recipe, log))
     logger, bad_log = ScalarLogger(out / "logs"), BadFileLog(log)
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
         f"batch {recipe.train.batch_size}, epochs {start_epoch + 1}..{recipe.train.epochs}")
@@ -294,7 +310,8 @@ def _epoch_row(epoch: int, stats: EpochStats, lr: float, recipe: Recipe) -> dict
     return {"epoch": epoch + 1, **{k: round(v, 5) for k, v in stats.losses.items()}, "lr": lr,
             "steps": stats.steps, "videos": stats.videos, "seconds": round(stats.seconds, 2),
             "clips_per_second": round(clips / stats.seconds, 2) if stats.seconds else 0.0,
-            "bad_files": stats.bad_files, "skipped_steps": stats.skipped_steps}
+            "bad_files": stats.bad_files, "skipped_steps": stats.skipped_steps,
+            "peak_gpu_memory_gb": stats.peak_gpu_memory_gb}
 
 
 def _epoch_summary(row: dict) -> str:
@@ -311,6 +328,8 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
     clips = sum(r["videos"] for r in history) * 2 * (1 + recipe.data.num_local)
     results["clips_per_second"] = round(clips / train_seconds, 2) if train_seconds else 0.0
     results["bad_files"] = sum(r["bad_files"] for r in history)
+    peaks = [r["peak_gpu_memory_gb"] for r in history if r.get("peak_gpu_memory_gb") is not None]
+    results["peak_gpu_memory_gb"] = max(peaks) if peaks else None
     if recipe.eval.knn:
         trained = _knn(model, data, recipe, device, progress)
         baseline = _knn(random_init.to(device), data, recipe, device, progress)

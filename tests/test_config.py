@@ -1,0 +1,68 @@
+"""Recipes: bundled files, the paper recipe's reference settings, overrides and their errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tclr_zoo.train.config import RecipeError, bundled_recipes, load_recipe
+from tclr_zoo.train.schedule import WarmupPlateauSchedule
+
+
+def test_bundled_recipes_load():
+    assert {"demo", "tclr_r3d18_ucf101"} <= set(bundled_recipes())
+    for name in bundled_recipes():
+        assert load_recipe(name).name == name
+
+
+def test_paper_recipe_has_the_reference_settings():
+    r = load_recipe("tclr_r3d18_ucf101")
+    assert (r.model.arch, r.model.bn_mode, r.model.head_dim) == ("r3d_18", "faithful", 128)
+    assert (r.data.frames, r.data.stride, r.data.num_local, r.data.size) == (16, 4, 4, 112)
+    assert (r.data.channel_order, r.data.mean, r.data.std) == ("bgr", None, None)
+    assert (r.optim.lr, r.optim.weight_decay, r.optim.warmup) == (1e-3, 1e-9, [0.01, 0.05, 0.1, 0.5, 1.0])
+    assert (r.optim.plateau_patience, r.optim.plateau_factor) == (9, 0.1)
+    assert (r.train.batch_size, r.train.amp, r.train.channels_last, r.train.temperature) == (40, "auto", "auto", 0.1)
+    assert r.reference["paper_ucf101_knn_r1"] == 0.562
+
+
+def test_overrides_parse_yaml_values():
+    r = load_recipe("demo", ["train.epochs=3", "optim.warmup=[0.5, 1.0]", "data.mean=null",
+                             "train.loss_weights.local_local=0.5", "data.synthetic={num_classes: 3}"])
+    assert r.train.epochs == 3 and r.optim.warmup == [0.5, 1.0] and r.data.mean is None
+    assert r.train.loss_weights == {"local_local": 0.5} and r.data.synthetic == {"num_classes": 3}
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epochz=3", "unknown key 'epochz'"),
+    ("trian.epochs=3", "unknown section 'trian'"),
+    ("train=3", "is a section"),
+    ("epochs", "section.key=value"),
+])
+def test_bad_overrides_name_the_problem(override, message):
+    with pytest.raises(RecipeError, match=message):
+        load_recipe("demo", [override])
+
+
+def test_recipe_file_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [1, 2\n")
+    with pytest.raises(RecipeError, match="bad.yaml: not valid YAML"):
+        load_recipe(bad)
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("model:\n  archh: r3d_18\n")
+    with pytest.raises(RecipeError, match="unknown key 'archh'"):
+        load_recipe(unknown)
+
+
+def test_schedule_warms_up_then_divides_on_plateau():
+    import torch
+
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = WarmupPlateauSchedule(opt, 1e-3, [0.01, 0.05, 0.1, 0.5, 1.0], patience=2, factor=0.1)
+    lrs = []
+    for epoch, loss in enumerate([5, 4, 3, 2, 1, 1, 1, 1, 1]):
+        schedule.start_epoch(epoch)
+        lrs.append(schedule.lr)
+        schedule.end_epoch(loss)
+    assert lrs[:5] == pytest.approx([1e-5, 5e-5, 1e-4, 5e-4, 1e-3])
+    assert lrs[-1] == pytest.approx(1e-4)  # no improvement for more than 2 epochs after warm-up
