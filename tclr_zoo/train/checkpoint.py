@@ -1,7 +1,7 @@
 """Training checkpoints: written atomically, loaded without executing pickled code.
 
-A checkpoint holds only tensors, numbers, strings, lists and dicts, so ``torch.load(...,
-weights_only=True)`` reads it. Writing goes to a temporary file in the same folder, is flushed and
+A checkpoint holds only tensors, numbers, strings, lists and dicts, so it is read with
+``weights_only=True`` (no pickled code can run). Writing goes to a temporary file in the same folder, is flushed and
 fsync'ed, then renamed over the target: a crash leaves either the old or the new file, never half.
 """
 

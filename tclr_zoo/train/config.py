@@ -62,7 +62,7 @@ class TrainConfig:
     batch_size: int = 40
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
-    amp: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "bf16", "fp16", "none"
+    amp: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "bf16", "none"
     channels_last: str = "auto"  # "auto" = channels_last_3d on CUDA
     temperature: float = 0.1
     loss_weights: dict[str, float] = field(default_factory=dict)  # LossWeights fields
