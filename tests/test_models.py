@@ -170,3 +170,28 @@ def test_cuda_training_layout_bf16_and_channels_last_runs_on_cpu_too():
     got["total"].backward()
     for key in ("ic_global", "local_local", "global_local"):
         assert abs(got[key].item() - expected[key].item()) < 0.1 * abs(expected[key].item()) + 0.05, key
+
+
+@pytest.mark.parametrize("groups_per_pass", [1, 3, 10])
+def test_any_split_into_backbone_passes_gives_the_same_numbers(groups_per_pass):
+    torch.manual_seed(0)
+    one_pass = create_model("r3d_10_025").train()
+    split = copy.deepcopy(one_pass)
+    split.groups_per_pass = groups_per_pass
+    clips = _clips(videos=2)
+    a, b = one_pass.forward_pretrain(*clips), split.forward_pretrain(*clips)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    for p, q in zip(_bn_layers(one_pass), _bn_layers(split)):
+        torch.testing.assert_close(p.running_mean, q.running_mean, atol=1e-6, rtol=1e-5)
+        assert int(p.num_batches_tracked) == int(q.num_batches_tracked)
+
+
+def test_grouped_bn_output_is_not_an_autograd_view():
+    """An in-place ReLU on a view would be recorded as CopySlices and copy the activation in backward."""
+    from tclr_zoo.models.grouped_bn import grouped_batch_norm
+
+    bn = GroupedBatchNorm3d(4).train()
+    out = grouped_batch_norm(torch.randn(6, 4, 2, 3, 3, requires_grad=True), bn, groups=3)
+    assert out._base is None
+    torch.nn.functional.relu(out, inplace=True).sum().backward()

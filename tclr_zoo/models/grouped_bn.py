@@ -78,7 +78,7 @@ def _grouped_bn_native(x, bn, groups, videos):
     bias = bn.bias.repeat(groups) if bn.bias is not None else None
     # momentum=1 makes the "running" buffers receive exactly this batch's mean and unbiased variance.
     out = F.batch_norm(wide, stats_mean, stats_var, weight, bias, True, 1.0, bn.eps)
-    return out.view_as(x), stats_mean.view(groups, channels), stats_var.view(groups, channels)
+    return _unviewed(out, x.shape), stats_mean.view(groups, channels), stats_var.view(groups, channels)
 
 
 def _grouped_bn_strided(x, bn, groups, videos):
@@ -92,10 +92,20 @@ def _grouped_bn_strided(x, bn, groups, videos):
     shift = -mean * scale
     if bn.bias is not None:
         shift = shift + _broadcast(bn.bias, grouped)
-    out = (grouped * scale.to(x.dtype) + shift.to(x.dtype)).view_as(x)
+    out = _unviewed(grouped * scale.to(x.dtype) + shift.to(x.dtype), x.shape)
     count = grouped.numel() // (groups * channels)
     unbiased = var.detach().reshape(groups, channels) * (count / max(count - 1, 1))
     return out, mean.detach().reshape(groups, channels), unbiased
+
+
+def _unviewed(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Reshape a fresh tensor without autograd treating the result as a view of it.
+
+    The next layer is usually ``ReLU(inplace=True)``; an in-place op on an autograd *view* is
+    recorded as CopySlices, whose backward copies the whole activation (measured: +25% step
+    time on CPU). ``_unsafe_view`` is what ``reshape`` itself uses for tensors nobody else sees.
+    """
+    return torch.ops.aten._unsafe_view(tensor, shape)
 
 
 def _broadcast(param: torch.Tensor, grouped: torch.Tensor) -> torch.Tensor:

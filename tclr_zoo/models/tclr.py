@@ -21,11 +21,15 @@ BN_MODES = ("faithful", "shared")
 class TCLRModel(nn.Module):
     """Backbone (``[B,3,T,H,W] -> [B,C,T',h,w]``) + projection head, with the TCLR pretraining forward."""
 
-    def __init__(self, backbone: nn.Module, head_dim: int = 128, bn_mode: str = "faithful") -> None:
+    def __init__(self, backbone: nn.Module, head_dim: int = 128, bn_mode: str = "faithful",
+                 groups_per_pass: int | None = None) -> None:
         super().__init__()
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
         self.bn_mode = bn_mode
+        # How many clip groups share one backbone pass (None: all). With faithful BatchNorm any
+        # split gives the same numbers; it only trades kernel size against cache/memory use.
+        self.groups_per_pass = groups_per_pass
         self.backbone = convert_to_grouped_bn(backbone)
         self.feature_dim = int(backbone.feature_dim)
         self.temporal_downsampling = int(backbone.temporal_downsampling)
@@ -52,24 +56,36 @@ class TCLRModel(nn.Module):
         # Group order = the reference's call order: global aug0, global aug1, local aug0 k=0..K-1, aug1.
         groups = torch.cat([global_clips, local_clips.flatten(0, 1)], dim=0)  # [G, B, 3, T, H, W]
         num_groups = groups.shape[0]
-        batch = groups.transpose(0, 1).reshape(videos * num_groups, *groups.shape[2:])  # video-major
-        if self._uses_channels_last():
-            batch = batch.contiguous(memory_format=torch.channels_last_3d)
-        with clip_groups(self.backbone, num_groups if self.bn_mode == "faithful" else 1):
-            feats = self.temporal_features(batch)  # [B*G, C, T']
+        feats = self._grouped_features(groups)  # [B, G, C, T']
         steps = feats.shape[-1]
         if steps != num_local:
             raise ValueError(
                 f"the backbone gives {steps} time-steps for {global_clips.shape[3]}-frame clips, but the "
                 f"global-local loss needs one per local clip ({num_local}); change frames or num_local"
             )
-        feats = feats.view(videos, num_groups, self.feature_dim, steps)
         head_in = _head_inputs(feats)  # [B, Gh, C]
         head_groups = head_in.shape[1]
         with clip_groups(self.head, head_groups if self.bn_mode == "faithful" else 1):
             z = self.head(head_in.reshape(videos * head_groups, self.feature_dim))
         return _split_embeddings(z.view(videos, head_groups, -1), num_local)
 
+
+    def _grouped_features(self, groups: torch.Tensor) -> torch.Tensor:
+        """``[G, B, 3, T, H, W]`` clip groups -> ``[B, G, C, T']`` features, ``groups_per_pass`` at a time."""
+        num_groups, videos = groups.shape[:2]
+        if self.bn_mode == "shared":
+            chunks = [groups]  # one set of statistics over all clips needs them in one pass
+        else:
+            chunks = groups.split(self.groups_per_pass or num_groups, dim=0)
+        outputs = []
+        for chunk in chunks:  # in group order, so running statistics fold as in the reference
+            batch = chunk.transpose(0, 1).reshape(videos * chunk.shape[0], *chunk.shape[2:])  # video-major
+            if self._uses_channels_last():
+                batch = batch.contiguous(memory_format=torch.channels_last_3d)
+            with clip_groups(self.backbone, chunk.shape[0] if self.bn_mode == "faithful" else 1):
+                feats = self.temporal_features(batch)  # [B*g, C, T']
+            outputs.append(feats.view(videos, chunk.shape[0], *feats.shape[1:]))
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=1)
 
     def _uses_channels_last(self) -> bool:
         """True after ``model.to(memory_format=torch.channels_last_3d)`` (the CUDA training layout)."""

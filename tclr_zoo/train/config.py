@@ -68,6 +68,9 @@ class TrainConfig:
     loss_weights: dict[str, float] = field(default_factory=dict)  # LossWeights fields
     ic_only: bool = False  # ablation: instance-contrastive losses only
     max_steps_per_epoch: int | None = None  # for smoke tests
+    # Clip groups per backbone pass ("auto": all 10 in one pass on CUDA, 2 on CPU, where smaller
+    # activations stay in cache: measured 1.45x faster at 64 px). Same numbers either way.
+    groups_per_pass: int | str = "auto"
 
 
 @dataclass

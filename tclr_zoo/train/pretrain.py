@@ -201,6 +201,17 @@ def _worker_count(recipe: Recipe, log: Callable[[str], None]) -> int:
     return recipe.data.workers
 
 
+def _groups_per_pass(recipe: Recipe, device: torch.device) -> int | None:
+    setting = recipe.train.groups_per_pass
+    if setting == "auto":
+        return None if device.type == "cuda" else 2
+    if setting == "all":
+        return None
+    if not isinstance(setting, int) or setting < 1:
+        raise RecipeError(f"train.groups_per_pass must be auto, all or a positive integer, got {setting!r}")
+    return setting
+
+
 def _use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     setting = recipe.train.channels_last
     return device.type == "cuda" if setting == "auto" else bool(setting)
@@ -258,6 +269,7 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
     model = create_model(recipe.model.arch, model_args=model_args, head_dim=recipe.model.head_dim,
                          bn_mode=recipe.model.bn_mode)
+    model.groups_per_pass = _groups_per_pass(recipe, device)
     random_init = copy.deepcopy(model)  # the same network at initialisation: the kNN baseline
     model.to(device)
     if device.type == "cuda":
