@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import av
 import numpy as np
 import torch
 import yaml
@@ -359,7 +360,7 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
     summary = {k: results[k] for k in ("knn_r1", "knn_r1_random_init", "dataset") if k in results}
     save_pretrained(model.to("cpu").eval(), out / "model", config, card=model_card(config, summary))
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)
-    results["versions"] = {"tclr_zoo": __version__, "torch": torch.__version__}
+    results["versions"] = {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     log(f"saved model to {out / 'model'} and results to {out / 'results.json'} "
         f"(wall time {results['wall_seconds']:.0f}s)")
