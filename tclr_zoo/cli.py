@@ -12,12 +12,13 @@ import sys
 import click
 
 from . import __version__
+from .data.datasets import DatasetError
 from .data.decode import VideoDecodeError
 from .registry import ModelNotFoundError, get_arch, list_models
 from .train.checkpoint import CheckpointError
 from .train.config import RecipeError, bundled_recipes
 
-USER_ERRORS = (RecipeError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
+USER_ERRORS = (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
                NotADirectoryError, PermissionError)
 
 
@@ -71,14 +72,96 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: b
         click.echo(f"R@1 trained {results['knn_r1']:.3f} vs random init {results['knn_r1_random_init']:.3f}")
 
 
+def _parse_settings(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    settings = {}
+    for item in items:
+        if "=" not in item:
+            raise click.UsageError(f"--set {item!r} must look like name=value")
+        key, value = item.split("=", 1)
+        settings[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return settings
+
+
+def _write_result(result: dict, out: str | None) -> None:
+    import json
+
+    from .train.checkpoint import atomic_write
+    from .train.protocols import format_table
+
+    click.echo(format_table(result))
+    if out:
+        atomic_write(out, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+        click.echo(f"wrote {out}")
+
+
+@main.command("eval")
+@click.argument("model")
+@click.option("--protocol", type=click.Choice(["retrieval", "linear", "finetune"]), required=True,
+              help="retrieval: kNN R@k (spec §6); linear: frozen backbone + linear layer; finetune: all layers.")
+@click.option("--dataset", type=click.Choice(["ucf101", "hmdb51", "kinetics400", "folder", "csv"]), required=True,
+              help="Layout of --root (the official one for ucf101, hmdb51, kinetics400).")
+@click.option("--root", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
+@click.option("--split", default=1, show_default=True, help="Official split number (UCF101/HMDB51: 1-3).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@user_errors_exit_2
+def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
+             settings: tuple[str, ...], device: str, no_progress: bool) -> None:
+    """Evaluate MODEL (a saved model folder or a pretraining checkpoint) on a dataset.
+
+    Prints a table of the metrics and, with --out, writes them as JSON with the model id, the
+    protocol's parameters, dataset, split and library versions.
+    """
+    from .train.pretrain import resolve_device
+    from .train.protocols import run_protocol
+
+    result = run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
+                          device=resolve_device(device), progress=not no_progress, log=click.echo)
+    _write_result(result, out_file)
+
+
+@main.command()
+@click.argument("recipe")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe value: model=PATH, data.root=DIR, settings.epochs=10 (repeatable).")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@user_errors_exit_2
+def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], device: str, no_progress: bool) -> None:
+    """Run a downstream RECIPE (fine-tuning, linear probe or retrieval; a YAML file or a bundled name).
+
+    The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
+    protocol settings and the paper's number to compare with; see recipes/finetune_*.yaml.
+    """
+    from .train.pretrain import resolve_device
+    from .train.protocols import load_protocol_recipe, run_protocol
+
+    loaded = load_protocol_recipe(recipe, list(overrides))
+    data = loaded["data"]
+    result = run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
+                          split=data.get("split", 1), overrides=loaded.get("settings") or {},
+                          device=resolve_device(device), progress=not no_progress, log=click.echo)
+    result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
+    _write_result(result, out_file)
+    for key, value in result["reference"].items():
+        click.echo(f"reference {key}: {value}")
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 @click.option("--recipes", is_flag=True, help="List the bundled recipes instead of architectures.")
 def list_cmd(pattern: str, recipes: bool) -> None:
     """List architectures (matching a shell PATTERN, e.g. 'r3d_*') or bundled recipes."""
     if recipes:
-        for name in bundled_recipes():
-            click.echo(name)
+        for kind, command in (("pretrain", "tclr-zoo pretrain"), ("downstream", "tclr-zoo finetune")):
+            for name in bundled_recipes(kind):
+                click.echo(f"{name:26s} {command}")
         return
     for name in list_models(pattern):
         click.echo(f"{name:18s} {get_arch(name).description}")

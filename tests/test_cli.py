@@ -45,7 +45,7 @@ def test_list_architectures_and_recipes(tmp_path):
     (["pretrain", "missing.yaml"], "missing.yaml: recipe file not found"),
     (["pretrain", "--set", "train.epochz=3"], "unknown key 'epochz'"),
     (["pretrain", "--set", "model.arch=r3d_99"], "unknown architecture 'r3d_99'"),
-    (["pretrain", "tclr_r3d18_ucf101"], "data.root must point at the UCF101 folder"),
+    (["pretrain", "tclr_r3d18_ucf101"], "data.root must point at the ucf101 folder"),
 ])
 def test_user_errors_exit_2_with_one_line(tmp_path, args, message):
     result = _run(CLI + args + ["--out", str(tmp_path / "out")], tmp_path)

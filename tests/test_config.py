@@ -9,9 +9,13 @@ from tclr_zoo.train.schedule import WarmupPlateauSchedule
 
 
 def test_bundled_recipes_load():
-    assert {"demo", "tclr_r3d18_ucf101"} <= set(bundled_recipes())
-    for name in bundled_recipes():
+    assert {"demo", "tclr_r3d18_ucf101", "tclr_r3d18_k400", "tclr_c3d_ucf101"} <= set(bundled_recipes("pretrain"))
+    for name in bundled_recipes("pretrain"):
         assert load_recipe(name).name == name
+    downstream = bundled_recipes("downstream")
+    assert {"finetune_r3d18_ucf101", "linear_r3d18_hmdb51", "retrieval_r3d18_ucf101"} <= set(downstream)
+    with pytest.raises(RecipeError, match="tclr-zoo finetune"):
+        load_recipe(downstream[0])
 
 
 def test_paper_recipe_has_the_reference_settings():

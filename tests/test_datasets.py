@@ -1,4 +1,6 @@
-"""UCF101-style split reading, the pretraining dataset (real files), bad files, eval clips."""
+"""UCF101-style split reading (``read_ucf_split``), the pretraining dataset (real files), bad files, eval clips.
+
+The other official layouts and ``load_split`` are tested in test_layouts.py."""
 
 from __future__ import annotations
 
@@ -55,13 +57,16 @@ def test_official_ucf101_layout(tmp_path):
 def test_split_errors_name_the_file(tmp_path, tiny_dataset):
     with pytest.raises(FileNotFoundError, match="classInd.txt"):
         read_ucf_split(tmp_path, 1, "train")
-    with pytest.raises(FileNotFoundError, match="trainlist02.txt"):
-        read_ucf_split(tiny_dataset, 2, "train")
+    with pytest.raises(FileNotFoundError, match="trainlist04.txt"):
+        read_ucf_split(tiny_dataset, 4, "train")
+    with pytest.raises(ValueError, match="subset"):
+        read_ucf_split(tiny_dataset, 1, "val")
 
 
 def test_synthetic_layout_and_pretrain_item(tiny_dataset):
     train, classes = read_ucf_split(tiny_dataset, 1, "train")
     assert len(train) == 12 and len(classes) == 3
+    assert all(i.path.parent.parent.name == "UCF-101" for i in train)  # the official layout by default
     ds = TCLRPretrainDataset([i.path for i in train], SAMPLING, AUGMENT)
     item = ds[0]
     assert item["global"].shape == (2, 3, 16, 32, 32)

@@ -56,13 +56,13 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tiny_recipe, tmp_p
 
 
 def test_bad_files_are_skipped_logged_once_and_counted(copied_dataset, tiny_recipe, tmp_path):
-    split = copied_dataset / "splits" / "trainlist01.txt"
+    split = copied_dataset / "ucfTrainTestlist" / "trainlist01.txt"
     lines = split.read_text().splitlines()
     first_class = lines[0].split("/")[0]
-    corrupt = copied_dataset / "videos" / first_class / "v_corrupt_g09_c01.mp4"
+    corrupt = copied_dataset / "UCF-101" / first_class / "v_corrupt_g09_c01.mp4"
     corrupt.write_bytes(b"garbage" * 100)
-    short = copied_dataset / "videos" / first_class / "v_short_g09_c02.mp4"
-    short.write_bytes((copied_dataset / "videos" / lines[0].split()[0]).read_bytes()[:1500])  # truncated
+    short = copied_dataset / "UCF-101" / first_class / "v_short_g09_c02.mp4"
+    short.write_bytes((copied_dataset / "UCF-101" / lines[0].split()[0]).read_bytes()[:1500])  # truncated
     split.write_text("\n".join(lines + [f"{first_class}/{corrupt.name} 1", f"{first_class}/{short.name} 1"]) + "\n")
     messages: list[str] = []
     recipe = tiny_recipe(**{"data.root": str(copied_dataset), "train.epochs": 2, "eval.knn": "false"})

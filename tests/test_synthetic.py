@@ -1,4 +1,6 @@
-"""Tests for the synthetic UCF101-like action dataset (tclr_zoo.data.synthetic)."""
+"""Tests for the synthetic action dataset (tclr_zoo.data.synthetic), default (UCF101) layout.
+
+The HMDB51 and Kinetics-400 layouts are read back in test_layouts.py."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tclr_zoo.data.synthetic import (  # noqa: E402
     read_manifest,
     render_video,
     sample_appearance,
+    split_role,
 )
 
 TINY = SyntheticConfig(num_classes=3, groups=2, clips_per_group=1, test_groups=1, frames=24, height=32, width=32)
@@ -32,14 +35,14 @@ def decode(path: Path) -> np.ndarray:
 
 
 def read_splits(root: Path):
-    class_ind = [line.split() for line in (root / "splits/classInd.txt").read_text().splitlines()]
-    train = [line.split() for line in (root / "splits/trainlist01.txt").read_text().splitlines()]
-    test = [line.split() for line in (root / "splits/testlist01.txt").read_text().splitlines()]
+    class_ind = [line.split() for line in (root / "ucfTrainTestlist/classInd.txt").read_text().splitlines()]
+    train = [line.split() for line in (root / "ucfTrainTestlist/trainlist01.txt").read_text().splitlines()]
+    test = [line.split() for line in (root / "ucfTrainTestlist/testlist01.txt").read_text().splitlines()]
     return class_ind, train, test
 
 
 def all_videos(root: Path) -> list[str]:
-    return sorted(p.relative_to(root / "videos").as_posix() for p in (root / "videos").rglob("*") if p.is_file())
+    return sorted(p.relative_to(root / "UCF-101").as_posix() for p in (root / "UCF-101").rglob("*") if p.is_file())
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +73,15 @@ def test_layout_and_split_files(tiny: Path):
         assert int(label) == label_of[m["cls"]]
     for (rel,) in test:
         assert NAME_RE.match(rel), rel
-        assert (tiny / "videos" / rel).is_file()
+        assert (tiny / "UCF-101" / rel).is_file()
 
     manifest = read_manifest(tiny)
     assert manifest["config"] == {
         "num_classes": 3, "groups": 2, "clips_per_group": 1, "test_groups": 1,
-        "frames": 24, "height": 32, "width": 32, "fps": 25, "seed": 0, "shared_scenes": True,
+        "frames": 24, "height": 32, "width": 32, "fps": 25, "seed": 0, "shared_scenes": True, "layout": "ucf101",
     }
+    assert manifest["num_train"] == len(train) and manifest["num_test"] == len(test)
+    assert sorted(p.name for p in tiny.iterdir()) == ["UCF-101", "manifest.json", "ucfTrainTestlist"]
     assert manifest["version"] == synthetic.GENERATOR_VERSION
     assert manifest["classes"] == classes
 
@@ -94,9 +99,28 @@ def test_train_test_split_by_whole_groups(tmp_path):
     assert len(train) == 2 * 2 * 2 and len(test) == 2 * 2 * 2
 
 
+def test_three_splits_rotate_the_test_groups(tiny: Path):
+    cfg = SyntheticConfig(groups=6, clips_per_group=3, test_groups=2)
+    roles = {s: {(g, c): split_role(cfg, s, g, c) for g in range(1, 7) for c in range(1, 4)} for s in (1, 2, 3)}
+    for split, test_groups in ((1, {1, 2}), (2, {3, 4}), (3, {5, 6})):
+        assert {g for (g, _), r in roles[split].items() if r == "test"} == test_groups
+    assert "unused" not in roles[1].values()  # split 1 uses every video (the demo's split)
+    assert [k for k, r in roles[2].items() if r == "unused"] == [(1, 3)]
+    assert [k for k, r in roles[3].items() if r == "unused"] == [(1, 3)]
+    with pytest.raises(ValueError):
+        split_role(cfg, 4, 1, 1)
+    # The files of the tiny dataset (2 groups, 1 test group, 1 clip per group: nothing unused).
+    lists = tiny / "ucfTrainTestlist"
+    for split, test_group in ((1, 1), (2, 2), (3, 1)):
+        test = lists.joinpath(f"testlist{split:02d}.txt").read_text().split()
+        train = lists.joinpath(f"trainlist{split:02d}.txt").read_text().split()[::2]
+        assert {int(NAME_RE.match(rel)["g"]) for rel in test} == {test_group}
+        assert sorted(test + train) == all_videos(tiny)
+
+
 def test_every_video_decodes(tiny: Path):
     for rel in all_videos(tiny):
-        path = tiny / "videos" / rel
+        path = tiny / "UCF-101" / rel
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             assert stream.codec_context.name == "h264"
@@ -113,7 +137,7 @@ def test_decoded_video_matches_render(tiny: Path):
     name = sorted(CLASS_NAMES[: cfg.num_classes])[0]
     app = sample_appearance(np.random.default_rng(synthetic._scene_seed(cfg, name, 2)))
     ref = render_video(name, np.random.default_rng(synthetic._video_seed(cfg, name, 2, 1)), cfg, appearance=app)
-    got = decode(tiny / "videos" / synthetic.video_relpath(name, 2, 1))
+    got = decode(tiny / "UCF-101" / synthetic.video_relpath(name, 2, 1))
     assert np.abs(got.astype(np.float32) - ref).mean() < 6
 
 
@@ -126,11 +150,12 @@ def test_deterministic_for_a_config(tiny: Path, tmp_path):
     again = generate(tmp_path / "again", TINY)
     other = generate(tmp_path / "other", replace(TINY, seed=1))
     assert all_videos(again) == all_videos(tiny) == all_videos(other)
-    assert (again / "splits/trainlist01.txt").read_text() == (tiny / "splits/trainlist01.txt").read_text()
+    for n in ("classInd.txt", "trainlist01.txt", "testlist03.txt"):
+        assert (again / "ucfTrainTestlist" / n).read_text() == (tiny / "ucfTrainTestlist" / n).read_text()
     for rel in all_videos(tiny):
-        a = decode(tiny / "videos" / rel)
-        np.testing.assert_array_equal(a, decode(again / "videos" / rel))
-        assert not np.array_equal(a, decode(other / "videos" / rel))
+        a = decode(tiny / "UCF-101" / rel)
+        np.testing.assert_array_equal(a, decode(again / "UCF-101" / rel))
+        assert not np.array_equal(a, decode(other / "UCF-101" / rel))
     # Rendering alone is deterministic too.
     np.testing.assert_array_equal(
         render_video("Spin", np.random.default_rng(3), TINY), render_video("Spin", np.random.default_rng(3), TINY)
@@ -140,7 +165,7 @@ def test_deterministic_for_a_config(tiny: Path, tmp_path):
 def test_regeneration_skipped_when_manifest_matches_and_rebuilt_on_change(tmp_path):
     root = tmp_path / "cache"
     generate(root, TINY)
-    video = root / "videos" / all_videos(root)[0]
+    video = root / "UCF-101" / all_videos(root)[0]
     stamps = ((root / "manifest.json").stat().st_mtime_ns, video.stat().st_mtime_ns, video.stat().st_ino)
 
     assert generate(root, TINY) == root.absolute()
@@ -152,7 +177,7 @@ def test_regeneration_skipped_when_manifest_matches_and_rebuilt_on_change(tmp_pa
     _, train, test = read_splits(root)
     assert sorted(e[0] for e in train + test) == all_videos(root)  # no stale files of the old build
     assert len(all_videos(root)) == changed.num_videos
-    assert decode(root / "videos" / all_videos(root)[0]).shape[0] == 12
+    assert decode(root / "UCF-101" / all_videos(root)[0]).shape[0] == 12
     # Only the dataset (and its lock file) are left beside it: no temporary directories.
     assert sorted(p.name for p in tmp_path.iterdir()) == [".cache.lock", "cache"]
 
@@ -208,6 +233,8 @@ def test_config_validation():
         SyntheticConfig(groups=3, test_groups=3)
     with pytest.raises(ValueError):
         SyntheticConfig(width=33)  # yuv420p needs even sizes
+    with pytest.raises(ValueError, match="layout"):
+        SyntheticConfig(layout="imagenet")
     assert len(CLASS_NAMES) >= 8 and len(set(CLASS_NAMES)) == len(CLASS_NAMES)
 
 

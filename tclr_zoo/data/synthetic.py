@@ -1,17 +1,29 @@
-"""A tiny synthetic *action* dataset of real H.264 videos, laid out like UCF101.
+"""A tiny synthetic *action* dataset of real H.264 videos, laid out like UCF101, HMDB51 or Kinetics.
 
 It exists so that the whole TCLR pipeline (decode -> sample clips -> augment -> pretrain ->
 kNN retrieval) can run on a laptop CPU in minutes and show that self-supervised pretraining
-learns something.  Layout written under ``root``::
+learns something.  ``SyntheticConfig.layout`` picks one of the official layouts (the videos
+are the same in all three; only their paths and the split files differ), written under
+``root`` with ``root/manifest.json`` (generation parameters + generator version)::
 
-    root/videos/<ClassName>/v_<ClassName>_g<GG>_c<CC>.mp4
-    root/splits/classInd.txt       "1 ClassName"          (1-based, sorted class names)
-    root/splits/trainlist01.txt    "ClassName/v_ClassName_g03_c01.mp4 <label1based>"
-    root/splits/testlist01.txt     "ClassName/v_ClassName_g01_c01.mp4"
-    root/manifest.json             generation parameters + generator version
+    ucf101 (default)
+        UCF-101/<Class>/v_<Class>_g<GG>_c<CC>.mp4
+        ucfTrainTestlist/classInd.txt          "1 Class"  (1-based, sorted class names)
+        ucfTrainTestlist/trainlist0{1,2,3}.txt "Class/v_Class_g03_c01.mp4 <label, 1-based>"
+        ucfTrainTestlist/testlist0{1,2,3}.txt  "Class/v_Class_g01_c01.mp4"
+    hmdb51
+        hmdb51_org/<Class>/v_<Class>_g<GG>_c<CC>.mp4
+        testTrainMulti_7030_splits/<Class>_test_split{1,2,3}.txt
+                                               "v_Class_g01_c01.mp4 <id> " (1 train, 2 test, 0 unused)
+    kinetics400 (one split: train and val)
+        annotations/{train,val}.csv            "label,youtube_id,time_start,time_end,split,is_cc"
+        {train,val}/<Class>/<youtube_id>_<start:06d>_<end:06d>.mp4
 
-As in UCF101 the test split is made of whole groups (the first ``test_groups`` groups of
-every class) and the train split of the others.  A group is one "actor/scene": its clips
+As in UCF101 the test split is made of whole groups (split 1: the first ``test_groups`` groups
+of every class; splits 2 and 3 rotate to the next ``test_groups`` groups, see
+:func:`split_role`) and the train split of the others.  Splits 2 and 3 also leave one clip per
+class unused (HMDB51's id 0; absent from both UCF lists), so that every layout gives each
+split the same train and test videos; split 1 uses every video.  A group is one "actor/scene": its clips
 share the background, the object's shape, colour and texture and roughly its size, and
 differ in position, speed, phase, rotation sense, camera shake and noise.  With
 ``shared_scenes`` (the default) group ``g`` is the *same* scene in every class, as if every
@@ -45,6 +57,10 @@ from a ``numpy`` generator seeded by ``(seed, class index, group, clip)``.
 
 from __future__ import annotations
 
+import base64
+import csv
+import hashlib
+import io
 import json
 import math
 import os
@@ -66,15 +82,26 @@ __all__ = [
     "SyntheticConfig",
     "default_cache_dir",
     "generate",
+    "LAYOUTS",
+    "NUM_SPLITS",
+    "layout_relpath",
     "read_manifest",
     "render_video",
     "sample_appearance",
+    "split_role",
     "video_relpath",
+    "youtube_id",
 ]
 
 #: Bumped whenever the rendered pixels or the layout change; part of the manifest, so a cache
 #: written by another version is rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+
+#: The official dataset layouts the generator can write (see the module docstring).
+LAYOUTS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics400")
+
+#: Splits written for the ucf101 and hmdb51 layouts (kinetics400 has one: train/val).
+NUM_SPLITS = 3
 
 _GENERATOR_ID = "tclr_zoo.data.synthetic"
 
@@ -112,13 +139,14 @@ class SyntheticConfig:
     num_classes: int = 6
     groups: int = 6  # groups ("actors/scenes") per class
     clips_per_group: int = 3
-    test_groups: int = 2  # the first N groups of every class form the test list
+    test_groups: int = 2  # the first N groups of every class form the test list (split 1)
     frames: int = 72
     height: int = 64
     width: int = 64
     fps: int = 25
     seed: int = 0
     shared_scenes: bool = True  # group g has the same appearance in every class
+    layout: str = "ucf101"  # one of LAYOUTS: where the videos and split files go (not their pixels)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_classes <= len(CLASS_NAMES):
@@ -139,6 +167,8 @@ class SyntheticConfig:
             raise ValueError(f"fps must be >= 1, got {self.fps}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -158,8 +188,50 @@ def default_cache_dir() -> Path:
 
 
 def video_relpath(class_name: str, group: int, clip: int) -> str:
-    """``"<Class>/v_<Class>_gGG_cCC.mp4"`` (group and clip 1-based), relative to ``videos/``."""
+    """``"<Class>/v_<Class>_gGG_cCC.mp4"`` (group and clip 1-based), relative to ``UCF-101/``."""
     return f"{class_name}/v_{class_name}_g{group:02d}_c{clip:02d}.mp4"
+
+
+def split_role(config: SyntheticConfig, split: int, group: int, clip: int) -> str:
+    """``"train"``, ``"test"`` or ``"unused"``: the part a video plays in ``split`` (1-based).
+
+    The test groups of split ``s`` are the ``test_groups`` groups after those of split ``s - 1``
+    (wrapping around), like UCF101's three splits; split 1 takes groups ``1..test_groups``.
+    Splits 2 and 3 leave the last clip of the first train group unused (when a group has
+    several clips), as HMDB51 leaves clips out of each split.
+    """
+    if not 1 <= split <= NUM_SPLITS:
+        raise ValueError(f"split must be in [1, {NUM_SPLITS}], got {split}")
+    k, groups = config.test_groups, config.groups
+    test = {((split - 1) * k + j) % groups + 1 for j in range(k)}
+    if group in test:
+        return "test"
+    first_train = min(set(range(1, groups + 1)) - test)
+    if split > 1 and config.clips_per_group > 1 and group == first_train and clip == config.clips_per_group:
+        return "unused"
+    return "train"
+
+
+def youtube_id(class_name: str, group: int, clip: int) -> str:
+    """A made-up, stable 11-character YouTube-style id (``[A-Za-z0-9_-]``) for the kinetics400 layout."""
+    digest = hashlib.sha1(f"{class_name}/{group}/{clip}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:11]
+
+
+def _kinetics_times(config: SyntheticConfig, group: int, clip: int) -> tuple[int, int]:
+    start = 10 * (clip - 1) + group
+    return start, start + max(1, math.ceil(config.frames / config.fps))
+
+
+def layout_relpath(config: SyntheticConfig, class_name: str, group: int, clip: int) -> str:
+    """Where the video goes under ``root`` in ``config.layout`` (POSIX separators)."""
+    if config.layout == "ucf101":
+        return f"UCF-101/{video_relpath(class_name, group, clip)}"
+    if config.layout == "hmdb51":
+        return f"hmdb51_org/{video_relpath(class_name, group, clip)}"
+    subset = "val" if split_role(config, 1, group, clip) == "test" else "train"
+    start, end = _kinetics_times(config, group, clip)
+    return f"{subset}/{class_name}/{youtube_id(class_name, group, clip)}_{start:06d}_{end:06d}.mp4"
 
 
 # --------------------------------------------------------------------------------------------
@@ -513,6 +585,40 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def _split_files(config: SyntheticConfig) -> dict[str, str]:
+    """The split/annotation files of ``config.layout``: path under ``root`` -> text."""
+    classes = config.class_names
+    videos = [(label, name, g, c) for label, name in enumerate(classes)
+              for g in range(1, config.groups + 1) for c in range(1, config.clips_per_group + 1)]
+    files: dict[str, str] = {}
+    if config.layout == "ucf101":
+        files["ucfTrainTestlist/classInd.txt"] = "".join(f"{i + 1} {n}\n" for i, n in enumerate(classes))
+        for s in range(1, NUM_SPLITS + 1):
+            roles = [(split_role(config, s, g, c), label, video_relpath(name, g, c)) for label, name, g, c in videos]
+            files[f"ucfTrainTestlist/trainlist{s:02d}.txt"] = "".join(
+                f"{rel} {label + 1}\n" for role, label, rel in roles if role == "train")
+            files[f"ucfTrainTestlist/testlist{s:02d}.txt"] = "".join(
+                f"{rel}\n" for role, _, rel in roles if role == "test")
+    elif config.layout == "hmdb51":
+        ids = {"train": 1, "test": 2, "unused": 0}
+        for s in range(1, NUM_SPLITS + 1):
+            for name in classes:
+                # The official files end each line with a blank: "<video> <id> ".
+                files[f"testTrainMulti_7030_splits/{name}_test_split{s}.txt"] = "".join(
+                    f"{video_relpath(n, g, c).split('/')[1]} {ids[split_role(config, s, g, c)]} \n"
+                    for _, n, g, c in videos if n == name)
+    else:  # kinetics400: split 1, test groups -> val
+        for subset in ("train", "val"):
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+            for _, name, g, c in videos:
+                if ("val" if split_role(config, 1, g, c) == "test" else "train") == subset:
+                    writer.writerow([name, youtube_id(name, g, c), *_kinetics_times(config, g, c), subset, 0])
+            files[f"annotations/{subset}.csv"] = out.getvalue()
+    return files
+
+
 def _is_complete(root: Path, config: SyntheticConfig) -> bool:
     m = read_manifest(root)
     if m is None:
@@ -520,49 +626,37 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
     want = _manifest(config)
     if any(m.get(k) != want[k] for k in ("generator", "version", "config")):
         return False
-    return all((root / "splits" / n).is_file() for n in ("classInd.txt", "trainlist01.txt", "testlist01.txt"))
+    return all((root / rel).is_file() for rel in _split_files(config))
 
 
 def _write_dataset(out: Path, config: SyntheticConfig, progress: bool) -> None:
-    classes = config.class_names
-    (out / "splits").mkdir(parents=True)
-    train_lines: list[str] = []
-    test_lines: list[str] = []
-    jobs = [
-        (label, name, g, c)
-        for label, name in enumerate(classes)
-        for g in range(1, config.groups + 1)
-        for c in range(1, config.clips_per_group + 1)
-    ]
+    out.mkdir(parents=True)
+    jobs = [(name, g, c) for name in config.class_names
+            for g in range(1, config.groups + 1) for c in range(1, config.clips_per_group + 1)]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="synthetic videos", unit="video")
     try:
-        for label, name, g, c in jobs:
+        for name, g, c in jobs:
             app = sample_appearance(np.random.default_rng(_scene_seed(config, name, g)))
             rng = np.random.default_rng(_video_seed(config, name, g, c))
             frames = render_video(name, rng, config, appearance=app)
-            rel = video_relpath(name, g, c)
-            path = out / "videos" / rel
+            path = out / layout_relpath(config, name, g, c)
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_mp4(path, frames, config.fps)
-            if g <= config.test_groups:
-                test_lines.append(rel)
-            else:
-                train_lines.append(f"{rel} {label + 1}")
             if bar is not None:
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    splits = out / "splits"
-    splits.joinpath("classInd.txt").write_text("".join(f"{i + 1} {n}\n" for i, n in enumerate(classes)))
-    splits.joinpath("trainlist01.txt").write_text("".join(f"{line}\n" for line in train_lines))
-    splits.joinpath("testlist01.txt").write_text("".join(f"{line}\n" for line in test_lines))
+    for rel, text in _split_files(config).items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_text(text, encoding="utf-8", newline="\n")
     # The manifest is written last: its presence marks a complete dataset.
-    manifest = dict(_manifest(config), num_train=len(train_lines), num_test=len(test_lines))
+    roles = [split_role(config, 1, g, c) for _, g, c in jobs]
+    manifest = dict(_manifest(config), num_train=roles.count("train"), num_test=roles.count("test"))
     tmp = out / "manifest.json.part"
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, out / "manifest.json")
@@ -640,7 +734,10 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - conv
     p = argparse.ArgumentParser(description="Generate the synthetic TCLR action dataset.")
     p.add_argument("root", nargs="?", default=None, help="output directory (default: cache dir)")
     for f, v in asdict(SyntheticConfig()).items():
-        p.add_argument(f"--{f.replace('_', '-')}", type=int, default=v)
+        if f == "layout":
+            p.add_argument("--layout", choices=LAYOUTS, default=v)
+        else:
+            p.add_argument(f"--{f.replace('_', '-')}", type=int, default=v)
     a = p.parse_args(argv)
     cfg = SyntheticConfig(**{f: getattr(a, f) for f in asdict(SyntheticConfig())})
     t0 = time.perf_counter()

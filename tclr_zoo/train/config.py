@@ -44,7 +44,7 @@ class DataConfig:
     mean: list[float] | None = None  # faithful: no mean/std normalisation, pixels in [0, 1]
     std: list[float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)  # AugmentConfig field overrides
-    workers: int = 4
+    workers: int = 4  # decoding processes per training process (capped at its share of the CPUs)
 
 
 @dataclass
@@ -71,6 +71,10 @@ class TrainConfig:
     # Clip groups per backbone pass ("auto": all 10 in one pass on CUDA, 2 on CPU, where smaller
     # activations stay in cache: measured 1.45x faster at 64 px). Same numbers either way.
     groups_per_pass: int | str = "auto"
+    # Under torchrun: synchronise BatchNorm statistics across processes (SyncBatchNorm, CUDA only).
+    # Only for model.bn_mode=shared; by default each process normalises over its own videos, as
+    # the reference's DataParallel replicas did on each GPU. batch_size stays the global batch.
+    sync_bn: bool = False
 
 
 @dataclass
@@ -102,27 +106,39 @@ class Recipe:
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
 
 
-def bundled_recipes() -> list[str]:
-    """Names of the recipes shipped with the package (``tclr-zoo pretrain NAME``)."""
-    return sorted(p.name[:-5] for p in resources.files("tclr_zoo.recipes").iterdir() if p.name.endswith(".yaml"))
+def bundled_recipes(kind: str | None = None) -> list[str]:
+    """Names of the recipes shipped with the package.
+
+    ``kind="pretrain"``: for ``tclr-zoo pretrain``; ``kind="downstream"``: recipes with a
+    ``protocol:`` key, for ``tclr-zoo finetune``; ``None``: all of them.
+    """
+    names = []
+    for path in resources.files("tclr_zoo.recipes").iterdir():
+        if path.name.endswith(".yaml"):
+            downstream = "\nprotocol:" in "\n" + path.read_text()
+            if kind is None or kind == ("downstream" if downstream else "pretrain"):
+                names.append(path.name[:-5])
+    return sorted(names)
 
 
 def load_recipe(source: str | os.PathLike | None = None, overrides: list[str] | None = None) -> Recipe:
     """A recipe from a YAML path or a bundled name (default ``demo``), with ``key=value`` overrides."""
-    text, origin = _recipe_text(source)
+    text, origin = recipe_text(source)
     try:
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise RecipeError(f"{origin}: not valid YAML ({err})") from None
     if not isinstance(raw, dict):
         raise RecipeError(f"{origin}: a recipe must be a mapping of sections")
+    if "protocol" in raw:
+        raise RecipeError(f"{origin} is a downstream ({raw['protocol']}) recipe: run it with `tclr-zoo finetune`")
     recipe = recipe_from_dict(raw, origin)
     for item in overrides or []:
         apply_override(recipe, item)
     return recipe
 
 
-def _recipe_text(source: str | os.PathLike | None) -> tuple[str, str]:
+def recipe_text(source: str | os.PathLike | None) -> tuple[str, str]:
     name = "demo" if source is None else str(source)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():

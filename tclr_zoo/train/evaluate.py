@@ -17,10 +17,10 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import BadSample, EvalClipsDataset, VideoItem
 
-POOLINGS = ("temporal", "pooled")
+POOLINGS = ("temporal", "pooled", "projection")
 
 
-def _collate_eval(batch: list) -> dict:
+def collate_eval(batch: list) -> dict:
     good = [s for s in batch if not isinstance(s, BadSample)]
     bad = [s for s in batch if isinstance(s, BadSample)]
     if not good:
@@ -35,13 +35,15 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
                      desc: str = "features") -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
     """L2-normalised video features ``[N, D]``, labels ``[N]`` and the videos that failed to decode.
 
-    ``pooling="temporal"`` keeps the time-steps (TCLR's protocol); ``"pooled"`` averages them too.
+    ``pooling="temporal"`` keeps the time-steps (TCLR's protocol, ``C*T'``-D); ``"pooled"`` averages
+    them too (``C``-D, the convention of most other video SSL zoos); ``"projection"`` embeds each
+    clip with the projection head (``head_dim``-D, what the contrastive losses saw).
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_collate_eval)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     feats, labels, bad = [], [], []
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
@@ -51,7 +53,7 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
             clips = batch["clips"].to(device)  # [B, N, 3, T, H, W]
             videos, per_video = clips.shape[:2]
             temporal = model.temporal_features(clips.flatten(0, 1)).float()  # [B*N, C, T']
-            per_clip = temporal.flatten(1) if pooling == "temporal" else temporal.mean(-1)
+            per_clip = _pool(model, temporal, pooling)
             feats.append(F.normalize(per_clip.view(videos, per_video, -1).mean(1), dim=1).cpu())
             labels.append(batch["labels"])
     finally:
@@ -59,6 +61,14 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
     if not feats:
         raise ValueError("no video could be decoded for feature extraction")
     return torch.cat(feats), torch.cat(labels), bad
+
+
+def _pool(model: torch.nn.Module, temporal: torch.Tensor, pooling: str) -> torch.Tensor:
+    if pooling == "temporal":
+        return temporal.flatten(1)
+    if pooling == "pooled":
+        return temporal.mean(-1)
+    return model.head(temporal.mean(-1))
 
 
 def retrieval_recall(query: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor,

@@ -5,6 +5,9 @@ models/grouped_bn.py), the four TCLR losses, backward, Adam. On CUDA: bf16 autoc
 channels_last_3d; on CPU: fp32. Everything random is seeded from the recipe's seed and the epoch
 (data augmentation from ``(seed, epoch, index)``, shuffling from ``(seed, epoch)``), so on CPU a run
 resumed from a checkpoint computes the same losses as an uninterrupted one.
+
+Under ``torchrun`` the same function runs once per process: see distributed.py for what is shared
+(global batch, gathered losses, DDP gradients) and what only rank 0 does (logs, files, evaluation).
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.datasets import EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, read_ucf_split
+from ..data.datasets import (
+    DATASETS, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
+)
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
 from ..data.transforms import AugmentConfig
 from ..hub import model_card, model_config, save_pretrained
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
 from ..registry import create_model, resolve_model_args
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import Recipe, RecipeError
 from .evaluate import knn_retrieval
@@ -59,6 +65,7 @@ class EpochStats:
     bad_files: int = 0
     skipped_steps: int = 0
     peak_gpu_memory_gb: float | None = None
+    bad_samples: list = field(default_factory=list)  # this process's, for rank 0 to log (distributed)
 
     @property
     def loss(self) -> float:
@@ -83,16 +90,17 @@ def prepare_data(recipe: Recipe, progress: bool = False) -> RunData:
     """The train and test video lists the recipe names (generating the synthetic set if needed)."""
     data = recipe.data
     if data.dataset == "synthetic":
-        root = generate(data.root or default_cache_dir(), SyntheticConfig(**data.synthetic), progress=progress)
-    elif data.dataset == "ucf101":
+        config = SyntheticConfig(**data.synthetic)
+        root, layout = generate(data.root or default_cache_dir(), config, progress=progress), config.layout
+    elif data.dataset in DATASETS:
         if not data.root:
-            raise RecipeError("data.root must point at the UCF101 folder (UCF-101/ and ucfTrainTestlist/)")
-        root = Path(data.root)
+            raise RecipeError(f"data.root must point at the {data.dataset} folder (--set data.root=PATH)")
+        root, layout = Path(data.root), data.dataset
     else:
-        raise RecipeError(f"data.dataset must be 'ucf101' or 'synthetic', got {data.dataset!r}")
-    train, classes = read_ucf_split(root, data.split, "train")
-    test, _ = read_ucf_split(root, data.split, "test")
-    return RunData(train, test, classes, f"{data.dataset}/split{data.split}")
+        raise RecipeError(f"data.dataset must be 'synthetic' or one of {', '.join(DATASETS)}, got {data.dataset!r}")
+    train = load_split(layout, root, split=data.split, subset="train")
+    test = load_split(layout, root, split=data.split, subset="test")
+    return RunData(train.items, test.items, train.class_names, f"{data.dataset}/split{data.split}")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,12 +138,21 @@ def build_dataset(recipe: Recipe, items: list[VideoItem]) -> TCLRPretrainDataset
                                mean=d.mean, std=d.std, seed=recipe.train.seed)
 
 
-def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device, workers: int) -> DataLoader:
-    """One loader for the whole run; call ``loader.sampler.set_epoch(e)`` before iterating epoch e."""
+def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device, workers: int, *,
+                    rank: int = 0, world_size: int = 1) -> DataLoader:
+    """One loader for the whole run; call ``loader.sampler.set_epoch(e)`` before iterating epoch e.
+
+    With several processes each loader yields this rank's share of every global batch.
+    """
     if len(dataset) < recipe.train.batch_size:
         raise RecipeError(f"{len(dataset)} training videos is fewer than train.batch_size={recipe.train.batch_size}")
-    return DataLoader(dataset, batch_size=recipe.train.batch_size,
-                      sampler=EpochShuffleSampler(len(dataset), recipe.train.seed), num_workers=workers,
+    if world_size == 1:
+        sampler = EpochShuffleSampler(len(dataset), recipe.train.seed)
+    else:
+        sampler = distributed.DistributedEpochShuffleSampler(len(dataset), recipe.train.seed, rank=rank,
+                                                             world_size=world_size)
+    return DataLoader(dataset, batch_size=distributed.per_process_batch(recipe.train.batch_size, world_size),
+                      sampler=sampler, num_workers=workers,
                       collate_fn=collate_pretrain, drop_last=True, pin_memory=device.type == "cuda",
                       persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
 
@@ -147,9 +164,14 @@ def loss_weights(recipe: Recipe) -> LossWeights:
 
 
 def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: BadFileLog, *,
-                    epoch: int, progress: bool) -> EpochStats:
+                    epoch: int, progress: bool, forward=None) -> EpochStats:
+    """One epoch; ``forward`` is the pretraining forward (default ``model.forward_pretrain``; DDP's
+    wrapper with several processes). Returns the epoch's numbers combined over all processes."""
     model.train()
+    forward = forward or model.forward_pretrain
+    world = distributed.world_size()
     stats, sums = EpochStats(), {k: 0.0 for k in LOSS_KEYS}
+    seen = 0  # videos of all processes, for the progress bar's clips/s
     weights, limit = loss_weights(recipe), recipe.train.max_steps_per_epoch
     clips_per_video = 2 * (1 + recipe.data.num_local)
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.train.epochs}", disable=not progress, leave=False,
@@ -159,15 +181,19 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
     start = time.perf_counter()
     for batch in bar:
         stats.bad_files += bad_log.report(batch["bad"])
-        if batch["videos"] < 2:  # BatchNorm needs 2 videos; happens only when bad files filled the batch
-            stats.skipped_steps += 1
+        if world > 1:
+            stats.bad_samples.extend(batch["bad"])
+        sizes = distributed.gather_ints(batch["videos"])  # every process's videos in this step
+        if min(sizes) < 2:  # BatchNorm needs 2 videos; happens only when bad files filled a batch.
+            stats.skipped_steps += 1  # All processes skip together, or DDP's all-reduce would hang.
             continue
-        losses = train_step(model, optimizer, batch, recipe, device, weights)
+        losses = train_step(forward, optimizer, batch, recipe, device, weights, sizes)
         for key in LOSS_KEYS:
             sums[key] += losses[key]
         stats.steps += 1
         stats.videos += batch["videos"]
-        rate = stats.videos * clips_per_video / (time.perf_counter() - start)
+        seen += sum(sizes)
+        rate = seen * clips_per_video / (time.perf_counter() - start)
         bar.set_postfix({**{k: f"{v:.3f}" for k, v in losses.items()}, "clips/s": f"{rate:.1f}"})
         if limit and stats.steps >= limit:
             break
@@ -175,14 +201,35 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
     if device.type == "cuda":
         stats.peak_gpu_memory_gb = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
     stats.losses = {k: v / max(stats.steps, 1) for k, v in sums.items()}
-    return stats
+    return _combine_processes(stats, bad_log) if world > 1 else stats
 
 
-def train_step(model, optimizer, batch, recipe: Recipe, device, weights: LossWeights) -> dict[str, float]:
+def _combine_processes(stats: EpochStats, bad_log: BadFileLog) -> EpochStats:
+    """The epoch's numbers over all processes: mean losses (the same on every rank, since each
+    computes the global-batch loss; averaged anyway so every rank's lr schedule sees the very same
+    number), summed videos and bad files, the slowest rank's time; rank 0 logs others' bad files."""
+    world = distributed.world_size()
+    losses = distributed.reduce_floats([stats.losses[k] for k in LOSS_KEYS])
+    videos, bad_files = distributed.reduce_floats([stats.videos, stats.bad_files])
+    peak = stats.peak_gpu_memory_gb if stats.peak_gpu_memory_gb is not None else -1.0
+    seconds, peak = distributed.reduce_floats([stats.seconds, peak], op="max")
+    for samples in distributed.gather_objects(stats.bad_samples):
+        bad_log.report(samples)  # logs each file once, whichever rank met it
+    return EpochStats(losses={k: v / world for k, v in zip(LOSS_KEYS, losses)}, videos=int(videos),
+                      steps=stats.steps, seconds=seconds, bad_files=int(bad_files),
+                      skipped_steps=stats.skipped_steps, peak_gpu_memory_gb=peak if peak >= 0 else None)
+
+
+def train_step(forward, optimizer, batch, recipe: Recipe, device, weights: LossWeights,
+               sizes: list[int] | None = None) -> dict[str, float]:
+    """One optimisation step. With several processes ``sizes`` holds each one's videos: the
+    embeddings of all of them are gathered, so the loss is the global batch's (see distributed.py)."""
     global_clips = batch["global"].to(device, non_blocking=True)
     local_clips = batch["local"].to(device, non_blocking=True)
     with autocast_for(device, recipe.train.amp):
-        out = model.forward_pretrain(global_clips, local_clips)
+        out = forward(global_clips, local_clips)
+    if sizes is not None and len(sizes) > 1:
+        out = distributed.gather_embeddings(out, sizes)
     losses = tclr_losses(**out, temperature=recipe.train.temperature, weights=weights)
     values = dict(zip(LOSS_KEYS, torch.stack([losses[k].detach() for k in LOSS_KEYS]).tolist()))  # one sync
     if not math.isfinite(values["total"]):
@@ -193,12 +240,15 @@ def train_step(model, optimizer, batch, recipe: Recipe, device, weights: LossWei
     return values
 
 
-def _worker_count(recipe: Recipe, log: Callable[[str], None]) -> int:
-    """``data.workers``, capped at the CPU count (more decode processes than cores only thrash)."""
+def _worker_count(recipe: Recipe, log: Callable[[str], None], processes_per_node: int = 1) -> int:
+    """``data.workers``, capped at the CPU count (more decode processes than cores only thrash);
+    with several training processes on a node, at each one's share of the CPUs."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if recipe.data.workers > cpus:
-        log(f"data.workers={recipe.data.workers} reduced to {cpus}, the number of CPUs available")
-        return cpus
+    share = max(1, cpus // processes_per_node)
+    if recipe.data.workers > share:
+        per = "" if processes_per_node == 1 else f" per process ({processes_per_node} processes)"
+        log(f"data.workers={recipe.data.workers} reduced to {share}, the number of CPUs available{per}")
+        return share
     return recipe.data.workers
 
 
@@ -254,24 +304,51 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
 
     A folder that already holds a run is continued with ``resume`` or replaced with ``overwrite``;
     otherwise it is left untouched and the call fails, so no earlier checkpoint is lost by mistake.
+
+    Started by ``torchrun`` it joins the process group (distributed.py); rank 0 logs, writes and
+    returns the results, the other ranks stay silent and return ``{"rank", "world_size", "history"}``.
     """
-    wall_start = time.perf_counter()
-    out = Path(out_dir)
+    with distributed.session(resolve_device(recipe.train.device)) as ctx:
+        if not ctx.is_main:
+            progress, log = False, _silent
+        return _pretrain(recipe, Path(out_dir), ctx, resume=resume, overwrite=overwrite, progress=progress, log=log)
+
+
+def _silent(_message: str) -> None:
+    pass
+
+
+def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     if not (resume or overwrite) and (out / "checkpoints" / "last.pt").exists():
         raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
                           "it, or choose another --out")
     if overwrite and not resume:
         _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _read_last_checkpoint(ckpt_dir: Path) -> dict:
+    if not (ckpt_dir / "last.pt").exists():
+        raise RecipeError(f"--resume: no checkpoint at {ckpt_dir / 'last.pt'}")
+    return load_checkpoint(ckpt_dir / "last.pt")
+
+
+def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume: bool, overwrite: bool,
+              progress: bool, log: Callable[[str], None]) -> dict:
+    wall_start = time.perf_counter()
+    device, world = ctx.device, ctx.world_size
+    per_process = distributed.per_process_batch(recipe.train.batch_size, world)  # checks before any write
+    sync_bn = distributed.use_sync_bn(recipe, world, device)
+    distributed.on_main(lambda: _prepare_run_folder(out, resume, overwrite))
     ckpt_dir = out / "checkpoints"
-    device = resolve_device(recipe.train.device)
     data = prepare_data(recipe, progress)
     seed_everything(recipe.train.seed)
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
     model = create_model(recipe.model.arch, model_args=model_args, head_dim=recipe.model.head_dim,
                          bn_mode=recipe.model.bn_mode)
     model.groups_per_pass = _groups_per_pass(recipe, device)
-    random_init = copy.deepcopy(model)  # the same network at initialisation: the kNN baseline
+    # the same network at initialisation: the kNN baseline (only rank 0 evaluates)
+    random_init = copy.deepcopy(model) if ctx.is_main else None
     model.to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
@@ -281,36 +358,66 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
     o = recipe.optim
     schedule = WarmupPlateauSchedule(optimizer, o.lr, o.warmup, o.plateau_patience, o.plateau_factor)
     start_epoch, best_loss, history = 0, math.inf, []
-    if resume:
-        if not (ckpt_dir / "last.pt").exists():
-            raise RecipeError(f"--resume: no checkpoint at {ckpt_dir / 'last.pt'}")
-        start_epoch, best_loss, history = _restore(load_checkpoint(ckpt_dir / "last.pt"), model, optimizer, schedule)
+    if resume:  # rank 0 reads the file and hands it to the others: it need not be on their disks
+        state = distributed.on_main(lambda: _read_last_checkpoint(ckpt_dir))
+        start_epoch, best_loss, history = _restore(state, model, optimizer, schedule)
+        del state
         log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {start_epoch + 1}")
-    (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device, _worker_count(recipe, log))
-    logger, bad_log = ScalarLogger(out / "logs"), BadFileLog(log)
+    if ctx.is_main:
+        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    restore_bn = distributed.convert_sync_bn(model) if sync_bn else None
+    forward = distributed.pretraining_forward(model)
+    workers = _worker_count(recipe, log, ctx.local_world_size)
+    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device, workers, rank=ctx.rank,
+                             world_size=world)
+    logger = ScalarLogger(out / "logs") if ctx.is_main else None
+    bad_log = BadFileLog(log)
+    processes = "" if world == 1 else f" ({world} processes x {per_process}, {ctx.backend})"
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
-        f"batch {recipe.train.batch_size}, epochs {start_epoch + 1}..{recipe.train.epochs}")
+        f"batch {recipe.train.batch_size}{processes}, epochs {start_epoch + 1}..{recipe.train.epochs}")
     try:
         for epoch in range(start_epoch, recipe.train.epochs):
             schedule.start_epoch(epoch)
             loader.sampler.set_epoch(epoch)
-            stats = train_one_epoch(model, optimizer, loader, recipe, device, bad_log, epoch=epoch, progress=progress)
+            stats = train_one_epoch(model, optimizer, loader, recipe, device, bad_log, epoch=epoch,
+                                    progress=progress, forward=forward)
             schedule.end_epoch(stats.loss)
-            row = _epoch_row(epoch, stats, schedule.lr, recipe)
+            row = _epoch_row(epoch, stats, schedule.lr, recipe, world)
             history.append(row)
-            logger.log(epoch + 1, {f"loss/{k}": v for k, v in stats.losses.items()} |
-                       {"lr": row["lr"], "clips_per_second": row["clips_per_second"], "bad_files": stats.bad_files})
-            log(_epoch_summary(row))
             improved = stats.loss < best_loss
             best_loss = min(best_loss, stats.loss)
-            state = _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe)
-            save_checkpoint(ckpt_dir / "last.pt", state)
-            if improved:
-                save_checkpoint(ckpt_dir / "best.pt", state)
+            if ctx.is_main:
+                logger.log(epoch + 1, {f"loss/{k}": v for k, v in stats.losses.items()} |
+                           {"lr": row["lr"], "clips_per_second": row["clips_per_second"], "bad_files": stats.bad_files})
+                log(_epoch_summary(row))
+                state = _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe)
+                save_checkpoint(ckpt_dir / "last.pt", state)
+                if improved:
+                    save_checkpoint(ckpt_dir / "best.pt", state)
     finally:
-        logger.close()
-    return _finish(model, random_init, data, recipe, device, out, history, wall_start, progress, log)
+        if logger is not None:
+            logger.close()
+    if restore_bn is not None:
+        restore_bn()
+    run_info = _distributed_info(model, ctx, per_process, sync_bn, log)
+    # Rank 0 evaluates and writes; the others wait here for it (and fail with it if it fails).
+    results = distributed.on_main(lambda: _finish(model, random_init, data, recipe, device, out, history,
+                                                  wall_start, progress, log, run_info))
+    return results if ctx.is_main else {"rank": ctx.rank, "world_size": world, "history": history}
+
+
+def _distributed_info(model, ctx: distributed.DistContext, per_process: int, sync_bn: bool,
+                      log: Callable[[str], None]) -> dict:
+    """World size etc. for results.json; with several processes also a digest of every rank's
+    parameters, which must agree (DDP keeps the replicas identical; a mismatch is a bug)."""
+    if not ctx.distributed:
+        return {"world_size": 1}
+    digests = distributed.gather_objects(distributed.parameter_digest(dict(model.named_parameters())))
+    agree = len(set(digests)) == 1
+    if not agree:
+        log("WARNING: the processes ended with different parameters; the saved model is rank 0's")
+    return {"world_size": ctx.world_size, "backend": ctx.backend, "per_process_batch": per_process,
+            "sync_bn": sync_bn, "replicas_agree": agree, "parameter_digests": digests}
 
 
 def _clear_run(out: Path) -> None:
@@ -321,10 +428,11 @@ def _clear_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def _epoch_row(epoch: int, stats: EpochStats, lr: float, recipe: Recipe) -> dict:
-    clips = stats.videos * 2 * (1 + recipe.data.num_local)
+def _epoch_row(epoch: int, stats: EpochStats, lr: float, recipe: Recipe, world_size: int = 1) -> dict:
+    clips = stats.videos * 2 * (1 + recipe.data.num_local)  # videos of all processes
     return {"epoch": epoch + 1, **{k: round(v, 5) for k, v in stats.losses.items()}, "lr": lr,
-            "steps": stats.steps, "videos": stats.videos, "seconds": round(stats.seconds, 2),
+            "steps": stats.steps, "videos": stats.videos, "world_size": world_size,
+            "seconds": round(stats.seconds, 2),
             "clips_per_second": round(clips / stats.seconds, 2) if stats.seconds else 0.0,
             "bad_files": stats.bad_files, "skipped_steps": stats.skipped_steps,
             "peak_gpu_memory_gb": stats.peak_gpu_memory_gb}
@@ -337,9 +445,11 @@ def _epoch_summary(row: dict) -> str:
             f"({row['seconds']:.1f}s){bad}")
 
 
-def _finish(model, random_init, data, recipe, device, out: Path, history, wall_start, progress, log) -> dict:
+def _finish(model, random_init, data, recipe, device, out: Path, history, wall_start, progress, log,
+            run_info: dict | None = None) -> dict:
     results: dict = {"recipe": recipe.name, "arch": recipe.model.arch, "dataset": data.name,
-                     "epochs": len(history) and history[-1]["epoch"], "history": history}
+                     "epochs": len(history) and history[-1]["epoch"], "history": history,
+                     "distributed": run_info or {"world_size": 1}}
     train_seconds = sum(r["seconds"] for r in history)
     clips = sum(r["videos"] for r in history) * 2 * (1 + recipe.data.num_local)
     results["clips_per_second"] = round(clips / train_seconds, 2) if train_seconds else 0.0

@@ -1,0 +1,116 @@
+"""Downstream protocols through the library and the CLI: retrieval, linear probe, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tclr_zoo.hub import load_pretrained_dir, model_config, save_pretrained
+from tclr_zoo.registry import create_model, resolve_model_args
+from tclr_zoo.train.config import RecipeError
+from tclr_zoo.train.protocols import load_encoder, protocol_settings, run_protocol
+
+CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+FAST = {"epochs": 1, "batch_size": 4, "size": 32, "test_clips": 2, "workers": 0}
+PREPROCESSING = {"channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 32,
+                 "crop_fraction": 0.8, "frames": 16, "eval_frame_stride": 2, "pretrain_frame_stride": 4,
+                 "eval_protocol": {"clips": 9, "pooling": "temporal", "similarity": "cosine"}}
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    torch.manual_seed(0)
+    model = create_model("r3d_10_025", head_dim=32)
+    config = model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
+                          preprocessing=PREPROCESSING)
+    return save_pretrained(model, tmp_path_factory.mktemp("model") / "encoder", config)
+
+
+def _quiet(_msg):
+    pass
+
+
+def test_retrieval_result_has_the_documented_keys(saved_model, tiny_dataset):
+    result = run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset,
+                          overrides={"clips": 2, "ks": [1, 5]}, log=_quiet)
+    assert {"R@1", "R@5", "model", "protocol", "dataset", "split", "parameters", "versions"} <= set(result)
+    assert result["queries"] == 6 and result["gallery"] == 12 and result["feature_dim"] == 128 * 4
+    assert set(result["versions"]) == {"tclr_zoo", "torch", "av"}
+    pooled = run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset,
+                          overrides={"clips": 2, "ks": [1], "pooling": "projection"}, log=_quiet)
+    assert pooled["feature_dim"] == 32
+
+
+def test_linear_probe_trains_only_the_classifier(saved_model, tiny_dataset):
+    result = run_protocol(str(saved_model), "linear", "ucf101", tiny_dataset, overrides=FAST, log=_quiet)
+    for key in ("top1", "top5", "clip_top1", "clip_top5"):
+        assert 0.0 <= result[key] <= 1.0
+    assert result["videos"] == 6 and result["classes"] == 3 and result["parameters"]["lr"] == 1e-2
+    assert len(result["history"]) == 1
+
+
+def test_linear_probe_keeps_backbone_weights_and_finetuning_changes_them(saved_model, tiny_dataset):
+    from tclr_zoo.data.datasets import load_split
+    from tclr_zoo.train.finetune import build_classifier, train_classifier
+
+    train = load_split("ucf101", tiny_dataset, subset="train")
+    for protocol in ("linear", "finetune"):
+        encoder, config = load_encoder(saved_model)
+        before = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
+        settings = protocol_settings(protocol, FAST)
+        classifier = build_classifier(encoder, len(train.class_names), settings)
+        train_classifier(classifier, train.items, settings, preprocessing=config["preprocessing"],
+                         device=torch.device("cpu"), log=_quiet)
+        weights = [k for k in before if k.endswith("weight") and before[k].dim() == 5]
+        changed = [k for k in weights if not torch.equal(before[k], classifier.backbone.state_dict()[k])]
+        assert (changed == []) if protocol == "linear" else (len(changed) == len(weights)), protocol
+        stats = [k for k in before if k.endswith("running_mean")]
+        assert any(not torch.equal(before[k], classifier.backbone.state_dict()[k]) for k in stats)  # BN in train mode
+
+
+def test_eval_cli_writes_json_and_prints_a_table(saved_model, tiny_dataset, tmp_path):
+    out = tmp_path / "linear.json"
+    args = ["eval", str(saved_model), "--protocol", "linear", "--dataset", "ucf101", "--root", str(tiny_dataset),
+            "--out", str(out), "--device", "cpu", "--no-progress"] + [a for k, v in FAST.items() for a in ("--set", f"{k}={v}")]
+    result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "top1" in result.stdout and "clip_top5" in result.stdout
+    data = json.loads(out.read_text())
+    assert data["protocol"] == "linear" and data["dataset"] == "ucf101" and data["split"] == 1
+    assert data["model"] == str(saved_model) and data["parameters"]["test_clips"] == 2
+
+
+def test_finetune_recipe_from_the_command_line(saved_model, tiny_dataset, tmp_path):
+    out = tmp_path / "ft.json"
+    sets = [f"model={saved_model}", f"data.root={tiny_dataset}"] + [f"settings.{k}={v}" for k, v in FAST.items()]
+    result = subprocess.run(CLI + ["finetune", "finetune_r3d18_ucf101", "--out", str(out), "--device", "cpu",
+                                   "--no-progress"] + [a for s in sets for a in ("--set", s)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["protocol"] == "finetune" and data["reference"]["paper_top1"] == 0.824
+    assert "reference paper_top1: 0.824" in result.stdout
+
+
+def test_pretraining_checkpoint_is_accepted_as_model(tiny_recipe, tmp_path, tiny_dataset):
+    from tclr_zoo.train.pretrain import pretrain
+
+    pretrain(tiny_recipe(**{"eval.knn": "false"}), tmp_path / "run", progress=False, log=_quiet)
+    from_ckpt, _ = load_encoder(tmp_path / "run" / "checkpoints" / "last.pt")
+    from_dir, _ = load_pretrained_dir(tmp_path / "run" / "model")
+    for key, value in from_dir.state_dict().items():
+        torch.testing.assert_close(from_ckpt.state_dict()[key], value)
+    result = run_protocol(str(tmp_path / "run" / "checkpoints" / "last.pt"), "retrieval", "ucf101", tiny_dataset,
+                          overrides={"clips": 2, "ks": [1]}, log=_quiet)
+    assert 0.0 <= result["R@1"] <= 1.0
+
+
+def test_bad_protocol_settings_are_clear_errors(saved_model, tiny_dataset):
+    with pytest.raises(RecipeError, match="unknown protocol setting 'epochz'"):
+        protocol_settings("linear", {"epochz": 1})
+    with pytest.raises(FileNotFoundError, match="no saved model"):
+        run_protocol("/nonexistent/model", "retrieval", "ucf101", tiny_dataset, log=_quiet)
