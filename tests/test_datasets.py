@@ -126,3 +126,13 @@ def test_epoch_sampler_tags_keys_with_the_epoch_and_reshuffles():
     second = list(sampler)
     assert sorted(second) == list(range(20, 30)) and [k - 20 for k in second] != first
     assert list(sampler) == second  # deterministic for (seed, epoch)
+
+
+def test_three_crop_eval_clips(tiny_dataset):
+    test, _ = read_ucf_split(tiny_dataset, 1, "test")
+    one = EvalClipsDataset(test[:1], clips=2, size=32)[0][0]
+    three = EvalClipsDataset(test[:1], clips=2, size=32, crops=3)[0][0]
+    assert three.shape == (6, 3, 16, 32, 32)
+    torch.testing.assert_close(three[1], one[0])  # clip-major: the middle view is the centre crop
+    with pytest.raises(ValueError, match="crops"):
+        EvalClipsDataset(test, crops=2)

@@ -114,3 +114,33 @@ def test_bad_protocol_settings_are_clear_errors(saved_model, tiny_dataset):
         protocol_settings("linear", {"epochz": 1})
     with pytest.raises(FileNotFoundError, match="no saved model"):
         run_protocol("/nonexistent/model", "retrieval", "ucf101", tiny_dataset, log=_quiet)
+
+
+@pytest.fixture(scope="module", params=["ucf101", "hmdb51", "kinetics400"])
+def layout_dataset(request, tmp_path_factory):
+    from conftest import TINY_SYNTHETIC
+
+    from tclr_zoo.data.synthetic import SyntheticConfig, generate
+
+    root = tmp_path_factory.mktemp(request.param) / "data"
+    return request.param, generate(root, SyntheticConfig(**TINY_SYNTHETIC, layout=request.param))
+
+
+@pytest.mark.parametrize("protocol, settings", [
+    ("retrieval", {"clips": 2, "ks": "[1,5]"}),
+    ("linear", FAST),
+    ("finetune", {**FAST, "test_crops": 3}),
+])
+def test_every_protocol_runs_on_every_official_layout(saved_model, layout_dataset, protocol, settings, tmp_path):
+    layout, root = layout_dataset
+    out = tmp_path / "result.json"
+    args = ["eval", str(saved_model), "--protocol", protocol, "--dataset", layout, "--root", str(root),
+            "--out", str(out), "--device", "cpu", "--no-progress"]
+    args += [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+    result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["dataset"] == layout and data["protocol"] == protocol and data["model"] == str(saved_model)
+    keys = ("R@1", "R@5") if protocol == "retrieval" else ("top1", "top5", "clip_top1", "clip_top5")
+    assert all(0.0 <= data[k] <= 1.0 for k in keys)
+    assert set(data["versions"]) == {"tclr_zoo", "torch", "av"} and "parameters" in data

@@ -373,3 +373,13 @@ def test_speed_report():
         torch.set_num_threads(old)
     print(f"\naugment_clip 16x240x320 -> 112, 1 thread: {per_clip:.1f} ms/clip (random params), "
           f"{worst_ms:.1f} ms/clip (all ops incl. hue); eval_clip: {eval_ms:.1f} ms/clip")
+
+
+def test_eval_clip_positions_along_the_long_side():
+    from tclr_zoo.data.transforms import eval_clip
+
+    ramp = torch.arange(40, dtype=torch.uint8).view(1, 1, 40, 1).expand(2, 20, 40, 3).contiguous()
+    left, centre, right = (eval_clip(ramp, size=16, crop_fraction=0.8, position=p) for p in (0.0, 0.5, 1.0))
+    assert left.shape == (3, 2, 16, 16)
+    assert left[0, 0, 0, 0] < centre[0, 0, 0, 0] < right[0, 0, 0, 0]
+    torch.testing.assert_close(centre, eval_clip(ramp, size=16, crop_fraction=0.8))

@@ -569,7 +569,11 @@ def collate_pretrain(batch: list) -> dict:
 
 
 class EvalClipsDataset(Dataset):
-    """All ``clips`` evenly spaced, centre-cropped clips of a video (retrieval / multi-clip testing)."""
+    """All ``clips`` evenly spaced, centre-cropped clips of a video (retrieval / multi-clip testing).
+
+    ``crops=3`` adds the two crops at the ends of the long side (3-crop testing): each item is then
+    ``[clips * 3, 3, T, H, W]``, clip-major (clip 0 left/centre/right, clip 1 ...).
+    """
 
     def __init__(
         self,
@@ -580,13 +584,17 @@ class EvalClipsDataset(Dataset):
         stride: int = 2,
         size: int = 112,
         crop_fraction: float = 0.8,
+        crops: int = 1,
         channel_order: str = "bgr",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
     ) -> None:
+        if crops not in (1, 3):
+            raise ValueError(f"crops must be 1 (centre) or 3 (both ends and centre), got {crops}")
         self.items = list(items)
         self.clips, self.frames, self.stride = clips, frames, stride
         self.size, self.crop_fraction = size, crop_fraction
+        self.positions = (0.5,) if crops == 1 else (0.0, 0.5, 1.0)
         self.channel_order, self.mean, self.std = channel_order, mean, std
 
     def __len__(self) -> int:
@@ -602,6 +610,7 @@ class EvalClipsDataset(Dataset):
         except VideoDecodeError as err:
             return BadSample(str(item.path), err.reason)
         position = np.searchsorted(needed, indices)
-        clips = [eval_clip(frames[torch.from_numpy(row)], self.size, self.crop_fraction) for row in position]
+        clips = [eval_clip(frames[torch.from_numpy(row)], self.size, self.crop_fraction, where)
+                 for row in position for where in self.positions]
         stacked = torch.stack([normalize_clip(c, self.mean, self.std) for c in clips])
         return stacked, item.label, index

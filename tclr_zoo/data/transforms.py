@@ -313,20 +313,24 @@ def augment_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig
     return x.permute(1, 0, 2, 3).contiguous()
 
 
-def eval_clip(frames: torch.Tensor, size: int = 112, crop_fraction: float = 0.8) -> torch.Tensor:
+def eval_clip(frames: torch.Tensor, size: int = 112, crop_fraction: float = 0.8,
+              position: float = 0.5) -> torch.Tensor:
     """Deterministic evaluation transform (reference linear-eval / retrieval test loaders).
 
-    Centre square crop of side ``int(crop_fraction * short_side)`` (offsets rounded like
-    torchvision's ``center_crop``: ``round((H - side) / 2)``), bilinear antialiased resize to
+    Square crop of side ``int(crop_fraction * short_side)``, centred on the short side and placed at
+    ``position`` along the long side (0.5: the centre crop, offsets rounded like torchvision's
+    ``center_crop``; 0 and 1: the two ends, for 3-crop testing), bilinear antialiased resize to
     ``size``; returns float32 ``[3, T, size, size]`` in [0, 1], channel order as decoded.
     """
     _check_frames(frames)
     if not 0.0 < crop_fraction <= 1.0:
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position must be in [0, 1], got {position!r}")
     h, w = frames.shape[1], frames.shape[2]
     side = max(1, int(min(h, w) * crop_fraction))
-    top = int(round((h - side) / 2.0))
-    left = int(round((w - side) / 2.0))
+    top = int(round((h - side) * (position if h > w else 0.5)))
+    left = int(round((w - side) * (position if w >= h else 0.5)))
     x = _crop_resize_to_float(frames, top, left, side, int(size))
     return x.permute(1, 0, 2, 3).contiguous()
 

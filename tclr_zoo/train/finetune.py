@@ -10,8 +10,9 @@ Fine-tuning has no reference script and the paper gives no settings; ours, chose
 Adam lr 1e-4, weight decay 1e-5, batch 32, cosine decay over the epochs, the same clips and
 augmentation as the linear probe.
 
-Testing (both): ``test_clips`` evenly spaced clips per video (10), centre crop 0.8, softmax
-averaged over clips; reports video-level ``top1``/``top5`` and clip-level ``clip_top1``/``clip_top5``.
+Testing (both): ``test_clips`` evenly spaced clips per video (10), centre crop 0.8 (``test_crops=3``
+adds the crops at both ends of the long side), softmax averaged over all views; reports video-level
+``top1``/``top5`` and view-level ``clip_top1``/``clip_top5``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ClassifyConfig:
     size: int = 112
     augment: str = "light"  # "light" (reduced probabilities, as the reference linear eval), "full", "none"
     test_clips: int = 10
+    test_crops: int = 1  # 1: centre crop; 3: also both ends of the long side (3-crop testing)
     crop_fraction: float = 0.8
     workers: int = 4
     seed: int = 0
@@ -165,7 +167,7 @@ def multi_clip_test(classifier: VideoClassifier, items: Sequence[VideoItem], cfg
                     preprocessing: dict, device: torch.device, batch_size: int = 2, progress: bool = False) -> dict:
     """Video-level (softmax averaged over ``cfg.test_clips`` clips) and clip-level top-1/top-5."""
     dataset = EvalClipsDataset(items, clips=cfg.test_clips, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
-                               crop_fraction=cfg.crop_fraction, **_pixels(preprocessing))
+                               crop_fraction=cfg.crop_fraction, crops=cfg.test_crops, **_pixels(preprocessing))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(cfg.workers, 2), collate_fn=collate_eval)
     classifier.eval().to(device)
     video_probs, clip_probs, labels, bad = [], [], [], []
@@ -181,7 +183,7 @@ def multi_clip_test(classifier: VideoClassifier, items: Sequence[VideoItem], cfg
     if not labels:
         raise ValueError("no test video could be decoded")
     video_labels = torch.cat(labels)
-    clip_labels = video_labels.repeat_interleave(cfg.test_clips)
+    clip_labels = video_labels.repeat_interleave(cfg.test_clips * cfg.test_crops)
     return {**topk_accuracy(torch.cat(video_probs), video_labels, prefix=""),
             **topk_accuracy(torch.cat(clip_probs), clip_labels, prefix="clip_"),
             "videos": int(video_labels.numel()), "bad_videos": len(bad)}
