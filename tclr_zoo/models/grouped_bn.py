@@ -49,7 +49,7 @@ class GroupedBatchNorm3d(_GroupedBatchNormMixin, nn.BatchNorm3d):
 
 def grouped_batch_norm(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, groups: int) -> torch.Tensor:
     """Normalise each of ``groups`` video-major clip groups of ``x`` with its own batch statistics."""
-    n, channels = x.shape[0], x.shape[1]
+    n = x.shape[0]
     if n % groups:
         raise ValueError(f"batch of {n} samples does not split into {groups} clip groups")
     videos = n // groups

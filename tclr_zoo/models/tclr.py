@@ -55,7 +55,6 @@ class TCLRModel(nn.Module):
         num_local, videos = local_clips.shape[1], local_clips.shape[2]
         # Group order = the reference's call order: global aug0, global aug1, local aug0 k=0..K-1, aug1.
         groups = torch.cat([global_clips, local_clips.flatten(0, 1)], dim=0)  # [G, B, 3, T, H, W]
-        num_groups = groups.shape[0]
         feats = self._grouped_features(groups)  # [B, G, C, T']
         steps = feats.shape[-1]
         if steps != num_local:

@@ -17,7 +17,6 @@ adds the crops at both ends of the long side), softmax averaged over all views; 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
