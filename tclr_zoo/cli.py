@@ -107,11 +107,13 @@ def _write_result(result: dict, out: str | None) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled.")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False),
+              help="linear/finetune: save the trained model (with its classifier and class names) here.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @user_errors_exit_2
 def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
-             settings: tuple[str, ...], device: str, no_progress: bool) -> None:
+             settings: tuple[str, ...], save_dir: str | None, device: str, no_progress: bool) -> None:
     """Evaluate MODEL (a saved model folder or a pretraining checkpoint) on a dataset.
 
     Prints a table of the metrics and, with --out, writes them as JSON with the model id, the
@@ -121,7 +123,7 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
     from .train.protocols import run_protocol
 
     result = run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
-                          device=resolve_device(device), progress=not no_progress, log=click.echo)
+                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir)
     _write_result(result, out_file)
 
 
@@ -130,10 +132,13 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: model=PATH, data.root=DIR, settings.epochs=10 (repeatable).")
+@click.option("--save", "save_dir", type=click.Path(file_okay=False),
+              help="Save the trained model (with its classifier and class names) here.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @user_errors_exit_2
-def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], device: str, no_progress: bool) -> None:
+def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save_dir: str | None, device: str,
+             no_progress: bool) -> None:
     """Run a downstream RECIPE (fine-tuning, linear probe or retrieval; a YAML file or a bundled name).
 
     The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
@@ -146,7 +151,7 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], devi
     data = loaded["data"]
     result = run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
                           split=data.get("split", 1), overrides=loaded.get("settings") or {},
-                          device=resolve_device(device), progress=not no_progress, log=click.echo)
+                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir)
     result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
     _write_result(result, out_file)
     for key, value in result["reference"].items():

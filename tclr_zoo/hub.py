@@ -27,8 +27,14 @@ CARD_NAME = "README.md"
 
 
 def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], preprocessing: dict[str, Any],
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The ``config.json`` content describing ``model`` (``extra`` adds e.g. training results)."""
+                 labels: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``config.json`` content describing ``model`` (``extra`` adds e.g. training results).
+
+    ``labels`` (class names, index = logit) must be given exactly when the model has a classifier.
+    """
+    classes = model.classifier.out_features if model.classifier is not None else None
+    if (labels is None) != (classes is None) or (labels is not None and len(labels) != classes):
+        raise ValueError(f"labels ({None if labels is None else len(labels)}) must match the classifier ({classes})")
     steps = preprocessing["frames"] // model.temporal_downsampling
     config = {
         "library": "tclr_zoo",
@@ -41,7 +47,7 @@ def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], pre
             "retrieval": model.feature_dim * steps,
             "projection": model.head.out_dim,
         },
-        "labels": None,
+        "labels": labels,
         "preprocessing": preprocessing,
     }
     config.update(extra or {})
@@ -71,7 +77,9 @@ def load_pretrained_dir(directory: str | os.PathLike) -> tuple[TCLRModel, dict[s
     config = json.loads(config_path.read_text())
     if config.get("library") != "tclr_zoo":
         raise ValueError(f"{config_path}: not a tclr_zoo model config (library={config.get('library')!r})")
-    model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config["head_dim"])
+    labels = config.get("labels")
+    model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config["head_dim"],
+                         num_classes=len(labels) if labels else None)
     state = load_file(str(weights_path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:

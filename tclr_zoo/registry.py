@@ -85,7 +85,8 @@ def create_backbone(arch: str, model_args: dict[str, Any] | None = None) -> nn.M
 
 
 def create_model(
-    arch: str, *, model_args: dict[str, Any] | None = None, head_dim: int = 128, bn_mode: str = "faithful"
+    arch: str, *, model_args: dict[str, Any] | None = None, head_dim: int = 128, bn_mode: str = "faithful",
+    num_classes: int | None = None,
 ) -> TCLRModel:
-    """A randomly initialised TCLR model (backbone + projection head) for ``arch``."""
-    return TCLRModel(create_backbone(arch, model_args), head_dim=head_dim, bn_mode=bn_mode)
+    """A randomly initialised TCLR model (backbone + projection head [+ classifier]) for ``arch``."""
+    return TCLRModel(create_backbone(arch, model_args), head_dim=head_dim, bn_mode=bn_mode, num_classes=num_classes)

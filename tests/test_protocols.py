@@ -144,3 +144,30 @@ def test_every_protocol_runs_on_every_official_layout(saved_model, layout_datase
     keys = ("R@1", "R@5") if protocol == "retrieval" else ("top1", "top5", "clip_top1", "clip_top5")
     assert all(0.0 <= data[k] <= 1.0 for k in keys)
     assert set(data["versions"]) == {"tclr_zoo", "torch", "av"} and "parameters" in data
+
+
+def test_saved_finetuned_model_keeps_classifier_and_labels(saved_model, tiny_dataset, tmp_path):
+    from tclr_zoo.data.datasets import EvalClipsDataset, load_split
+
+    target = tmp_path / "finetuned"
+    result = run_protocol(str(saved_model), "finetune", "ucf101", tiny_dataset, overrides=FAST, log=_quiet,
+                          save_dir=target)
+    model, config = load_pretrained_dir(target)
+    test = load_split("ucf101", tiny_dataset, subset="test")
+    assert config["labels"] == test.class_names and model.classifier.out_features == 3
+    assert config["training"]["top1"] == result["top1"]
+    clips = EvalClipsDataset(test.items[:2], clips=1, size=32)
+    batch = torch.stack([clips[i][0][0] for i in range(2)])
+    with torch.no_grad():
+        assert model.logits(batch).shape == (2, 3)
+    # the saved model is a model like any other: it can be evaluated again
+    again = run_protocol(str(target), "retrieval", "ucf101", tiny_dataset, overrides={"clips": 2, "ks": [1]}, log=_quiet)
+    assert 0.0 <= again["R@1"] <= 1.0
+    with pytest.raises(RecipeError, match="--save applies to linear and finetune"):
+        run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset, log=_quiet, save_dir=tmp_path / "x")
+
+
+def test_model_without_classifier_says_so():
+    model = create_model("r3d_10_025")
+    with pytest.raises(ValueError, match="no classifier"):
+        model.logits(torch.zeros(2, 3, 16, 32, 32))

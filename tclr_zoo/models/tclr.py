@@ -22,7 +22,7 @@ class TCLRModel(nn.Module):
     """Backbone (``[B,3,T,H,W] -> [B,C,T',h,w]``) + projection head, with the TCLR pretraining forward."""
 
     def __init__(self, backbone: nn.Module, head_dim: int = 128, bn_mode: str = "faithful",
-                 groups_per_pass: int | None = None) -> None:
+                 groups_per_pass: int | None = None, num_classes: int | None = None, dropout: float = 0.0) -> None:
         super().__init__()
         if bn_mode not in BN_MODES:
             raise ValueError(f"bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
@@ -34,6 +34,22 @@ class TCLRModel(nn.Module):
         self.feature_dim = int(backbone.feature_dim)
         self.temporal_downsampling = int(backbone.temporal_downsampling)
         self.head = convert_to_grouped_bn(ProjectionHead(self.feature_dim, out_dim=head_dim))
+        self.classifier: nn.Linear | None = None
+        self.dropout = nn.Dropout(dropout)
+        if num_classes:
+            self.add_classifier(num_classes, dropout)
+
+    def add_classifier(self, num_classes: int, dropout: float = 0.0) -> nn.Linear:
+        """Attach a fresh linear classifier on the globally pooled features (fine-tuning, linear probe)."""
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+        self.dropout = nn.Dropout(dropout)
+        return self.classifier
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Class scores ``[B, num_classes]``: backbone -> average over time and space -> dropout -> Linear."""
+        if self.classifier is None:
+            raise ValueError("this model has no classifier; fine-tune it first (tclr-zoo finetune / eval --save)")
+        return self.classifier(self.dropout(self.backbone(x).mean(dim=(2, 3, 4))))
 
     def temporal_features(self, x: torch.Tensor) -> torch.Tensor:
         """Spatially averaged feature map ``[B, C, T']`` (the TCLR retrieval feature before flattening)."""

@@ -70,24 +70,29 @@ def defaults_for(protocol: str) -> ClassifyConfig:
 
 
 class VideoClassifier(nn.Module):
-    """Backbone -> global average pool over time and space -> dropout -> Linear."""
+    """The encoder seen as a classifier: ``forward`` gives its logits (so DataLoader loops stay plain)."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, encoder: TCLRModel) -> None:
         super().__init__()
-        self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(feature_dim, num_classes)
+        self.encoder = encoder
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder.backbone
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.dropout(self.backbone(x).mean(dim=(2, 3, 4))))
+        return self.encoder.logits(x)
 
 
 def build_classifier(encoder: TCLRModel, num_classes: int, cfg: ClassifyConfig) -> VideoClassifier:
-    classifier = VideoClassifier(encoder.backbone, encoder.feature_dim, num_classes, cfg.dropout)
+    """Give ``encoder`` a fresh classifier; for the linear probe, freeze everything but it."""
+    encoder.add_classifier(num_classes, cfg.dropout)
     if cfg.protocol == "linear":
-        for p in classifier.backbone.parameters():
+        for p in encoder.backbone.parameters():
             p.requires_grad_(False)
-    return classifier
+    for p in encoder.head.parameters():  # the projection head plays no part in classification
+        p.requires_grad_(False)
+    return VideoClassifier(encoder)
 
 
 def _augment_config(cfg: ClassifyConfig) -> AugmentConfig:

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..data.datasets import load_split
-from ..hub import load_pretrained_dir, model_config
+from ..hub import load_pretrained_dir, model_config, save_pretrained
 from ..models import TCLRModel
 from ..registry import create_model, resolve_model_args
 from .checkpoint import load_checkpoint
@@ -86,8 +86,14 @@ def protocol_settings(protocol: str, overrides: dict | None = None):
 
 def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, *, split: int = 1,
                  overrides: dict | None = None, device: torch.device | str = "cpu", progress: bool = False,
-                 log: Callable[[str], None] = print) -> dict:
-    """Evaluate ``model_ref`` with ``protocol`` on ``dataset``; returns the flat result dict."""
+                 log: Callable[[str], None] = print, save_dir: str | Path | None = None) -> dict:
+    """Evaluate ``model_ref`` with ``protocol`` on ``dataset``; returns the flat result dict.
+
+    ``save_dir`` (linear / finetune): write the trained model there in the saved-model layout, with
+    its classifier and class names, so it can be loaded, evaluated again or exported.
+    """
+    if save_dir is not None and protocol == "retrieval":
+        raise RecipeError("--save applies to linear and finetune: retrieval trains nothing")
     settings = protocol_settings(protocol, overrides)
     encoder, config = load_encoder(model_ref)
     pre = config["preprocessing"]
@@ -100,6 +106,9 @@ def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, 
         metrics = _retrieval(encoder, train, test, settings, pre, device, progress)
     else:
         metrics = _classification(encoder, train, test, settings, pre, device, progress, log)
+        if save_dir is not None:
+            _save_classifier(encoder, config, train.class_names, save_dir, protocol, dataset, metrics)
+            log(f"saved the {protocol} model to {save_dir}")
     return {"model": str(model_ref), "protocol": protocol, "dataset": dataset, "split": split,
             "parameters": dataclasses.asdict(settings), **metrics,
             "missing_files": len(train.missing) + len(test.missing),
@@ -122,6 +131,15 @@ def _classification(encoder, train, test, settings, pre: dict, device, progress,
                                progress=progress, log=log)
     metrics = multi_clip_test(classifier, test.items, settings, preprocessing=pre, device=device, progress=progress)
     return {**metrics, "classes": len(train.class_names), "history": history}
+
+
+def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], save_dir, protocol: str,
+                     dataset: str, metrics: dict) -> None:
+    extra = {"training": {"protocol": protocol, "dataset": dataset, "from": config.get("training"),
+                          "top1": metrics["top1"], "top5": metrics["top5"]}}
+    new_config = model_config(encoder, arch=config["architecture"], model_args=config["model_args"],
+                              preprocessing=config["preprocessing"], labels=list(class_names), extra=extra)
+    save_pretrained(encoder.to("cpu").eval(), save_dir, new_config)
 
 
 def format_table(result: dict) -> str:
