@@ -158,6 +158,68 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
         click.echo(f"reference {key}: {value}")
 
 
+@main.command("export")
+@click.argument("model")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Export folder (saved-model layout; with --onnx also onnx/). Must not exist or be empty.")
+@click.option("--onnx", "to_onnx", is_flag=True, help="Also write onnx/model.onnx, checked for graph rules and parity.")
+@click.option("--fp16", is_flag=True, help="Also write onnx/model.fp16.onnx (float16 compute, float32 in/out); implies --onnx.")
+@click.option("--opset", type=int, default=None,
+              help="ONNX opset [default: 20, dynamo exporter, TensorRT 10]; 17 uses the TorchScript exporter (TensorRT 8.x).")
+@click.option("--head", type=click.Choice(["backbone", "retrieval", "projection", "logits"]), default="retrieval",
+              show_default=True, help="What the graph outputs (one output, named after the head).")
+@click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Largest batch the graph accepts (the batch axis is dynamic, 1..N); parity runs at 1, 3 and N.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder (only once every check passed).")
+@user_errors_exit_2
+def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
+               overwrite: bool) -> None:
+    """Export MODEL (a saved model folder or a training checkpoint) for deployment.
+
+    Writes config.json + model.safetensors (+ model card); with --onnx also a single-file ONNX graph
+    (input `video` [batch,3,T,H,W] float32, output named after --head), checked against the TensorRT
+    graph rules and for parity with PyTorch in onnxruntime, and onnx/export_report.json. A failed
+    check exits with status 1 and leaves no --out folder behind.
+    """
+    from .export.exporter import ExportError, export_model
+    from .export.graph_checks import GraphCheckError
+    from .export.parity import ParityError
+
+    try:
+        report = export_model(model, out_dir, onnx=to_onnx, fp16=fp16, opset=opset, head=head, max_batch=max_batch,
+                              overwrite=overwrite)
+    except ExportError as err:
+        click.echo(f"tclr-zoo: error: {err}", err=True)
+        sys.exit(2)
+    except GraphCheckError as err:
+        rules = "; ".join(f"[{rule}] {msg}" for rule, msg in err.violations)
+        click.echo(f"tclr-zoo: export failed, graph check: {rules} (nothing written to {out_dir})", err=True)
+        sys.exit(1)
+    except ParityError as err:
+        click.echo(f"tclr-zoo: export failed, {err} (nothing written to {out_dir})", err=True)
+        sys.exit(1)
+    _print_export_summary(report, out_dir)
+
+
+def _print_export_summary(report: dict, out_dir: str) -> None:
+    from pathlib import Path
+
+    files = sorted(str(p.relative_to(out_dir)) for p in Path(out_dir).rglob("*") if p.is_file())
+    click.echo(f"exported head {report['head']} to {out_dir}: {', '.join(files)}")
+    if "parity" not in report:
+        return
+    click.echo(f"onnx: opset {report['opset']} ({report['exporter']} exporter), IR {report['ir_version']}, "
+               f"batch 1..{report['max_batch']}, output {report['output']['name']} {report['output']['shape']}")
+    for name, result in report["parity"].items():
+        rows = result["batches"]
+        worst_err = max(b["max_abs_error"] for b in rows)
+        worst_cos = min(b["min_cosine"] for b in rows)
+        speed = ", ".join(f"b{b['batch_size']} {b['ort_seconds'] * 1e3:.0f}/{b['torch_seconds'] * 1e3:.0f} ms"
+                          for b in rows)
+        click.echo(f"{name}: parity ok at batch {[b['batch_size'] for b in rows]}: max abs error {worst_err:.2e}, "
+                   f"min cosine {worst_cos:.7f}; ORT/PyTorch CPU {speed}")
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 @click.option("--recipes", is_flag=True, help="List the bundled recipes instead of architectures.")

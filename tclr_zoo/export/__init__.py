@@ -1,0 +1,1 @@
+"""Export: safetensors + config, ONNX export, graph checks and parity checks."""

@@ -1,0 +1,221 @@
+"""``export_model``: a model (or a saved-model folder / training checkpoint) -> a checked export folder.
+
+Layout written to ``out_dir`` (the saved-model / Hub repo layout)::
+
+    config.json            the model config + "export": head, input/output names and shapes, onnx files
+    model.safetensors      the weights (loadable by ``hub.load_pretrained_dir``)
+    README.md              the model card (copied from the source folder, else generated)
+    onnx/model.onnx        with onnx=True: fp32 graph, input ``video`` [batch,3,T,H,W], output = the head name
+    onnx/model.fp16.onnx   with fp16=True: float16 compute, float32 input/output
+    onnx/export_report.json  graph reports, parity reports (batch 1, 3, max_batch), versions, timings
+
+Everything is built in a temporary sibling folder and renamed to ``out_dir`` only after every graph and
+parity check passed, so a failed export leaves nothing behind that looks like a valid one (and an
+existing folder replaced with ``overwrite=True`` stays untouched until then).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .. import __version__
+from ..hub import CARD_NAME, model_card, save_pretrained
+from ..models import TCLRModel
+from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
+from .heads import HEADS, build_head, check_head, head_output_dim
+from .onnx_export import DEFAULT_OPSET, INPUT_NAME, TORCHSCRIPT_MAX_OPSET, export_onnx
+from .parity import check_parity
+
+ONNX_DIR = "onnx"
+FP32_NAME = "model.onnx"
+FP16_NAME = "model.fp16.onnx"
+REPORT_NAME = "export_report.json"
+ODD_BATCH = 3
+PARITY_SEED = 0
+
+
+class ExportError(ValueError):
+    """A request that cannot be exported as asked (bad head, existing output folder, bad options)."""
+
+
+def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRModel, dict], out_dir: str | os.PathLike,
+                 *, onnx: bool = False, fp16: bool = False, opset: int | None = None, head: str = "retrieval",
+                 max_batch: int = 8, sample_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                 config: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """Export a model; returns the report (also written to ``onnx/export_report.json`` with ``onnx``).
+
+    ``model_ref_or_model``: a saved-model folder or training checkpoint path (``protocols.load_encoder``),
+    a ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``. ``fp16`` implies ``onnx``.
+    ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
+    clips in [0, 1]). Raises ``ExportError`` for bad requests, ``GraphCheckError`` / ``ParityError`` when a
+    check fails (and then writes nothing to ``out_dir``).
+    """
+    model, config, card = _resolve(model_ref_or_model, config)
+    onnx = onnx or fp16
+    try:
+        check_head(model, head)
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    if max_batch < 1:
+        raise ExportError(f"--max-batch must be >= 1, got {max_batch}")
+    if opset is not None and not 7 <= opset <= DEFAULT_OPSET:
+        raise ExportError(f"--opset must be between 7 and {DEFAULT_OPSET} (TensorRT 10 parses <= {TRT10_MAX_OPSET}; "
+                          f"use {TRT8_MAX_OPSET} for TensorRT 8.x), got {opset}")
+    out_dir = Path(out_dir)
+    _check_target(out_dir, overwrite)
+
+    pre = config["preprocessing"]
+    frames, size = int(pre["frames"]), int(pre["size"])
+    input_shape = (1, 3, frames, size, size)
+    out_dim = head_output_dim(model, head, frames)
+    model = copy.deepcopy(model).float().eval()
+    config = copy.deepcopy(config)
+    opset_used = None if not onnx else (DEFAULT_OPSET if opset is None else opset)
+    config["export"] = {
+        "head": head,
+        "input": {"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", 3, frames, size, size]},
+        "output": {"name": head, "dtype": "float32", "shape": ["batch", out_dim]},
+        "max_batch": max_batch,
+        "opset": opset_used,
+        "exporter": None if not onnx else ("torchscript" if opset_used <= TORCHSCRIPT_MAX_OPSET else "dynamo"),
+        "onnx": ({"fp32": f"{ONNX_DIR}/{FP32_NAME}", **({"fp16": f"{ONNX_DIR}/{FP16_NAME}"} if fp16 else {}),
+                  "report": f"{ONNX_DIR}/{REPORT_NAME}"} if onnx else None),
+    }
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    try:
+        save_pretrained(model, staging, config, card=card if card is not None else model_card(config))
+        report: dict[str, Any] = {"head": head, "input": config["export"]["input"],
+                                  "output": config["export"]["output"], "max_batch": max_batch,
+                                  "versions": _versions(), "files": {}}
+        if onnx:
+            report.update(_export_and_check(model, staging / ONNX_DIR, head=head, input_shape=input_shape,
+                                            opset=opset, max_batch=max_batch, fp16=fp16,
+                                            sample_inputs=sample_inputs))
+            (staging / ONNX_DIR / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    report["out_dir"] = str(out_dir)
+    return report
+
+
+def _resolve(ref, config):
+    """-> (model, config, model card text or None)."""
+    if isinstance(ref, TCLRModel):
+        if config is None:
+            raise ExportError("exporting a TCLRModel object needs its config (config=, see hub.model_config)")
+        return ref, config, None
+    if isinstance(ref, tuple):
+        return ref[0], ref[1], None
+    from ..train.protocols import load_encoder
+
+    path = Path(ref)
+    model, loaded = load_encoder(path)
+    card = path / CARD_NAME
+    return model, config or loaded, card.read_text() if path.is_dir() and card.is_file() else None
+
+
+def _check_target(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(f"{out_dir}: folder exists and is not empty; choose another --out or pass --overwrite")
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished export into place; an old ``out_dir`` is removed only after the move."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        os.replace(out_dir, old)
+    os.replace(staging, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def parity_inputs(input_shape: tuple[int, ...], batch_sizes: Sequence[int],
+                  sample_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None) -> tuple[list[torch.Tensor], str]:
+    """One input batch per batch size: real clips (cycled) if given, else seeded random clips in [0, 1]."""
+    if sample_inputs is not None:
+        clips = sample_inputs if isinstance(sample_inputs, torch.Tensor) else torch.stack(
+            [c if c.dim() == 4 else c.squeeze(0) for c in sample_inputs])
+        if clips.dim() == 4:
+            clips = clips.unsqueeze(0)
+        if tuple(clips.shape[1:]) != tuple(input_shape[1:]) or len(clips) == 0:
+            raise ExportError(f"sample_inputs must be clips [N, {', '.join(map(str, input_shape[1:]))}], "
+                              f"got {tuple(clips.shape)}")
+        clips = clips.float()
+        return [clips[torch.arange(b) % len(clips)] for b in batch_sizes], f"sample_inputs ({len(clips)} clips)"
+    gen = torch.Generator().manual_seed(PARITY_SEED)
+    return [torch.rand(b, *input_shape[1:], generator=gen) for b in batch_sizes], f"random [0,1], seed {PARITY_SEED}"
+
+
+def _export_and_check(model: TCLRModel, onnx_dir: Path, *, head: str, input_shape, opset, max_batch, fp16,
+                      sample_inputs) -> dict[str, Any]:
+    export_head = build_head(model, head)  # BatchNorm folded: what goes into the graph
+    reference = build_head(model, head, fold_bn=False)  # exactly the PyTorch model's computation
+    max_opset = TRT8_MAX_OPSET if opset is not None and opset <= TORCHSCRIPT_MAX_OPSET else TRT10_MAX_OPSET
+    batch_sizes = sorted({1, *([ODD_BATCH] if ODD_BATCH <= max_batch else []), max_batch})
+    inputs, source = parity_inputs(input_shape, batch_sizes, sample_inputs)
+    graphs, parity = {}, {}
+    for name, half in [(FP32_NAME, False)] + ([(FP16_NAME, True)] if fp16 else []):
+        path = export_onnx(export_head, onnx_dir / name, input_shape=input_shape, output_name=head, opset=opset,
+                           max_batch=max_batch, fp16=half)
+        graph = check_graph(path, input_shape=input_shape, output_names=[head], max_opset=max_opset)
+        graph["path"] = f"{ONNX_DIR}/{name}"
+        graphs[name] = graph
+        result = check_parity(reference, path, inputs, output_name=head, fp16=half, compare_top1=head == "logits")
+        result["graph"] = f"{ONNX_DIR}/{name}"
+        parity[name] = result
+    return {"files": {name: {"path": g["path"], "bytes": g.get("file_size_bytes"), "sha256": g.get("sha256")}
+                      for name, g in graphs.items()},
+            "opset": graphs[FP32_NAME]["opset"], "ir_version": graphs[FP32_NAME]["ir_version"],
+            "exporter": "torchscript" if max_opset == TRT8_MAX_OPSET else "dynamo",
+            "parity_inputs": source, "parity_batch_sizes": batch_sizes,
+            "graphs": graphs, "parity": parity, "speed": _speed(parity)}
+
+
+def _speed(parity: dict[str, Any]) -> dict[str, Any]:
+    """ORT vs PyTorch CPU seconds per batch (median of the parity runs) and clips/s, per graph."""
+    speed = {}
+    for name, result in parity.items():
+        rows = []
+        for b in result["batches"]:
+            ort_s, torch_s = b["ort_seconds"], b["torch_seconds"]
+            rows.append({"batch_size": b["batch_size"], "ort_seconds": ort_s, "torch_seconds": torch_s,
+                         "ort_clips_per_s": b["batch_size"] / ort_s if ort_s else None,
+                         "torch_clips_per_s": b["batch_size"] / torch_s if torch_s else None,
+                         "ort_speedup": torch_s / ort_s if ort_s else None})
+        speed[name] = {"device": "cpu", "torch_threads": torch.get_num_threads(), "batches": rows}
+    return speed
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    versions = {"tclr_zoo": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+                "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+    try:
+        import onnxscript
+
+        versions["onnxscript"] = onnxscript.__version__
+    except ImportError:  # only the dynamo exporter needs it
+        pass
+    return versions
+
+
+__all__ = ["ExportError", "FP16_NAME", "FP32_NAME", "HEADS", "ONNX_DIR", "REPORT_NAME", "export_model",
+           "parity_inputs"]
