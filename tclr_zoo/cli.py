@@ -96,6 +96,20 @@ def _write_result(result: dict, out: str | None) -> None:
         click.echo(f"wrote {out}")
 
 
+def protocol_run_options(func):
+    """The options shared by `eval` and `finetune`: --save, --device, --no-progress; exit 2 on user errors."""
+    options = (
+        click.option("--save", "save_dir", type=click.Path(file_okay=False),
+                     help="linear/finetune: save the trained model (with its classifier and class names) here."),
+        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--no-progress", is_flag=True, help="No progress bars."),
+    )
+    func = user_errors_exit_2(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 @main.command("eval")
 @click.argument("model")
 @click.option("--protocol", type=click.Choice(["retrieval", "linear", "finetune"]), required=True,
@@ -107,11 +121,7 @@ def _write_result(result: dict, out: str | None) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
               help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled.")
-@click.option("--save", "save_dir", type=click.Path(file_okay=False),
-              help="linear/finetune: save the trained model (with its classifier and class names) here.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@user_errors_exit_2
+@protocol_run_options
 def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
              settings: tuple[str, ...], save_dir: str | None, device: str, no_progress: bool) -> None:
     """Evaluate MODEL (a saved model folder or a pretraining checkpoint) on a dataset.
@@ -132,11 +142,7 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: model=PATH, data.root=DIR, settings.epochs=10 (repeatable).")
-@click.option("--save", "save_dir", type=click.Path(file_okay=False),
-              help="Save the trained model (with its classifier and class names) here.")
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--no-progress", is_flag=True, help="No progress bars.")
-@user_errors_exit_2
+@protocol_run_options
 def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save_dir: str | None, device: str,
              no_progress: bool) -> None:
     """Run a downstream RECIPE (fine-tuning, linear probe or retrieval; a YAML file or a bundled name).
