@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import BadSample, VideoItem
+from .datasets import BadSample, VideoItem, split_bad
 from .decode import VideoDecodeError, VideoTooShortError, decode_frames, probe
 from .sampling import mirror_indices
 from .transforms import AugmentConfig, augment_clip, normalize_clip, sample_clip_params
@@ -65,8 +65,8 @@ class ClipClassificationDataset(Dataset):
 
 def collate_labelled(batch: list) -> dict:
     """Stack good ``(clip, label)`` samples; keep undecodable ones aside for the caller to report."""
-    good = [s for s in batch if not isinstance(s, BadSample)]
-    out: dict = {"bad": [s for s in batch if isinstance(s, BadSample)], "videos": len(good)}
+    good, bad = split_bad(batch)
+    out: dict = {"bad": bad, "videos": len(good)}
     if good:
         clips, labels = zip(*good)
         out["clips"], out["labels"] = torch.stack(clips), torch.tensor(labels)

@@ -17,7 +17,7 @@ so DataLoader workers can persist across epochs instead of being restarted for e
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,10 +104,28 @@ class EpochShuffleSampler(Sampler[int]):
         return iter((offset + torch.randperm(self.num_samples, generator=generator)).tolist())
 
 
+def split_bad(batch: list) -> tuple[list, list[BadSample]]:
+    """``(good samples, BadSample markers)`` of a DataLoader batch, in order."""
+    return [s for s in batch if not isinstance(s, BadSample)], [s for s in batch if isinstance(s, BadSample)]
+
+
+class BadFileLog:
+    """Logs each unusable video once (path and reason) and counts them, so a run can report them."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log, self.seen = log, set()
+
+    def report(self, bad: list[BadSample]) -> int:
+        for sample in bad:
+            if sample.path not in self.seen:
+                self.seen.add(sample.path)
+                self.log(f"skipping {sample.path}: {sample.reason}")
+        return len(bad)
+
+
 def collate_pretrain(batch: list) -> dict:
     """Stack good samples as ``global [2,B,3,T,H,W]`` and ``local [2,K,B,3,T,H,W]``; keep bad ones aside."""
-    good = [s for s in batch if not isinstance(s, BadSample)]
-    bad = [s for s in batch if isinstance(s, BadSample)]
+    good, bad = split_bad(batch)
     out: dict = {"bad": bad, "videos": len(good)}
     if good:
         out["global"] = torch.stack([s["global"] for s in good], dim=1)

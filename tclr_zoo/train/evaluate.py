@@ -15,14 +15,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..data.datasets import BadSample, EvalClipsDataset, VideoItem
+from ..data.datasets import BadSample, EvalClipsDataset, VideoItem, split_bad
 
 POOLINGS = ("temporal", "pooled", "projection")
 
 
 def collate_eval(batch: list) -> dict:
-    good = [s for s in batch if not isinstance(s, BadSample)]
-    bad = [s for s in batch if isinstance(s, BadSample)]
+    good, bad = split_bad(batch)
     if not good:
         return {"bad": bad}
     clips, labels, indices = zip(*good)

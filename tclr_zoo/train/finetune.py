@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.classification import ClipClassificationDataset, collate_labelled
-from ..data.datasets import EpochShuffleSampler, EvalClipsDataset, VideoItem
+from ..data.datasets import BadFileLog, EpochShuffleSampler, EvalClipsDataset, VideoItem
 from ..data.transforms import AugmentConfig
 from ..models import TCLRModel
 from .config import RecipeError
@@ -125,27 +125,23 @@ def train_classifier(classifier: VideoClassifier, train_items: Sequence[VideoIte
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if cfg.schedule == "cosine" else (lambda s: 1.0))
     classifier.to(device)
-    history, reported = [], set()
+    history, bad_log = [], BadFileLog(log)
     for epoch in range(cfg.epochs):
         sampler.set_epoch(epoch)
         _set_train_mode(classifier, cfg)
-        row = _train_epoch(classifier, loader, optimizer, schedule, device, reported, log,
+        row = _train_epoch(classifier, loader, optimizer, schedule, device, bad_log,
                            desc=f"{cfg.protocol} {epoch + 1}/{cfg.epochs}", progress=progress)
         history.append({"epoch": epoch + 1, **row})
         log(f"{cfg.protocol} epoch {epoch + 1}: loss={row['loss']:.4f} train_clip_top1={row['train_clip_top1']:.3f}")
     return history
 
 
-def _train_epoch(classifier, loader, optimizer, schedule, device, reported: set, log, *, desc: str,
+def _train_epoch(classifier, loader, optimizer, schedule, device, bad_log: BadFileLog, *, desc: str,
                  progress: bool) -> dict:
     total_loss, correct, seen, bad = 0.0, 0, 0, 0
     start = time.perf_counter()
     for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        for sample in batch["bad"]:
-            bad += 1
-            if sample.path not in reported:
-                reported.add(sample.path)
-                log(f"skipping {sample.path}: {sample.reason}")
+        bad += bad_log.report(batch["bad"])
         if batch["videos"] < 2:
             continue
         clips, labels = batch["clips"].to(device), batch["labels"].to(device)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.datasets import (
-    DATASETS, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
+    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
 )
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
@@ -70,20 +70,6 @@ class EpochStats:
     @property
     def loss(self) -> float:
         return self.losses.get("total", math.nan)
-
-
-class BadFileLog:
-    """Logs each unusable video once (path and reason) and counts them per epoch."""
-
-    def __init__(self, log: Callable[[str], None]) -> None:
-        self.log, self.seen = log, set()
-
-    def report(self, bad: list) -> int:
-        for sample in bad:
-            if sample.path not in self.seen:
-                self.seen.add(sample.path)
-                self.log(f"skipping {sample.path}: {sample.reason}")
-        return len(bad)
 
 
 def prepare_data(recipe: Recipe, progress: bool = False) -> RunData:
