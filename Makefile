@@ -4,13 +4,19 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tclr-zoo-installed
+# olah (a Hugging Face Hub server) serves local git repos as Hub repos to tests/test_hub_client.py. It
+# lives in its own venv (its fastapi/pydantic stack stays out of .venv); the stamp names the version,
+# so changing OLAH_VERSION reinstalls it.
+OLAH_VERSION := 0.5.4
+OLAH_VENV := .venv-olah
+OLAH_STAMP := $(OLAH_VENV)/.olah-$(OLAH_VERSION)-installed
 
 .PHONY: demo test install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/tclr-zoo pretrain --out runs/demo --overwrite
 
-test: $(STAMP)
+test: $(STAMP) $(OLAH_STAMP)
 	$(PY) -m pytest
 
 install: $(STAMP)
@@ -20,5 +26,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(OLAH_STAMP):
+	test -x $(OLAH_VENV)/bin/python || $(PYTHON) -m venv $(OLAH_VENV)
+	$(OLAH_VENV)/bin/python -m pip install --quiet 'olah==$(OLAH_VERSION)'
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(OLAH_VENV) runs build *.egg-info

@@ -13,13 +13,17 @@ import click
 
 from . import __version__
 from .data.datasets import DatasetError
+from .backends import BackendError
+from .convert import ConversionError
 from .data.decode import VideoDecodeError
+from .hub import ModelLoadError
+from .hub_client import HubError
 from .registry import ModelNotFoundError, get_arch, list_models
 from .train.checkpoint import CheckpointError
 from .train.config import RecipeError, bundled_recipes
 
 USER_ERRORS = (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
-               NotADirectoryError, PermissionError)
+               NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError, ConversionError)
 
 
 def user_errors_exit_2(func):
@@ -176,11 +180,15 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
               show_default=True, help="What the graph outputs (one output, named after the head).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Largest batch the graph accepts (the batch axis is dynamic, 1..N); parity runs at 1, 3 and N.")
+@click.option("--triton", is_flag=True,
+              help="Also write a Triton model repository in OUT/triton (onnxruntime platform, dynamic batching, "
+                   "PREPROCESSING.md); implies --onnx. For TensorRT plans see export/triton_repository.py.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder (only once every check passed).")
 @user_errors_exit_2
 def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
-               overwrite: bool) -> None:
-    """Export MODEL (a saved model folder or a training checkpoint) for deployment.
+               triton: bool, overwrite: bool) -> None:
+    """Export MODEL for deployment: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], a
+    registry name (e.g. r3d_18.tclr_ucf101) or a training checkpoint (.pt).
 
     Writes config.json + model.safetensors (+ model card); with --onnx also a single-file ONNX graph
     (input `video` [batch,3,T,H,W] float32, output named after --head), checked against the TensorRT
@@ -190,11 +198,17 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     from .export.exporter import ExportError, export_model
     from .export.graph_checks import GraphCheckError
     from .export.parity import ParityError
+    from .export.triton import TritonError, write_model_repository
 
     try:
-        report = export_model(model, out_dir, onnx=to_onnx, fp16=fp16, opset=opset, head=head, max_batch=max_batch,
-                              overwrite=overwrite)
-    except ExportError as err:
+        report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
+                              max_batch=max_batch, overwrite=overwrite)
+        if triton:
+            from pathlib import Path
+
+            repo = write_model_repository(out_dir, Path(out_dir) / "triton", fp16=fp16)
+            click.echo(f"triton: wrote {repo} (serve with: tritonserver --model-repository {repo.parent})")
+    except (ExportError, TritonError) as err:
         click.echo(f"tclr-zoo: error: {err}", err=True)
         sys.exit(2)
     except GraphCheckError as err:
@@ -226,15 +240,190 @@ def _print_export_summary(report: dict, out_dir: str) -> None:
                    f"min cosine {worst_cos:.7f}; ORT/PyTorch CPU {speed}")
 
 
+def model_options(func):
+    """The options every inference command shares: --backend, --device, --batch-size, --no-progress."""
+    options = (
+        click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+                     help="onnx runs the folder's exported graph (tclr-zoo export --onnx) in onnxruntime."),
+        click.option("--device", default=None, help="cpu, cuda, cuda:N [default: a GPU when present]."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
+                     help="Clips per forward pass (windows of several videos share batches)."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--skip-bad", is_flag=True,
+                     help="Record unreadable videos in the output and go on, instead of stopping at the first."),
+    )
+    func = user_errors_exit_2(func)
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load(model: str, backend: str, device: str | None):
+    from .sdk import load_model
+
+    return load_model(model, backend=backend, device=device)
+
+
+def _report_failed(failed: list[dict]) -> None:
+    for item in failed:
+        click.echo(f"tclr-zoo: skipped {item['path']}: {item['reason']}", err=True)
+
+
+@main.command()
+@click.argument("model")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              help="FILE.safetensors (embeddings + metadata) or FILE.npy (+ FILE.json with paths and model id).")
+@click.option("--head", type=click.Choice(["retrieval", "backbone", "projection"]), default="retrieval",
+              show_default=True, help="retrieval: TCLR's temporal feature (kNN protocol); backbone: pooled "
+                                      "features; projection: the contrastive head.")
+@model_options
+def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, backend: str, device: str | None,
+          batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+    """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
+
+    Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
+    clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a registry
+    name, hf-hub:ORG/REPO[@REV], local-dir:PATH or a saved model folder.
+    """
+    from .batch import embed_files, find_videos, output_metadata, save_embeddings
+
+    paths = find_videos(videos)
+    loaded = _load(model, backend, device)
+    result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress)
+    metadata = output_metadata(loaded, head, result)
+    metadata["dim"] = loaded.config["embedding_dims"][head]
+    written = save_embeddings(out_file, result, metadata)
+    _report_failed(result.failed)
+    click.echo(f"embedded {len(result.paths)} videos ({len(result.failed)} skipped) -> "
+               f"{', '.join(map(str, written))} [{metadata['dim']}-d, head {head}]")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per video.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@model_options
+def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | None, backend: str,
+             device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+    """Classify VIDEOS with MODEL (a model with a classifier: tclr-zoo eval --protocol linear|finetune --save).
+
+    Prints the top-k labels with probabilities per video (softmax averaged over its clips).
+    """
+    import json
+
+    from .batch import classify_files, find_videos
+    from .train.checkpoint import atomic_write
+
+    paths = find_videos(videos)
+    loaded = _load(model, backend, device)
+    result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
+                            progress=not no_progress)
+    for path, top in zip(result.paths, result.rows):
+        click.echo(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+    _report_failed(result.failed)
+    if json_file:
+        payload = {"model_id": loaded.model_id, "revision": loaded.revision, "failed": result.failed,
+                   "results": [{"path": p, "top": [{"label": lb, "probability": pr} for lb, pr in top]}
+                               for p, top in zip(result.paths, result.rows)]}
+        atomic_write(json_file, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
+
+
+@main.command()
+@click.argument("model")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole config.json instead of a summary.")
+@user_errors_exit_2
+def info(model: str, as_json: bool) -> None:
+    """Describe MODEL without running it: architecture, embeddings, preprocessing, export, results."""
+    import json
+
+    from .model_info import describe, model_summary
+
+    config, source = describe(model)
+    click.echo(json.dumps(config, indent=2) if as_json else model_summary(config, source))
+
+
+@main.command()
+@click.argument("reference", type=click.Path(dir_okay=False))
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--arch", type=click.Choice(["r3d_18", "r2plus1d_18"]), required=True,
+              help="The network the reference checkpoint holds.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT_DIR (only once the conversion passed).")
+@click.option("--no-check", is_flag=True, help="Skip comparing the converted model with the rebuilt reference network.")
+@user_errors_exit_2
+def convert(reference: str, out_dir: str, arch: str, overwrite: bool, no_check: bool) -> None:
+    """Convert a checkpoint of the authors' TCLR code (REFERENCE.pth) into a saved model folder.
+
+    The file is read without running its pickled code (an allow-list of the few classes those
+    files hold); keys are mapped, the TCLR layer4 change is checked, the source's sha256 and the
+    BGR preprocessing are recorded in config.json, and the result is compared with the reference
+    network on random clips.
+    """
+    from .convert import convert_reference_checkpoint
+
+    report = convert_reference_checkpoint(reference, out_dir, arch=arch, overwrite=overwrite, check=not no_check)
+    check = (f"matches the reference network, max abs error {report['max_abs_error']:.2e}"
+             if report.get("max_abs_error") is not None else "not checked (--no-check)")
+    click.echo(f"converted {reference} ({arch}) -> {out_dir}: {check}")
+
+
+@main.command()
+@click.argument("model")
+@click.option("--revision", default=None, help="Branch, tag or commit sha (or write hf-hub:ORG/REPO@REV).")
+@user_errors_exit_2
+def download(model: str, revision: str | None) -> None:
+    """Download MODEL (hf-hub:ORG/REPO[@REV] or a published arch.tag name) into the Hub cache.
+
+    Fetches config, weights, card and the exported onnx/ folder, so that machines without network
+    can load the model with HF_HUB_OFFLINE=1 after the cache (HF_HOME or HF_HUB_CACHE) is copied.
+    """
+    from .hub_client import download as hub_download
+    from .pretrained import get_pretrained
+
+    repo = model[len("hf-hub:"):] if model.startswith("hf-hub:") else get_pretrained(model).repo_id
+    repo, _, pinned = repo.partition("@")
+    folder, commit = hub_download(repo, revision or pinned or None, progress=True)
+    click.echo(f"hf-hub:{repo}@{commit} cached in {folder}")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("repo_id")
+@click.option("--revision", default=None, help="Branch to commit to [default: main].")
+@click.option("--message", default=None, help="Commit message.")
+@click.option("--private", is_flag=True, help="Create the repository as private.")
+@user_errors_exit_2
+def push(model: str, repo_id: str, revision: str | None, message: str | None, private: bool) -> None:
+    """Upload MODEL (a saved model or export folder) to the Hub repository REPO_ID (ORG/NAME).
+
+    Uploads config.json, model.safetensors, the model card and, when present, the onnx/ folder.
+    Authenticate with `hf auth login` or HF_TOKEN; HF_ENDPOINT selects another Hub.
+    """
+    from .sdk import load_model
+
+    loaded = load_model(model)
+    url = loaded.push_to_hub(repo_id, revision=revision, commit_message=message, private=private)
+    click.echo(f"pushed {model} -> {url}")
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 @click.option("--recipes", is_flag=True, help="List the bundled recipes instead of architectures.")
-def list_cmd(pattern: str, recipes: bool) -> None:
-    """List architectures (matching a shell PATTERN, e.g. 'r3d_*') or bundled recipes."""
+@click.option("--pretrained", is_flag=True, help="List the published weights (arch.tag names and Hub repos).")
+def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
+    """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes."""
     if recipes:
         for kind, command in (("pretrain", "tclr-zoo pretrain"), ("downstream", "tclr-zoo finetune")):
             for name in bundled_recipes(kind):
                 click.echo(f"{name:26s} {command}")
+        return
+    if pretrained:
+        from .pretrained import get_pretrained, list_pretrained
+
+        for name in list_pretrained(pattern if "." in pattern or pattern == "*" else f"{pattern}.*"):
+            spec = get_pretrained(name)
+            click.echo(f"{name:24s} hf-hub:{spec.repo_id:32s} {spec.description}")
         return
     for name in list_models(pattern):
         click.echo(f"{name:18s} {get_arch(name).description}")

@@ -4,14 +4,17 @@ Weights and their preprocessing travel together: ``config.json`` records the arc
 exact arguments and how frames must be prepared (channel order, scaling, crop, frames, stride), so a
 loader never has to guess. Weights are safetensors only: nothing is unpickled.
 
-Hub download / upload (``hf-hub:`` names, ``push_to_hub``) arrive with the SDK issue; this module
-already owns the layout they will use.
+It also resolves the names ``load_model`` accepts (:func:`resolve`): registry names
+(``arch`` or ``arch.tag``), ``hf-hub:ORG/REPO[@REVISION]``, ``local-dir:PATH`` and plain folders.
+The network side (download, cache, offline mode, upload) lives in ``hub_client``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +22,110 @@ from safetensors.torch import load_file, save_file
 
 from . import __version__
 from .models import TCLRModel
-from .registry import create_model
+from .registry import ModelNotFoundError, create_model, get_arch
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+
+
+HF_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
+
+
+class ModelLoadError(ValueError):
+    """A model folder whose content cannot be loaded as asked (bad config, weights that don't fit)."""
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from: a folder (or ``None`` for a random init of ``arch``) and its identity.
+
+    ``model_id`` and ``revision`` identify the weights (a Hub commit, or the weights' sha256 for a
+    local folder) so embeddings from different models are never mixed in one index.
+    """
+
+    model_id: str
+    directory: Path | None
+    revision: str | None = None
+    arch: str | None = None
+
+
+def resolve(name_or_uri: str, *, pretrained: bool = True, with_onnx: bool = False) -> ModelSource:
+    """Map a ``load_model`` name to a local folder, downloading from the Hub when needed.
+
+    ``with_onnx`` also downloads a Hub repo's ``onnx/`` folder (for the onnx backend).
+    """
+    name = os.fspath(name_or_uri)
+    if name.startswith(HF_PREFIX):
+        return _from_hub(name[len(HF_PREFIX):], with_onnx)
+    if name.startswith(LOCAL_PREFIX):
+        return _from_folder(Path(name[len(LOCAL_PREFIX):]).expanduser(), explicit=True)
+    if Path(name).expanduser().is_dir():
+        return _from_folder(Path(name).expanduser(), explicit=False)
+    if _looks_like_path(name):
+        raise ModelNotFoundError(
+            f"{name!r} is neither a registered model nor an existing folder; for a saved model folder "
+            f"write local-dir:{name}, for a Hub repository hf-hub:{name} (see tclr_zoo.list_models())")
+    arch = name.split(".", 1)[0]
+    get_arch(arch)
+    if not pretrained:
+        return ModelSource(f"{arch} (random init)", None, None, arch)
+    from .pretrained import get_pretrained
+
+    return _from_hub(get_pretrained(name).repo_id, with_onnx)
+
+
+def _looks_like_path(name: str) -> bool:
+    return any(sep in name for sep in ("/", os.sep)) or name.startswith((".", "~")) or \
+        name.endswith((".pt", ".pth", ".safetensors", ".json"))
+
+
+def _from_hub(spec: str, with_onnx: bool) -> ModelSource:
+    from .hub_client import ALL_PATTERNS, fetch_snapshot
+
+    repo_id, _, revision = spec.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ModelNotFoundError(f"hf-hub:{spec}: expected hf-hub:ORG/REPO or hf-hub:ORG/REPO@REVISION")
+    directory, commit = fetch_snapshot(repo_id, revision or None, allow_patterns=ALL_PATTERNS if with_onnx else None)
+    return ModelSource(f"{HF_PREFIX}{repo_id}", Path(directory), commit)
+
+
+def _from_folder(directory: Path, *, explicit: bool) -> ModelSource:
+    if not directory.is_dir():
+        raise ModelNotFoundError(f"{LOCAL_PREFIX}{directory}: no such folder")
+    for required in (CONFIG_NAME, WEIGHTS_NAME):
+        if not (directory / required).is_file():
+            raise ModelNotFoundError(f"{directory}: no {required}; is it a folder written by save_pretrained "
+                                     "or tclr-zoo export?")
+    return ModelSource(f"{LOCAL_PREFIX}{directory.resolve()}", directory, file_sha256(directory / WEIGHTS_NAME)[:16])
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks (weights can be hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """``config.json`` of a saved model folder, checked to be a tclr_zoo config."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: not found; is {directory} a saved tclr_zoo model?")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelLoadError(f"{path}: unreadable config ({err})") from None
+    if not isinstance(config, dict) or config.get("library") != "tclr_zoo":
+        found = config.get("library") if isinstance(config, dict) else type(config).__name__
+        raise ModelLoadError(f"{path}: not a tclr_zoo model config (library={found!r})")
+    for key in ("architecture", "model_args", "preprocessing"):
+        if key not in config:
+            raise ModelLoadError(f"{path}: missing {key!r}")
+    return config
 
 
 def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], preprocessing: dict[str, Any],
@@ -70,48 +172,30 @@ def save_pretrained(model: TCLRModel, directory: str | os.PathLike, config: dict
 def load_pretrained_dir(directory: str | os.PathLike) -> tuple[TCLRModel, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_pretrained` (strict: missing/unexpected keys are errors)."""
     directory = Path(directory)
-    config_path, weights_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-    for path in (config_path, weights_path):
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: not found; is {directory} a saved tclr_zoo model?")
-    config = json.loads(config_path.read_text())
-    if config.get("library") != "tclr_zoo":
-        raise ValueError(f"{config_path}: not a tclr_zoo model config (library={config.get('library')!r})")
+    config = read_config(directory)
+    weights_path = directory / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise ModelNotFoundError(f"{weights_path}: not found; is {directory} a saved tclr_zoo model?")
     labels = config.get("labels")
-    model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config["head_dim"],
+    model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config.get("head_dim", 128),
                          num_classes=len(labels) if labels else None)
-    state = load_file(str(weights_path))
+    try:
+        state = load_file(str(weights_path))
+    except Exception as err:  # safetensors raises its own SafetensorError / OSError variants
+        raise ModelLoadError(f"{weights_path}: not a readable safetensors file ({err})") from None
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
+        raise ModelLoadError(f"{weights_path}: weights do not fit {config['architecture']}: "
+                             f"missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
     return model.eval(), config
 
 
-def model_card(config: dict[str, Any], results: dict[str, Any] | None = None) -> str:
-    """A model card (README.md with Hub metadata) for a saved model."""
-    results = results or {}
-    arch = config["architecture"]
-    pre = config["preprocessing"]
-    metrics = [(k, v) for k, v in results.items() if k.startswith("knn_")]
-    index = "".join(
-        f"      - type: {k}\n        value: {v:.4f}\n" for k, v in metrics if isinstance(v, (int, float))
-    )
-    empty = "      []\n"
-    front = (
-        "---\nlibrary_name: tclr_zoo\ntags:\n- video\n- self-supervised\n- tclr\n"
-        f"model-index:\n- name: {arch}\n  results:\n  - task:\n      type: video-retrieval\n"
-        f"    dataset:\n      name: {results.get('dataset', 'unknown')}\n      type: video\n"
-        f"    metrics:\n{index or empty}---\n"
-    )
-    body = (
-        f"\n# {arch} — TCLR\n\nA {arch} video encoder pretrained with TCLR (Dave et al., arXiv 2101.07974) "
-        f"using tclr_zoo {config['library_version']}.\n\n"
-        "## Preprocessing\n\n"
-        f"- channel order: {pre['channel_order'].upper()}, pixels scaled to [0, 1]\n"
-        f"- mean/std: {pre['mean']} / {pre['std']}\n"
-        f"- clips: {pre['frames']} frames at stride {pre['eval_frame_stride']}, centre crop "
-        f"{pre['crop_fraction']} of the short side, resized to {pre['size']}x{pre['size']}\n\n"
-        "## Results\n\n" + ("".join(f"- {k}: {v}\n" for k, v in results.items()) or "- none recorded\n")
-    )
-    return front + body
+def model_card(config: dict[str, Any], results: dict[str, Any] | None = None, **options: Any) -> str:
+    """A model card (README.md with Hub metadata) for a saved model: ``MODEL_CARD.md`` filled in.
 
+    Kept here for existing callers; :func:`tclr_zoo.model_card.render_model_card` does the work
+    (``options``: ``model_id``, ``folder``, ``export_report``, ``conversion_check``).
+    """
+    from .model_card import render_model_card
+
+    return render_model_card(config, results, **options)

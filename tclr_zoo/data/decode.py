@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from av.container import InputContainer as Container
     from av.video.stream import VideoStream as Stream
 
-__all__ = ["VideoDecodeError", "VideoTooShortError", "VideoInfo", "probe", "decode_frames"]
+__all__ = ["VideoDecodeError", "VideoTooShortError", "VideoInfo", "probe", "decode_frames", "iter_frames"]
 
 # A gap (in seconds) between two needed frames beyond which seeking to the
 # previous keyframe is expected to beat decoding every frame in between.
@@ -365,3 +365,37 @@ def decode_frames(
             stream.thread_type = "AUTO"
             kept = _decode_linear(p, stream, container, set(targets), convert)
     return np.stack([kept[i] for i in order])
+
+
+def iter_frames(
+    path: str | os.PathLike,
+    indices: Sequence[int],
+    *,
+    channel_order: str = "rgb",
+    size: tuple[int, int] | None = None,
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Stream ``(index, seconds, frame)`` for the frames at ``indices`` in one forward pass.
+
+    For long videos (the SDK's sliding windows): unlike :func:`decode_frames`, nothing is
+    collected, so memory holds one frame whatever the video's length; the caller keeps what it
+    needs.  Frames come in increasing index order (duplicates in ``indices`` are yielded once);
+    ``seconds`` is the frame's presentation time (index / rate when the stream has no timestamps).
+    Raises :class:`VideoTooShortError` if the video ends before the last wanted frame.
+    """
+    convert = _converter(channel_order, size)
+    wanted = set(_checked_indices(path, indices))
+    if not wanted:
+        return
+    last = max(wanted)
+    with _open_video(path) as (p, container, stream):
+        stream.thread_type = "AUTO"
+        rate = _fps(stream) or 1.0
+        count = 0
+        for index, frame in enumerate(container.decode(stream)):
+            count = index + 1
+            if index in wanted:
+                seconds = float(frame.time) if frame.time is not None else index / rate
+                yield index, seconds, convert(frame)
+            if index == last:
+                return
+    raise VideoTooShortError(p, f"needs frame {last} but video has {count} frames")

@@ -53,7 +53,8 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
                  config: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Export a model; returns the report (also written to ``onnx/export_report.json`` with ``onnx``).
 
-    ``model_ref_or_model``: a saved-model folder or training checkpoint path (``protocols.load_encoder``),
+    ``model_ref_or_model``: anything ``load_model`` accepts (a saved-model folder, ``local-dir:``,
+    ``hf-hub:``, a registry name) or a training checkpoint path (``protocols.load_encoder``),
     a ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``. ``fp16`` implies ``onnx``.
     ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
     clips in [0, 1]). Raises ``ExportError`` for bad requests, ``GraphCheckError`` / ``ParityError`` when a
@@ -103,6 +104,8 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
                                             opset=opset, max_batch=max_batch, fp16=fp16,
                                             sample_inputs=sample_inputs))
             (staging / ONNX_DIR / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+            # The card now carries the export (graphs, parity numbers) and keeps the source card's results.
+            (staging / CARD_NAME).write_text(model_card(config, folder=staging))
         _publish(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -119,12 +122,19 @@ def _resolve(ref, config):
         return ref, config, None
     if isinstance(ref, tuple):
         return ref[0], ref[1], None
-    from ..train.protocols import load_encoder
-
     path = Path(ref)
-    model, loaded = load_encoder(path)
-    card = path / CARD_NAME
-    return model, config or loaded, card.read_text() if path.is_dir() and card.is_file() else None
+    if path.is_file():  # a training checkpoint
+        from ..train.protocols import load_encoder
+
+        model, loaded = load_encoder(path)
+        return model, config or loaded, None
+    from ..sdk import load_model  # a saved folder, local-dir:, hf-hub: or registry name
+
+    loaded_model = load_model(str(ref))
+    directory = loaded_model.source.directory
+    card = directory / CARD_NAME if directory is not None else None
+    model = loaded_model.torch_model.to(memory_format=torch.contiguous_format)
+    return model, config or loaded_model.config, card.read_text() if card is not None and card.is_file() else None
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:

@@ -57,18 +57,27 @@ class ExportHead(nn.Module):
         self.eval()
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        feats = self.backbone(video)  # [B, C, T', h, w]
-        if self.head_name == "backbone":
-            return feats.mean(dim=(2, 3, 4))
-        if self.head_name == "logits":
-            return self.classifier(feats.mean(dim=(2, 3, 4)))  # dropout is the identity in eval mode
-        temporal = feats.mean(dim=(3, 4))  # [B, C, T']
-        if self.head_name == "retrieval":
-            return l2_normalize(temporal.flatten(1))
-        h = self.head
-        pooled = temporal.mean(dim=2)
-        z = h.bn2(h.fc2(h.relu(h.bn1(h.fc1(pooled)))))  # ProjectionHead.forward without F.normalize
-        return l2_normalize(z)
+        return head_forward(self, self.head_name, video)
+
+
+def head_forward(model: nn.Module, head: str, video: torch.Tensor) -> torch.Tensor:
+    """The ``head`` output for ``video``, from anything with ``backbone``, ``head`` and ``classifier``.
+
+    One function for the exported graph (an ``ExportHead``) and the SDK's torch backend (the
+    ``TCLRModel`` itself), so the two compute the same thing by construction.
+    """
+    feats = model.backbone(video)  # [B, C, T', h, w]
+    if head == "backbone":
+        return feats.mean(dim=(2, 3, 4))
+    if head == "logits":
+        return model.classifier(feats.mean(dim=(2, 3, 4)))  # dropout is the identity in eval mode
+    temporal = feats.mean(dim=(3, 4))  # [B, C, T']
+    if head == "retrieval":
+        return l2_normalize(temporal.flatten(1))
+    h = model.head
+    pooled = temporal.mean(dim=2)
+    z = h.bn2(h.fc2(h.relu(h.bn1(h.fc1(pooled)))))  # ProjectionHead.forward without F.normalize
+    return l2_normalize(z)
 
 
 def check_head(model: TCLRModel, head: str) -> None:

@@ -18,7 +18,7 @@ import torch
 
 from .. import __version__
 from ..data.datasets import load_split
-from ..hub import load_pretrained_dir, model_config, save_pretrained
+from ..hub import load_pretrained_dir, model_card, model_config, save_pretrained
 from ..models import TCLRModel
 from ..registry import create_model, resolve_model_args
 from .checkpoint import load_checkpoint
@@ -139,7 +139,7 @@ def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], s
                           "top1": metrics["top1"], "top5": metrics["top5"]}}
     new_config = model_config(encoder, arch=config["architecture"], model_args=config["model_args"],
                               preprocessing=config["preprocessing"], labels=list(class_names), extra=extra)
-    save_pretrained(encoder.to("cpu").eval(), save_dir, new_config)
+    save_pretrained(encoder.to("cpu").eval(), save_dir, new_config, card=model_card(new_config))
 
 
 def format_table(result: dict) -> str:

@@ -1,0 +1,152 @@
+"""Inference backends behind ``VideoModel``: PyTorch, or an exported ONNX graph in onnxruntime.
+
+Both take preprocessed clips ``[B, 3, T, H, W]`` float32 and return one head's output ``[B, D]``
+as a CPU float32 tensor; everything before (decoding, windows, preprocessing) and after (pooling
+over windows, labels) is shared in ``sdk.py``, so switching backends changes nothing else.
+
+onnxruntime silently falls back to the CPU when a requested execution provider cannot start
+(missing CUDA libraries, no GPU): :class:`OnnxBackend` asks for TensorRT, then CUDA, then CPU --
+GPU providers only when a GPU is present -- and compares what it asked for with
+``session.get_providers()``, warning the user when the first choice is not the one running.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .export.heads import check_head, head_forward
+from .models import TCLRModel
+
+TENSORRT = "TensorrtExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+CPU = "CPUExecutionProvider"
+
+
+class BackendError(ValueError):
+    """A backend that cannot run as asked (no ONNX graph, head not exported, device missing)."""
+
+
+def check_clips(clips: Any, expected: tuple[int, int, int]) -> torch.Tensor:
+    """Validate a preprocessed batch: float ``[B, 3, T, H, W]`` with the model's T, H, W and finite values."""
+    t, h, w = expected
+    want = f"[batch, 3, {t}, {h}, {w}]"
+    if not isinstance(clips, torch.Tensor):
+        raise ValueError(f"expected a float32 tensor {want}, got {type(clips).__name__}")
+    if not clips.is_floating_point():
+        raise ValueError(f"expected a float32 tensor {want}, got dtype {clips.dtype} (preprocess uint8 frames "
+                         "first, or pass them as [T, H, W, 3])")
+    if clips.ndim != 5 or tuple(clips.shape[1:]) != (3, t, h, w) or clips.shape[0] < 1:
+        raise ValueError(f"expected a tensor {want}, got shape {tuple(clips.shape)}")
+    if not torch.isfinite(clips).all():
+        raise ValueError(f"input {want} contains NaN or Inf")
+    return clips.float()
+
+
+class TorchBackend:
+    """The PyTorch model, eval mode, fp32; ``channels_last_3d`` where it is faster (measured: CPU and CUDA)."""
+
+    name = "torch"
+
+    def __init__(self, model: TCLRModel, device: str | torch.device | None = None) -> None:
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = model.eval().to(self.device)
+        self.memory_format = torch.channels_last_3d
+        self.model.to(memory_format=self.memory_format)
+        self.providers: list[str] = []
+
+    def heads(self) -> tuple[str, ...]:
+        heads = ("backbone", "retrieval", "projection")
+        return heads + ("logits",) if self.model.classifier is not None else heads
+
+    @torch.inference_mode()
+    def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
+        check_head(self.model, head)
+        x = clips.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return head_forward(self.model, head, x).float().cpu()
+
+
+def gpu_present() -> bool:
+    """Whether a CUDA GPU is usable here (asking onnxruntime for CUDA without one prints errors)."""
+    return torch.cuda.is_available()
+
+
+def choose_providers(available: Sequence[str], *, device: str | None, gpu: bool) -> list[str]:
+    """Execution providers to request, best first: TensorRT > CUDA > CPU, GPU ones only with a GPU.
+
+    ``device="cpu"`` asks for the CPU only; ``device="cuda"`` requires a GPU provider and a GPU.
+    """
+    if device not in (None, "auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise BackendError(f"device must be cpu, cuda, cuda:N or auto for the onnx backend, got {device!r}")
+    if device == "cpu":
+        return [CPU]
+    chosen = [p for p in (TENSORRT, CUDA) if p in available] if gpu else []
+    if device not in (None, "auto") and not chosen:
+        why = "no CUDA GPU is visible" if not gpu else f"this onnxruntime has no GPU provider ({', '.join(available)})"
+        raise BackendError(f"device {device!r} asked for, but {why}; install onnxruntime-gpu or use device='cpu'")
+    return chosen + [CPU]
+
+
+class OnnxBackend:
+    """An exported graph (``tclr-zoo export --onnx``) run by onnxruntime; one head, the exported one."""
+
+    name = "onnx"
+
+    def __init__(self, directory: Path, config: dict[str, Any], *, device: str | None = None,
+                 providers: Sequence[str] | None = None, precision: str = "fp32") -> None:
+        import onnxruntime as ort
+
+        self.graph_path = _graph_path(directory, config, precision)
+        export = config["export"]
+        self.head = export["head"]
+        self.input_name = export["input"]["name"]
+        self.max_batch = int(export.get("max_batch") or 1)
+        requested = list(providers) if providers else choose_providers(
+            ort.get_available_providers(), device=device, gpu=gpu_present())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors of a provider that fails to start are reported below
+        self.session = ort.InferenceSession(str(self.graph_path), sess_options=options, providers=requested)
+        self.providers = self.session.get_providers()
+        self.requested = requested
+        if self.providers[0] != requested[0]:
+            warnings.warn(f"onnxruntime is running {self.graph_path.name} on {self.providers[0]}, not the "
+                          f"requested {requested[0]} (it fell back; check the CUDA/TensorRT libraries)",
+                          RuntimeWarning, stacklevel=3)
+        self.device = torch.device("cuda" if self.providers[0] in (TENSORRT, CUDA) else "cpu")
+
+    def heads(self) -> tuple[str, ...]:
+        return (self.head,)
+
+    def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
+        if head != self.head:
+            raise BackendError(f"{self.graph_path} outputs the {self.head!r} head only; export the model with "
+                               f"--head {head} or load it with backend='torch'")
+        x = clips.detach().to("cpu", torch.float32).numpy()
+        outs = [self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.max_batch])})[0]
+                for i in range(0, len(x), self.max_batch)]
+        return torch.from_numpy(np.concatenate(outs).astype(np.float32, copy=False))
+
+
+def _graph_path(directory: Path, config: dict[str, Any], precision: str) -> Path:
+    export = config.get("export") or {}
+    files = export.get("onnx") or {}
+    if precision not in ("fp32", "fp16"):
+        raise BackendError(f"precision must be fp32 or fp16, got {precision!r}")
+    rel = files.get(precision)
+    if not rel:
+        flag = " --fp16" if precision == "fp16" else ""
+        raise BackendError(f"{directory}: no {precision} ONNX graph; create one with "
+                           f"`tclr-zoo export MODEL --out {directory} --onnx{flag}`")
+    # Checked on the name, not the resolved path: Hub cache snapshots are symlinks into a blob store.
+    normal = os.path.normpath(rel)
+    if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":
+        raise BackendError(f"{directory}/config.json points outside the model folder ({rel!r})")
+    path = directory / normal
+    if not path.is_file():
+        raise BackendError(f"{path}: listed in config.json but missing")
+    return path

@@ -1,0 +1,115 @@
+"""Batch work over many video files for the CLI: find videos, embed or classify them, save results.
+
+Batch commands run over folders of scraped videos, where one unreadable file is normal: with
+``skip_bad`` a file that fails to decode is recorded (path and reason) in the output instead of
+stopping the run, and the good files keep sharing batches. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from .data.decode import VideoDecodeError
+from .data.layouts import VIDEO_EXTENSIONS
+from .sdk import VideoModel
+from .train.checkpoint import atomic_write
+
+CHUNK = 16  # videos per embed call: enough to fill batches, small enough to retry one by one
+
+
+@dataclass
+class BatchResult:
+    paths: list[str] = field(default_factory=list)  # the files that worked, in output order
+    rows: list[Any] = field(default_factory=list)  # one result per path
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+
+
+def find_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Files as given (any extension), folders searched recursively for video files (sorted)."""
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found.extend(sorted(str(p) for p in path.rglob("*")
+                                if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith(".")))
+        elif path.exists():
+            found.append(str(path))
+        else:
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    if not found:
+        raise FileNotFoundError(f"no video files in {', '.join(map(str, inputs))} (looked for {', '.join(VIDEO_EXTENSIONS)})")
+    return found
+
+
+def run_batch(paths: list[str], work: Callable[[list[str]], Sequence[Any]], *, skip_bad: bool,
+              progress: bool = False) -> BatchResult:
+    """Apply ``work`` (a list of paths -> one result each) in chunks; bad files retried one by one."""
+    from tqdm.auto import tqdm
+
+    result = BatchResult()
+    with tqdm(total=len(paths), unit="video", disable=not progress) as bar:
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start:start + CHUNK]
+            try:
+                _extend(result, chunk, work(chunk))
+            except VideoDecodeError:
+                if not skip_bad:
+                    raise
+                for path in chunk:
+                    try:
+                        _extend(result, [path], work([path]))
+                    except VideoDecodeError as err:
+                        result.failed.append({"path": path, "reason": err.reason})
+            bar.update(len(chunk))
+    return result
+
+
+def _extend(result: BatchResult, paths: list[str], rows: Sequence[Any]) -> None:
+    result.paths.extend(paths)
+    result.rows.extend(rows)
+
+
+def embed_files(model: VideoModel, paths: list[str], *, head: str, batch_size: int, skip_bad: bool,
+                progress: bool) -> BatchResult:
+    return run_batch(paths, lambda chunk: list(model.embed(chunk, head=head, batch_size=batch_size)),
+                     skip_bad=skip_bad, progress=progress)
+
+
+def classify_files(model: VideoModel, paths: list[str], *, top_k: int, batch_size: int, skip_bad: bool,
+                   progress: bool) -> BatchResult:
+    return run_batch(paths, lambda chunk: model.classify(chunk, top_k=top_k, batch_size=batch_size),
+                     skip_bad=skip_bad, progress=progress)
+
+
+def output_metadata(model: VideoModel, head: str, result: BatchResult) -> dict[str, Any]:
+    return {"model_id": model.model_id, "revision": model.revision, "architecture": model.config["architecture"],
+            "head": head, "paths": result.paths, "failed": result.failed}
+
+
+def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[str, Any]) -> list[Path]:
+    """``.safetensors`` (embeddings + metadata inside) or ``.npy`` (+ a ``.json`` sidecar); returns the files."""
+    out = Path(out)
+    dim = int(metadata.get("dim", 0))
+    matrix = torch.stack(result.rows) if result.rows else torch.empty(0, dim)
+    if out.suffix == ".safetensors":
+        from safetensors.torch import save
+
+        data = save({"embeddings": matrix.contiguous()}, metadata={"tclr_zoo": json.dumps(metadata)})
+        atomic_write(out, lambda f: f.write(data))
+        return [out]
+    if out.suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, matrix.numpy())
+        sidecar = out.with_suffix(".json")
+        atomic_write(out, lambda f: f.write(buffer.getvalue()))
+        atomic_write(sidecar, lambda f: f.write((json.dumps(metadata, indent=2) + "\n").encode()))
+        return [out, sidecar]
+    raise ValueError(f"{out}: the output must end in .npy or .safetensors")
