@@ -152,3 +152,24 @@ def test_trt_engine_script_without_tensorrt(export_dir, tmp_path):
     assert not (tmp_path / "model.plan").exists()
     proc = _run(TRT, tmp_path, "--out", tmp_path / "model.plan")
     assert proc.returncode == 2 and "not a tclr-zoo export" in proc.stderr
+
+
+def test_cli_export_triton_writes_a_repository_beside_the_export(tmp_path):
+    """`tclr-zoo export --triton`: a checked export plus OUT/triton/NAME serving its graph."""
+    torch.manual_seed(0)
+    model = create_model("r3d_10_025", head_dim=32)
+    config = model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
+                          preprocessing=PREPROCESSING)
+    from tclr_zoo.hub import save_pretrained
+
+    save_pretrained(model, tmp_path / "saved", config)
+    out = tmp_path / "served"
+    proc = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "export", str(tmp_path / "saved"), "--out", str(out),
+                           "--triton", "--max-batch", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    repo = out / "triton" / "served"
+    assert (repo / "1" / "model.onnx").read_bytes() == (out / "onnx" / "model.onnx").read_bytes()
+    text = (repo / "config.pbtxt").read_text()
+    assert re.search(r"^max_batch_size: 2$", text, re.M) and 'platform: "onnxruntime_onnx"' in text
+    assert "Channel order: BGR" in (repo / "PREPROCESSING.md").read_text()
+    assert f"tritonserver --model-repository {out / 'triton'}" in proc.stdout
