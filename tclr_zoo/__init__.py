@@ -1,9 +1,29 @@
-"""tclr-zoo: train, export and use TCLR video encoders."""
+"""tclr-zoo: train, export and use TCLR video encoders.
+
+The public names are imported on first use (PEP 562), so ``import tclr_zoo`` and ``tclr-zoo --help``
+stay fast; ``from tclr_zoo import load_model`` works as usual.
+"""
+
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-from .registry import ModelNotFoundError, create_model, list_models  # noqa: E402
-from .sdk import VideoModel, WindowEmbeddings, load_model  # noqa: E402
+_PUBLIC = {
+    "ModelNotFoundError": "registry", "create_model": "registry", "list_models": "registry",
+    "VideoModel": "sdk", "WindowEmbeddings": "sdk", "load_model": "sdk",
+    "VideoIndex": "index", "SearchHit": "index", "contact_sheet": "sheets",
+}
 
-__all__ = ["ModelNotFoundError", "VideoModel", "WindowEmbeddings", "__version__", "create_model", "list_models",
-           "load_model"]
+__all__ = ["__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        value = getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tclr_zoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

@@ -55,7 +55,7 @@ def run_batch(paths: list[str], work: Callable[[list[str]], Sequence[Any]], *, s
     from tqdm.auto import tqdm
 
     result = BatchResult()
-    with tqdm(total=len(paths), unit="video", disable=not progress) as bar:
+    with tqdm(total=len(paths), unit="video", disable=None if progress else True) as bar:  # None: off unless a terminal
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start:start + CHUNK]
             try:
@@ -113,3 +113,21 @@ def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[
         atomic_write(sidecar, lambda f: f.write((json.dumps(metadata, indent=2) + "\n").encode()))
         return [out, sidecar]
     raise ValueError(f"{out}: the output must end in .npy or .safetensors")
+
+
+def index_model(index: Any, name: str | None, backend: str, device: str | None) -> VideoModel:
+    """The model that embeds queries for ``index``: ``name``, else the one the index records.
+
+    A Hub model is reloaded at the recorded commit; a local folder must still hold the same weights
+    (its revision is the weights' hash), which ``VideoIndex.search`` checks.
+    """
+    from .sdk import load_model
+
+    if name is None:
+        if not index.model_id or not index.model_id.startswith(("hf-hub:", "local-dir:")):
+            from .registry import ModelNotFoundError
+
+            raise ModelNotFoundError(f"the index records no loadable model ({index.model_id!r}); pass --model")
+        pinned = f"@{index.revision}" if index.model_id.startswith("hf-hub:") and index.revision else ""
+        name = index.model_id + pinned
+    return load_model(name, backend=backend, device=device)

@@ -12,18 +12,28 @@ import sys
 import click
 
 from . import __version__
-from .data.datasets import DatasetError
-from .backends import BackendError
-from .convert import ConversionError
-from .data.decode import VideoDecodeError
-from .hub import ModelLoadError
-from .hub_client import HubError
-from .registry import ModelNotFoundError, get_arch, list_models
-from .train.checkpoint import CheckpointError
-from .train.config import RecipeError, bundled_recipes
 
-USER_ERRORS = (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
-               NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError, ConversionError)
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean "bad usage or bad input" (exit 2), imported only when one is raised.
+
+    Importing them up front would load torch and torchvision and make every `--help` take seconds.
+    """
+    from .backends import BackendError
+    from .convert import ConversionError
+    from .data.datasets import DatasetError
+    from .data.decode import VideoDecodeError
+    from .hub import ModelLoadError
+    from .hub_client import HubError
+    from .registry import ModelNotFoundError
+    from .train.checkpoint import CheckpointError
+    from .train.config import RecipeError
+
+    from .index import IndexFormatError
+
+    return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
+            FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
+            ConversionError, IndexFormatError)
 
 
 def user_errors_exit_2(func):
@@ -33,7 +43,9 @@ def user_errors_exit_2(func):
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as err:
+        except Exception as err:
+            if not isinstance(err, user_errors()):
+                raise
             click.echo(f"tclr-zoo: error: {err}", err=True)
             sys.exit(2)
 
@@ -407,12 +419,108 @@ def push(model: str, repo_id: str, revision: str | None, message: str | None, pr
     click.echo(f"pushed {model} -> {url}")
 
 
+@main.group()
+def index() -> None:
+    """Build and search a nearest-neighbour index of video embeddings."""
+
+
+@index.command("build")
+@click.argument("model")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Index folder to write (embeddings.safetensors + manifest.json).")
+@click.option("--head", type=click.Choice(["retrieval", "backbone", "projection"]), default="retrieval",
+              show_default=True, help="Which embedding to index.")
+@click.option("--windows", is_flag=True, help="One row per sliding window (with start/end seconds), not per video.")
+@click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
+              help="Storage precision (float16 halves memory; scores are computed in float32).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index folder.")
+@model_options
+def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
+                overwrite: bool, backend: str, device: str | None, batch_size: int, no_progress: bool,
+                skip_bad: bool) -> None:
+    """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
+
+    The index records the model id and revision and refuses to mix in embeddings of another model.
+    Nothing is written until every video is embedded; the folder is replaced atomically.
+    """
+    from pathlib import Path
+
+    from .batch import find_videos
+    from .index import VideoIndex
+
+    if Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
+    paths = find_videos(videos)
+    loaded = _load(model, backend, device)
+    built = VideoIndex.build(loaded, paths, head=head, batch_size=batch_size, progress=not no_progress,
+                             skip_bad=skip_bad, windows=windows, dtype=dtype)
+    built.save(out_dir)
+    _report_failed([{"path": p, "reason": r} for p, r in built.skipped])
+    click.echo(f"indexed {len(built)} {'windows' if windows else 'videos'} of {len(paths) - len(built.skipped)} "
+               f"videos ({len(built.skipped)} skipped) with {loaded.model_id} -> {out_dir}")
+
+
+@index.command("search")
+@click.argument("index_dir", type=click.Path(file_okay=False))
+@click.argument("query")
+@click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to return.")
+@click.option("--model", default=None,
+              help="Model to embed QUERY with [default: the one recorded in the index].")
+@click.option("--contact-sheet", "sheet", type=click.Path(dir_okay=False),
+              help="Write a PNG of the query's and the neighbours' middle frames here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
+@click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
+              help="Backend that embeds QUERY.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:N [default: a GPU when present].")
+@user_errors_exit_2
+def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: str | None, as_json: bool,
+                 backend: str, device: str | None) -> None:
+    """Print the K nearest neighbours of QUERY in the index at INDEX_DIR.
+
+    QUERY is a video file (embedded with the index's model, or --model) or the id of a row already
+    in the index.
+    """
+    import json
+    from pathlib import Path
+
+    from .index import VideoIndex, contact_sheet
+
+    found = VideoIndex.load(index_dir)
+    if Path(query).is_file():
+        from .batch import index_model
+
+        try:
+            hits = found.search(query, k, model=index_model(found, model, backend, device))[0]
+        except ValueError as err:  # e.g. --model is not the model the index was built with
+            click.echo(f"tclr-zoo: error: {err}", err=True)
+            sys.exit(2)
+        query_path = query
+    elif query in found:
+        hits = found.search(found.embeddings[found.row(query)].float(), k)[0]
+        query_path = found.paths[found.row(query)]
+    else:
+        raise FileNotFoundError(f"{query}: neither a video file nor an id in {index_dir}")
+    if as_json:
+        click.echo(json.dumps([hit.__dict__ for hit in hits], indent=2))
+    else:
+        for rank, hit in enumerate(hits, 1):
+            where = f" [{hit.start:.2f}-{hit.end:.2f} s]" if hit.start is not None else ""
+            click.echo(f"{rank:3d}  {hit.score:.4f}  {hit.id}{where}")
+    if sheet:
+        contact_sheet(query_path, hits, sheet)
+        click.echo(f"wrote {sheet}")
+
+
 @main.command("list")
 @click.argument("pattern", default="*")
 @click.option("--recipes", is_flag=True, help="List the bundled recipes instead of architectures.")
 @click.option("--pretrained", is_flag=True, help="List the published weights (arch.tag names and Hub repos).")
 def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
     """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes."""
+    from .registry import get_arch, list_models
+    from .train.config import bundled_recipes
+
     if recipes:
         for kind, command in (("pretrain", "tclr-zoo pretrain"), ("downstream", "tclr-zoo finetune")):
             for name in bundled_recipes(kind):

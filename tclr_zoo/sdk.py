@@ -291,4 +291,4 @@ def _drop_frames(window: Window) -> Window:
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="video", disable=not enabled or total < 2, leave=False)
+    return tqdm(total=total, unit="video", disable=None if enabled and total > 1 else True, leave=False)

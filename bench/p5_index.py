@@ -1,0 +1,77 @@
+"""P5: VideoIndex exact search against the memory-bandwidth bound; FAISS HNSW latency and recall.
+
+The data is clustered (1000 centres + noise), closer to real embeddings than isotropic noise
+(where approximate search is at its worst); queries are perturbed copies of indexed rows.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from .core import Result, median_time
+
+DIM, K = 512, 10
+
+
+def _data(n: int, queries: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(1000, DIM, generator=g)
+    x = centres[torch.randint(0, 1000, (n,), generator=g)]
+    x.add_(torch.randn(n, DIM, generator=g), alpha=0.5)
+    q = x[torch.randint(0, n, (queries,), generator=g)] + 0.3 * torch.randn(queries, DIM, generator=g)
+    return x, q
+
+
+def run(quick: bool) -> list[Result]:
+    from tclr_zoo.index import VideoIndex
+
+    n = 100_000 if quick else 1_000_000
+    x, q = _data(n, 200)
+    index = VideoIndex(DIM, backend="torch")
+    index.add(x, [f"v{i}" for i in range(n)])
+    del x
+    stored = index.embeddings
+    bound = median_time(lambda: stored.sum(), repeats=7)  # one read of the stored matrix
+    one = median_time(lambda: index.search(q[:1], K), repeats=7)
+    batch = median_time(lambda: index.search(q[:64], K), repeats=5)
+    rows = [Result("P5", f"exact search {n:,} x {DIM} float32, 1 query, top-{K}", "VideoIndex.search (torch)",
+                   "reading the matrix once (x.sum())", one, bound, ratio=one / bound,
+                   target="within 1.5x of the read bound", met=one / bound <= 1.5,
+                   notes="ratio = search time / read time (lower is better)",
+                   extra={"matrix_gb": stored.numel() * 4 / 1e9}),
+            Result("P5-b64", f"exact search {n:,} x {DIM}, batch of 64 queries, top-{K}", "VideoIndex.search (torch)",
+                   "reading the matrix once", batch, bound, ratio=batch / bound, target="report",
+                   notes="per query: {:.1f} ms".format(batch / 64 * 1e3))]
+    rows.append(_faiss_row(index, q, n, quick))
+    return rows
+
+
+def _faiss_row(index, q: torch.Tensor, n: int, quick: bool) -> Result:
+    what = f"FAISS HNSW {n:,} x {DIM}, 1 query, top-{K}"
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return Result("P5-faiss", what, "approximate search", "exact search", float("nan"), None,
+                      target="<= 5 ms, recall@10 >= 0.95", met=None, notes="faiss-cpu not installed")
+    from tclr_zoo.index import VideoIndex
+
+    approx = VideoIndex(DIM, approximate=True)
+    approx.add(index.embeddings, index.ids)
+    start = time.perf_counter()
+    approx.faiss_index()
+    build = time.perf_counter() - start
+    exact = [[h.row for h in hits] for hits in index.search(q, K)]
+    found = [[h.row for h in hits] for hits in approx.search(q, K)]
+    recall = float(np.mean([len(set(a) & set(b)) / K for a, b in zip(exact, found)]))
+    latency = statistics.median(median_time(lambda i=i: approx.search(q[i:i + 1], K), repeats=3, warmup=0)
+                                for i in range(0, 50))
+    exact_one = median_time(lambda: index.search(q[:1], K), repeats=5)
+    return Result("P5-faiss", what, "FAISS HNSW (approximate)", "exact torch search", latency, exact_one,
+                  ratio=exact_one / latency, target="<= 5 ms, recall@10 >= 0.95",
+                  met=latency <= 0.005 and recall >= 0.95,
+                  notes=f"recall@10 {recall:.4f} over {len(q)} queries; HNSW build {build:.0f} s",
+                  extra={"recall_at_10": recall, "build_seconds": build})
