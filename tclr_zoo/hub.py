@@ -98,7 +98,16 @@ def _from_folder(directory: Path, *, explicit: bool) -> ModelSource:
         if not (directory / required).is_file():
             raise ModelNotFoundError(f"{directory}: no {required}; is it a folder written by save_pretrained "
                                      "or tclr-zoo export?")
-    return ModelSource(f"{LOCAL_PREFIX}{directory.resolve()}", directory, file_sha256(directory / WEIGHTS_NAME)[:16])
+    return ModelSource(f"{LOCAL_PREFIX}{directory.resolve()}", directory, _weights_revision(directory))
+
+
+def _weights_revision(directory: Path) -> str:
+    """A local folder's revision: its weights' sha256 (as recorded, verified on load; else computed)."""
+    try:
+        recorded = json.loads((directory / CONFIG_NAME).read_text()).get("weights_sha256")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return (recorded if isinstance(recorded, str) else file_sha256(directory / WEIGHTS_NAME))[:16]
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -158,11 +167,16 @@ def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], pre
 
 def save_pretrained(model: TCLRModel, directory: str | os.PathLike, config: dict[str, Any],
                     card: str | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and (if given) the model card to ``directory``."""
+    """Write ``config.json``, ``model.safetensors`` and (if given) the model card to ``directory``.
+
+    ``config.json`` records the weights' sha256 (``weights_sha256``), which loading checks, so a
+    corrupted or swapped weights file is refused instead of silently computing something else.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "library": "tclr_zoo"})
+    config = {**config, "weights_sha256": file_sha256(directory / WEIGHTS_NAME)}
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     if card is not None:
         (directory / CARD_NAME).write_text(card)
@@ -176,6 +190,10 @@ def load_pretrained_dir(directory: str | os.PathLike) -> tuple[TCLRModel, dict[s
     weights_path = directory / WEIGHTS_NAME
     if not weights_path.is_file():
         raise ModelNotFoundError(f"{weights_path}: not found; is {directory} a saved tclr_zoo model?")
+    expected = config.get("weights_sha256")
+    if expected is not None and file_sha256(weights_path) != expected:
+        raise ModelLoadError(f"{weights_path}: sha256 differs from the one recorded in config.json "
+                             "(the file is corrupt or was replaced); re-download or re-save the model")
     labels = config.get("labels")
     model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config.get("head_dim", 128),
                          num_classes=len(labels) if labels else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -197,9 +198,24 @@ def test_strict_loading_lists_missing_keys(saved, tmp_path):
 
     broken = tmp_path / "broken"
     broken.mkdir()
-    (broken / "config.json").write_text((saved / "config.json").read_text())
+    config = json.loads((saved / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps(config))
     state = load_file(str(saved / "model.safetensors"))
     state.pop("head.fc1.weight")
     save_file(state, str(broken / "model.safetensors"))
+    with pytest.raises(ModelLoadError, match="sha256 differs"):  # the recorded hash catches it first
+        tclr_zoo.load_model(broken)
+    del config["weights_sha256"]  # a config without a recorded hash: the strict key check catches it
+    (broken / "config.json").write_text(json.dumps(config))
     with pytest.raises(ModelLoadError, match="head.fc1.weight"):
         tclr_zoo.load_model(broken)
+
+
+def test_swapped_weights_are_refused_by_their_recorded_sha256(saved, tmp_path):
+    other = tclr_zoo.load_model(ARCH, pretrained=False).save_pretrained(tmp_path / "other")
+    swapped = tmp_path / "swapped"
+    swapped.mkdir()
+    (swapped / "config.json").write_text((saved / "config.json").read_text())
+    (swapped / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    with pytest.raises(ModelLoadError, match="sha256"):
+        tclr_zoo.load_model(swapped)

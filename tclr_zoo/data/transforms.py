@@ -51,6 +51,7 @@ __all__ = [
     "AugmentConfig",
     "ClipAugParams",
     "sample_clip_params",
+    "adjust_hue",
     "augment_clip",
     "eval_clip",
     "normalize_clip",
@@ -266,6 +267,42 @@ def _crop_resize_to_float(
     return x
 
 
+def adjust_hue(x: torch.Tensor, hue_factor: float) -> torch.Tensor:
+    """``F.adjust_hue`` for float RGB ``[..., 3, H, W]`` in [0, 1], ~3x faster (same result to ~2e-6).
+
+    A hue shift keeps each pixel's maximum ``mx`` and minimum (so ``span = mx - min``) and moves it
+    along the edge of the HSV hexagon: with ``h`` the hue in sixths of a turn, channel ``n`` (R: 5,
+    G: 3, B: 1) becomes ``mx - span * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + h) mod 6``. Written
+    with arithmetic only (no ``where``/``gather``/``remainder``, which are slow on CPU), ties
+    broken like HSV (red, then green). torchvision converts to HSV and back; the result is the
+    same up to float rounding (tests/test_fast_paths_data.py).
+    """
+    if not -0.5 <= hue_factor <= 0.5:
+        raise ValueError(f"hue_factor must be in [-0.5, 0.5], got {hue_factor!r}")
+    if x.ndim < 3 or x.shape[-3] != 3 or not x.is_floating_point():
+        raise ValueError(f"expected float RGB [..., 3, H, W], got {x.dtype} {tuple(x.shape)}")
+    r, g, b = (c.contiguous() for c in x.unbind(-3))
+    mx = torch.maximum(torch.maximum(r, g), b)
+    span = mx - torch.minimum(torch.minimum(r, g), b)
+    # 0/1 masks of the channel holding the maximum (first of r, g, b on ties).
+    r_max = (r == mx).to(x.dtype)
+    g_max = (g == mx).to(x.dtype).mul_(1.0 - r_max)
+    b_max = 1.0 - r_max - g_max
+    # Hue in sixths of a turn, in [-1, 5): (g-b)/span, 2 + (b-r)/span or 4 + (r-g)/span.
+    h = (g - b).mul_(r_max)
+    h.addcmul_((b - r).add_(span, alpha=2.0), g_max)
+    h.addcmul_((r - g).add_(span, alpha=4.0), b_max)
+    h.div_(span.clamp_min(1e-12))  # grey pixels: span 0, any hue gives mx
+    out = torch.empty_like(x)
+    for channel, n in enumerate((5.0, 3.0, 1.0)):
+        # u = k - 2 wrapped into [-3, 3): the trapezoid clamp(min(k, 4-k), 0, 1) is clamp(2 - |u|, 0, 1).
+        u = h + (n - 2.0 + 6.0 * hue_factor)
+        u.sub_(torch.floor(u.mul(1.0 / 6.0).add_(0.5)), alpha=6.0)
+        weight = u.abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
+        out.select(-3, channel).copy_(torch.addcmul(mx, span, weight, value=-1.0))
+    return out
+
+
 def augment_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig) -> torch.Tensor:
     """Apply one clip's augmentation to all its frames.
 
@@ -285,7 +322,7 @@ def augment_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig
     if params.contrast is not None and not params.contrast_late:
         x = F.adjust_contrast(x, params.contrast)
     if params.hue is not None:
-        x = F.adjust_hue(x, params.hue)
+        x = adjust_hue(x, params.hue)
     if params.saturation is not None:
         x = F.adjust_saturation(x, params.saturation)
     if params.brightness is not None:

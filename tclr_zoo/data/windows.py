@@ -17,7 +17,7 @@ Rules (shared by file paths and in-memory frame tensors, so both give the same c
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,27 +58,42 @@ class WindowPlan:
         return np.asarray(starts)[:, None] + offsets[None, :]
 
 
+#: Maps uint8 frames ``[k, H, W, 3]`` to uint8 frames ``[k, h, w, 3]``, each frame on its own (the
+#: result for a frame must not depend on the others in the batch): e.g. the model's crop and resize.
+FrameTransform = Callable[[torch.Tensor], torch.Tensor]
+
+
 @dataclass
 class Window:
-    """One clip: uint8 frames ``[T, H, W, 3]`` and where it lies in the video."""
+    """One clip: uint8 frames ``[T, H, W, 3]`` (after the frame transform, if any) and where it lies in the video."""
 
     frames: torch.Tensor
     start: float  # seconds (tensor input: frame index / fps)
     end: float
 
 
-def iter_video_windows(path: str | os.PathLike, plan: WindowPlan, *, channel_order: str) -> Iterator[Window]:
-    """Decode ``path`` once and yield its windows in order, holding only the frames still needed."""
+def iter_video_windows(path: str | os.PathLike, plan: WindowPlan, *, channel_order: str,
+                       transform: FrameTransform | None = None) -> Iterator[Window]:
+    """Decode ``path`` once and yield its windows in order, holding only the frames still needed.
+
+    ``transform`` (per-frame, see :data:`FrameTransform`) is applied once to every decoded frame, in
+    batches of the frames that arrived since the last finished window, and the buffer keeps its
+    (smaller) output: a frame shared by overlapping windows is transformed once.
+    """
     info = probe(path)
     if info.num_frames < 1:
         raise VideoDecodeError(path, "has no video frames")
     windows = plan.indices(info.num_frames)
     frame_time = 1.0 / info.fps if info.fps > 0 else 0.0
     buffer: dict[int, tuple[float, np.ndarray]] = {}
+    fresh: list[int] = []  # buffered frames the transform has not seen yet
     pending = 0
     for index, seconds, frame in iter_frames(path, np.unique(windows), channel_order=channel_order):
         buffer[index] = (seconds, frame)
+        fresh.append(index)
         while pending < len(windows) and windows[pending].max() <= index:
+            if transform is not None and fresh:
+                _transform_fresh(buffer, fresh, transform)
             yield _assemble(windows[pending], buffer, frame_time)
             pending += 1
             if pending < len(windows):
@@ -87,17 +102,28 @@ def iter_video_windows(path: str | os.PathLike, plan: WindowPlan, *, channel_ord
                     del buffer[old]
 
 
+def _transform_fresh(buffer: dict[int, tuple[float, np.ndarray]], fresh: list[int], transform: FrameTransform) -> None:
+    out = transform(torch.from_numpy(np.stack([buffer[i][1] for i in fresh]))).numpy()
+    for i, frame in zip(fresh, out):
+        buffer[i] = (buffer[i][0], frame)
+    fresh.clear()
+
+
 def _assemble(indices: np.ndarray, buffer: dict[int, tuple[float, np.ndarray]], frame_time: float) -> Window:
+    # numpy, not torch.stack: a plain single-threaded copy. torch hands even small copies to its
+    # intra-op threads, and on a busy machine waiting for them cost 100x the copy (measured).
     times = [buffer[int(i)][0] for i in indices]
     frames = torch.from_numpy(np.stack([buffer[int(i)][1] for i in indices]))
     return Window(frames, min(times), max(times) + frame_time)
 
 
-def iter_tensor_windows(frames: torch.Tensor, plan: WindowPlan, *, fps: float = 0.0) -> Iterator[Window]:
+def iter_tensor_windows(frames: torch.Tensor, plan: WindowPlan, *, fps: float = 0.0,
+                        transform: FrameTransform | None = None) -> Iterator[Window]:
     """The same windows over frames already in memory (``[T, H, W, 3]`` uint8)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
         raise ValueError(f"frames must be a uint8 tensor [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     scale = 1.0 / fps if fps > 0 else 1.0
     for indices in plan.indices(frames.shape[0]):
-        index = torch.from_numpy(indices)
-        yield Window(frames.index_select(0, index), float(indices.min()) * scale, float(indices.max() + 1) * scale)
+        clip = frames.index_select(0, torch.from_numpy(indices))
+        yield Window(transform(clip) if transform is not None else clip,
+                     float(indices.min()) * scale, float(indices.max() + 1) * scale)

@@ -254,6 +254,18 @@ def _use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
+def configure_model(model, recipe: Recipe, device: torch.device):
+    """Put ``model`` on ``device`` in the layout and with the backbone passes the recipe resolves to
+    there (the training loop's setup; bench/p1_train_step.py times the step with it)."""
+    model.groups_per_pass = _groups_per_pass(recipe, device)
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
+    if _use_channels_last(recipe, device):
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 def _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe) -> dict:
     return {"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "best_loss": best_loss, "history": history,
@@ -332,14 +344,9 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
     model = create_model(recipe.model.arch, model_args=model_args, head_dim=recipe.model.head_dim,
                          bn_mode=recipe.model.bn_mode)
-    model.groups_per_pass = _groups_per_pass(recipe, device)
     # the same network at initialisation: the kNN baseline (only rank 0 evaluates)
     random_init = copy.deepcopy(model) if ctx.is_main else None
-    model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
-    if _use_channels_last(recipe, device):
-        model.to(memory_format=torch.channels_last_3d)
+    configure_model(model, recipe, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
     o = recipe.optim
     schedule = WarmupPlateauSchedule(optimizer, o.lr, o.warmup, o.plateau_patience, o.plateau_factor)

@@ -1,0 +1,433 @@
+"""P1: one TCLR pretraining step (forward of all 10 clip groups, the 4 losses, backward, Adam).
+
+A is the training loop's own step: ``tclr_zoo.train.pretrain.train_step`` driving
+``TCLRModel.forward_pretrain`` (all clip groups in ``groups_per_pass``-sized fused backbone passes
+with per-group BatchNorm statistics, one head pass), the vectorised ``tclr_zoo.losses.tclr_losses``
+and Adam, with the model laid out and the step run in the precision that ``tclr-zoo pretrain``
+chooses for the device (``configure_model`` / ``autocast_for``).
+
+B is a reference-style step written here from spec §3-4 (not from the authors' code): a deep copy
+of the same network, called once per clip group (2 global + 8 local backbone calls; the head once
+per pooled clip and once per global time-step, 18 calls), so BatchNorm sees each group alone; the
+losses as the spec describes them, with Python loops over clip pairs (IC local: 56 NT-Xent calls)
+and over the videos of the batch (LL); then backward and Adam. fp32, contiguous tensors.
+
+Both sides get the same weights and the same clips (uniform in [0, 1], seeded). Before any timing,
+one step of each runs on the identical starting state and the total losses (and each term, and the
+gradients) are compared; those steps double as the warm-up. Timings: ``bench.core.compare``
+(A and B alternating, medians).
+
+CUDA rows (``device="cuda"``): R3D-18 at the paper's 16x112x112, 40 and 8 videos, A with bf16
+autocast + channels_last_3d (and a ``torch.compile``-d forward in the full run), B in fp32 (and, in
+the full run, B with the reference's fp16 autocast + GradScaler); model FLOP utilisation from
+``torch.utils.flop_counter.FlopCounterMode`` over one step against the GPU's dense bf16 peak.
+
+``python -m bench.p1_train_step [--quick] [--device cuda] [--dry-cuda]``; ``--dry-cuda`` runs the
+CUDA code path on the CPU with tiny shapes (a structure check, not a measurement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import math
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+from bench.core import Result, compare, machine
+from tclr_zoo.losses import LOSS_KEYS, LossWeights
+from tclr_zoo.registry import create_model
+from tclr_zoo.train import distributed, pretrain
+from tclr_zoo.train.config import Recipe
+
+TAU = 0.1
+CPU_TARGET = 1.5
+CUDA_TARGET = 2.0
+
+# Dense (no sparsity) bf16 tensor-core peaks from the vendor data sheets, in FLOP/s.
+# First match wins, so the more specific names come first.
+PEAK_BF16 = (
+    ("H100 PCIe", 756e12), ("H100 NVL", 835e12), ("GH200", 989e12), ("H200", 989e12), ("H100", 989e12),
+    ("H800", 989e12), ("A100", 312e12), ("A800", 312e12), ("L40S", 362e12), ("L4", 121e12), ("A10G", 70e12),
+)
+
+
+# --------------------------------------------------------------------------------------
+# inputs and the two sides
+# --------------------------------------------------------------------------------------
+
+
+def make_batch(videos: int, frames: int = 16, size: int = 112, num_local: int = 4, seed: int = 0) -> dict:
+    """A collated pretraining batch (``collate_pretrain``'s layout) of clips uniform in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "global": torch.rand(2, videos, 3, frames, size, size, generator=g),
+        "local": torch.rand(2, num_local, videos, 3, frames, size, size, generator=g),
+        "videos": videos,
+        "bad": [],
+    }
+
+
+def make_recipe(arch: str, videos: int, *, channels_last: Any = "auto", groups_per_pass: Any = "auto",
+                amp: str = "auto", head_dim: int = 128) -> Recipe:
+    recipe = Recipe()
+    recipe.model.arch, recipe.model.head_dim = arch, head_dim
+    recipe.train.batch_size = videos
+    recipe.train.channels_last, recipe.train.groups_per_pass, recipe.train.amp = channels_last, groups_per_pass, amp
+    return recipe
+
+
+@dataclass
+class Side:
+    """A model, its Adam and the callable that runs one training step on the fixed batch."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: Callable[[], dict[str, float]]
+
+
+def our_side(model, recipe: Recipe, batch: dict, device: torch.device, forward=None) -> Side:
+    """A: the training loop's step on ``model`` configured exactly as ``tclr-zoo pretrain`` does."""
+    pretrain.configure_model(model, recipe, device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
+    forward = forward or distributed.pretraining_forward(model)
+    weights = pretrain.loss_weights(recipe)
+    return Side(model, optimizer, lambda: pretrain.train_step(forward, optimizer, batch, recipe, device, weights))
+
+
+def reference_side(model, recipe: Recipe, batch: dict, device: torch.device, amp: str = "none") -> Side:
+    """B: the reference-style step (fp32; ``amp="fp16"``: fp16 autocast + GradScaler, CUDA only)."""
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
+    global_clips, local_clips = batch["global"].to(device), batch["local"].to(device)
+    scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+
+    def step() -> dict[str, float]:
+        with torch.autocast(device.type, dtype=torch.float16) if scaler else contextlib.nullcontext():
+            gz, gsz, lz = reference_forward(model, global_clips, local_clips)
+        losses = reference_losses(gz, gsz, lz, recipe.train.temperature)
+        values = dict(zip(LOSS_KEYS, torch.stack([losses[k].detach() for k in LOSS_KEYS]).tolist()))
+        optimizer.zero_grad(set_to_none=True)
+        if scaler:
+            scaler.scale(losses["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            losses["total"].backward()
+            optimizer.step()
+        return values
+
+    return Side(model, optimizer, step)
+
+
+def reference_forward(model, global_clips: torch.Tensor, local_clips: torch.Tensor):
+    """Spec §3 as the reference runs it: one backbone call per clip group, one head call per input.
+
+    Returns per augmentation: ``gz[u]`` [B,D], ``gsz[u]`` [B,K,D] (time-step embeddings) and
+    ``lz[u]`` [B,K,D] (pooled local-clip embeddings). The model's grouped BatchNorm layers are left
+    at one group, where they are plain ``nn.BatchNorm``: each call normalises over its own clips.
+    """
+    backbone, head = model.backbone, model.head
+    num_local = local_clips.shape[1]
+    gz, gsz, lz = [], [], []
+    for u in range(2):  # the global ("sparse") clip of each augmentation
+        feats = backbone(global_clips[u]).mean(dim=(3, 4))  # [B, C, K] temporal feature map
+        gz.append(head(feats.mean(dim=2)))
+        gsz.append(torch.stack([head(feats[:, :, i]) for i in range(feats.shape[2])], dim=1))
+    for u in range(2):  # the K local ("dense") clips of each augmentation
+        pooled = [backbone(local_clips[u, k]).mean(dim=(2, 3, 4)) for k in range(num_local)]
+        lz.append(torch.stack([head(p) for p in pooled], dim=1))
+    return gz, gsz, lz
+
+
+@functools.lru_cache(maxsize=None)
+def _negatives_mask(n: int, device: str) -> torch.Tensor:
+    """[2N, 2N] True where column c is a negative of row r (neither r itself nor its partner)."""
+    eye = torch.eye(2 * n, dtype=torch.bool, device=device)
+    return ~(eye | eye.roll(n, dims=1))
+
+
+def reference_nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = TAU) -> torch.Tensor:
+    """NT-Xent of spec §4: rows [b; a]; positive = partner in the other view; CE summed / 2N."""
+    n = a.shape[0]
+    z = torch.cat([b, a], dim=0).float()
+    sim = z @ z.t() / tau
+    positives = torch.cat([torch.diagonal(sim, n), torch.diagonal(sim, -n)])[:, None]
+    negatives = sim[_negatives_mask(n, str(sim.device))].view(2 * n, 2 * n - 2)
+    logits = torch.cat([positives, negatives], dim=1)
+    labels = torch.zeros(2 * n, dtype=torch.long, device=sim.device)
+    return F.cross_entropy(logits, labels, reduction="sum") / (2 * n)
+
+
+def reference_losses(gz, gsz, lz, tau: float = TAU) -> dict[str, torch.Tensor]:
+    """Spec §4 with the reference's loops: over (u, v, k, l) pairs for IC local, over videos for LL."""
+    videos, num_local = lz[0].shape[0], lz[0].shape[1]
+    ic_global = reference_nt_xent(gz[0], gz[1], tau)
+    ic_local = 0.0
+    for u in range(2):
+        for v in range(2):
+            for k in range(num_local):
+                for l in range(num_local):
+                    if u == v and k == l:
+                        continue
+                    ic_local = ic_local + reference_nt_xent(lz[u][:, k], lz[v][:, l], tau)
+    ic_local = ic_local / 4
+    local_local = 0.0
+    for b in range(videos):  # summed over the batch, as the reference does
+        local_local = local_local + reference_nt_xent(lz[0][b], lz[1][b], tau)
+    global_local = 0.0
+    labels = torch.arange(2 * videos * num_local, device=lz[0].device) % num_local
+    for u in range(2):
+        for v in range(2):
+            s = torch.bmm(gsz[u].float(), lz[v].float().transpose(1, 2))  # [B, K, K]
+            logits = torch.cat([s, s.transpose(1, 2)], dim=0).reshape(2 * videos * num_local, num_local) / tau
+            global_local = global_local + F.cross_entropy(logits, labels, reduction="sum") / (2 * videos)
+    total = ic_global + ic_local + local_local + global_local
+    return {"ic_global": ic_global, "ic_local": ic_local, "local_local": local_local,
+            "global_local": global_local, "total": total}
+
+
+# --------------------------------------------------------------------------------------
+# checks and measurements
+# --------------------------------------------------------------------------------------
+
+
+def _grads(model) -> dict[str, torch.Tensor]:
+    return {n: p.grad.detach().float().flatten().cpu() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def agreement(values_a: dict, values_b: dict, model_a, model_b) -> dict[str, float]:
+    """Loss differences of one step from identical states, and the gradients' relative difference."""
+    out = {f"loss_diff_{k}": abs(values_a[k] - values_b[k]) for k in LOSS_KEYS}
+    out["loss_rel_diff_total"] = out["loss_diff_total"] / max(abs(values_b["total"]), 1e-12)
+    ga, gb = _grads(model_a), _grads(model_b)
+    if set(ga) == set(gb) and ga:
+        a, b = torch.cat([ga[n] for n in sorted(ga)]), torch.cat([gb[n] for n in sorted(gb)])
+        out["grad_rel_diff"] = ((a - b).norm() / b.norm().clamp_min(1e-30)).item()
+    out["loss_a_total"], out["loss_b_total"] = values_a["total"], values_b["total"]
+    return out
+
+
+def check_same_computation(a: Side, b: Side, rel_tol: float) -> dict[str, float]:
+    """One step of each from the same weights and clips; the losses must agree (also the warm-up)."""
+    values_a, values_b = a.step(), b.step()
+    diffs = agreement(values_a, values_b, a.model, b.model)
+    if not diffs["loss_rel_diff_total"] <= rel_tol:
+        raise AssertionError(f"P1: A and B compute different losses (A {values_a}, B {values_b}); "
+                             f"a timing of two different computations means nothing")
+    return diffs
+
+
+def _sync(device: torch.device) -> Callable[[], None] | None:
+    return torch.cuda.synchronize if device.type == "cuda" else None
+
+
+def _pair(arch: str, videos: int, frames: int, size: int, device: torch.device, *, seed: int = 0,
+          channels_last: Any = "auto", groups_per_pass: Any = "auto", amp: str = "auto", b_amp: str = "none",
+          compile_forward: bool = False) -> tuple[Side, Side, Recipe, dict]:
+    recipe = make_recipe(arch, videos, channels_last=channels_last, groups_per_pass=groups_per_pass, amp=amp)
+    batch = make_batch(videos, frames, size, recipe.data.num_local, seed=seed)
+    torch.manual_seed(seed)
+    model = create_model(arch, head_dim=recipe.model.head_dim, bn_mode="faithful").train()
+    reference_model = copy.deepcopy(model)  # same weights; plain layout, called per clip group
+    forward = None
+    if compile_forward:
+        pretrain.configure_model(model, recipe, device)
+        forward = torch.compile(model.forward_pretrain)
+    a = our_side(model, recipe, batch, device, forward)
+    b = reference_side(reference_model, recipe, batch, device, amp=b_amp)
+    return a, b, recipe, batch
+
+
+def _config_text(model, recipe: Recipe, device: torch.device) -> dict[str, Any]:
+    return {"groups_per_pass": model.groups_per_pass or "all", "channels_last_3d": model._uses_channels_last(),
+            "amp": "bf16" if isinstance(pretrain.autocast_for(device, recipe.train.amp), torch.autocast) else "fp32"}
+
+
+def measure(row_id: str, arch: str, videos: int, frames: int, size: int, *, repeats: int,
+            device: torch.device | str = "cpu", target: float = CPU_TARGET, rel_tol: float = 1e-3,
+            what: str = "", notes: str = "", **pair_options) -> Result:
+    """One row: build both sides, check they agree, time them alternately."""
+    device = torch.device(device)
+    a, b, recipe, _ = _pair(arch, videos, frames, size, device, **pair_options)
+    diffs = check_same_computation(a, b, rel_tol)
+    t_a, t_b, times = compare(a.step, b.step, repeats=repeats, warmup=0, sync=_sync(device))
+    clips = videos * 2 * (1 + recipe.data.num_local)
+    ratio = t_b / t_a
+    config = _config_text(a.model, recipe, device)
+    return Result(
+        id=row_id,
+        what=what or f"TCLR pretraining step, {arch}, {videos} videos x 10 clips of {frames}x{size}x{size}, {device.type}",
+        a=f"train_step + forward_pretrain (groups_per_pass={config['groups_per_pass']}, "
+          f"channels_last_3d={config['channels_last_3d']}, {config['amp']}), vectorised losses",
+        b="reference-style: 10 backbone + 18 head calls, looped losses, fp32",
+        a_value=t_a, b_value=t_b, unit="s/step", ratio=ratio, target=f">= {target}x", met=ratio >= target,
+        notes=notes,
+        extra={**{k: _round(v) for k, v in diffs.items()}, "clips_per_s_a": clips / t_a, "clips_per_s_b": clips / t_b,
+               "times_a": times["a"], "times_b": times["b"], "repeats": repeats,
+               "warmup": "the one agreement-check step of each side", **config},
+    )
+
+
+def _round(v: float) -> float:
+    return float(f"{v:.4g}")
+
+
+# --------------------------------------------------------------------------------------
+# CUDA rows
+# --------------------------------------------------------------------------------------
+
+
+def peak_bf16_flops(device: torch.device) -> tuple[float | None, str]:
+    if device.type != "cuda":
+        return None, "no GPU: no peak to divide by"
+    name = torch.cuda.get_device_name(device)
+    for key, peak in PEAK_BF16:
+        if key in name:
+            return peak, f"{name}: dense bf16 peak {peak / 1e12:.0f} TFLOP/s ({key} data sheet, no sparsity)"
+    return None, f"{name}: peak bf16 FLOP/s unknown, utilisation not computed"
+
+
+def count_step_flops(side: Side) -> int:
+    """FLOPs of one step (forward + backward; the optimizer's element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        side.step()
+    return counter.get_total_flops()
+
+
+def cuda_rows(device: torch.device | str, shapes: list[tuple[str, int]], *, arch: str = "r3d_18", frames: int = 16,
+              size: int = 112, repeats: int = 5, with_compile: bool = False, with_fp16_baseline: bool = False,
+              row_prefix: str = "P1-cuda") -> list[Result]:
+    """A (bf16 autocast + channels_last_3d, the CUDA recipe) against B (fp32) per batch size.
+
+    Runs on any device so that the CPU can exercise the structure with tiny shapes (``--dry-cuda``);
+    on a CPU the recipe's ``auto`` settings are overridden to the CUDA ones.
+    """
+    device = torch.device(device)
+    peak, peak_note = peak_bf16_flops(device)
+    cuda_like = {"channels_last": True, "groups_per_pass": "all", "amp": "bf16"}
+    rows = []
+    for label, videos in shapes:
+        variants = [("", {}, "none")]
+        if with_fp16_baseline:
+            variants.append(("-vs-fp16", {}, "fp16"))
+        if with_compile:
+            variants.append(("-compile", {"compile_forward": True}, "none"))
+        for suffix, options, b_amp in variants:
+            if b_amp == "fp16" and device.type != "cuda":
+                continue  # GradScaler's fp16 path is CUDA-only
+            row_id = f"{row_prefix}-{label}{suffix}"
+            try:
+                rows.append(_cuda_row(row_id, arch, videos, frames, size, device, repeats, peak, peak_note,
+                                      cuda_like | options, b_amp))
+            except Exception as err:  # noqa: BLE001 - an OOM or a compile failure is a row's outcome, not the table's
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                rows.append(Result(id=row_id, what=f"TCLR step, {arch}, {videos} videos, {device}", a="", b="",
+                                   a_value=math.nan, b_value=None, target=f">= {CUDA_TARGET}x", met=None,
+                                   notes=f"failed: {type(err).__name__}: {str(err)[:300]}"))
+    return rows
+
+
+def _cuda_row(row_id, arch, videos, frames, size, device, repeats, peak, peak_note, options, b_amp) -> Result:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    a, b, recipe, batch = _pair(arch, videos, frames, size, device, b_amp=b_amp, **options)
+    # The numbers of A's own computation, checked tightly: the same step in fp32 on a copy.
+    fp32_recipe = copy.deepcopy(recipe)
+    fp32_recipe.train.amp = "none"
+    a_fp32 = our_side(copy.deepcopy(a.model), fp32_recipe, batch, device)
+    b_state = copy.deepcopy(b.model.state_dict())
+    tight = check_same_computation(a_fp32, b, rel_tol=1e-3 if b_amp == "none" else 5e-2)
+    del a_fp32
+    b.model.load_state_dict(b_state)  # B back at the starting weights, for the bf16 comparison
+    b.optimizer.state.clear()
+    loose = check_same_computation(a, b, rel_tol=5e-2)  # bf16 A against B: rounding only
+    sync = _sync(device)
+    t_a, t_b, times = compare(a.step, b.step, repeats=repeats, warmup=1, sync=sync)
+    peak_memory = None
+    if device.type == "cuda":
+        peak_memory = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    flops_a, flops_b = count_step_flops(a), count_step_flops(b)
+    clips = videos * 2 * (1 + recipe.data.num_local)
+    ratio = t_b / t_a
+    extra = {"fp32_A_vs_B": {k: _round(v) for k, v in tight.items()},
+             "bf16_A_vs_B": {k: _round(v) for k, v in loose.items()},
+             "clips_per_s_a": clips / t_a, "clips_per_s_b": clips / t_b, "times_a": times["a"], "times_b": times["b"],
+             "step_tflop_a": flops_a / 1e12, "step_tflop_b": flops_b / 1e12, "peak_assumption": peak_note,
+             "peak_gpu_memory_gb_both_sides": peak_memory, **_config_text(a.model, recipe, device)}
+    if peak:
+        extra["mfu_a"] = flops_a / t_a / peak
+        extra["mfu_b_vs_bf16_peak"] = flops_b / t_b / peak
+    b_text = "reference-style fp32" if b_amp == "none" else "reference-style fp16 autocast + GradScaler (spec §5)"
+    return Result(
+        id=row_id, what=f"TCLR pretraining step, {arch}, {videos} videos x 10 clips of {frames}x{size}x{size}",
+        a="train_step, bf16 autocast + channels_last_3d, all groups in one pass"
+          + (", torch.compile'd forward" if options.get("compile_forward") else ""),
+        b=b_text + ": 10 backbone + 18 head calls, looped losses",
+        a_value=t_a, b_value=t_b, unit="s/step", ratio=ratio, target=f">= {CUDA_TARGET}x",
+        met=ratio >= CUDA_TARGET if device.type == "cuda" else None,
+        notes=("MFU = counted FLOPs of forward+backward / step time / dense bf16 peak" if peak else peak_note),
+        extra=extra)
+
+
+# --------------------------------------------------------------------------------------
+# the case
+# --------------------------------------------------------------------------------------
+
+
+def run(quick: bool, device: str = "cpu") -> list[Result]:
+    """P1 rows: CPU always; the CUDA rows when ``device`` is CUDA and a GPU is present."""
+    rows: list[Result] = []
+    if quick:
+        rows.append(measure("P1", "r3d_10_025", videos=4, frames=16, size=64, repeats=3,
+                            notes="quick: small network at 64 px"))
+    else:
+        rows.append(measure("P1", "r3d_18", videos=2, frames=16, size=112, repeats=3,
+                            notes="paper network and clip size, 2 videos (CPU time)"))
+        rows.append(measure("P1-small", "r3d_10_025", videos=8, frames=16, size=64, repeats=5,
+                            notes="small network: the losses' share of the step grows"))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        shapes = [("b8", 8)] if quick else [("b40", 40), ("b8", 8)]
+        rows += cuda_rows(torch.device(device), shapes, repeats=3 if quick else 5,
+                          with_compile=not quick, with_fp16_baseline=not quick)
+    return rows
+
+
+def dry_cuda_rows() -> list[Result]:
+    """The CUDA rows' code on the CPU with tiny shapes: a structure check, not a measurement."""
+    return cuda_rows("cpu", [("dry", 2)], arch="r3d_10_025", size=32, repeats=1, with_compile=False,
+                     row_prefix="P1-dry")
+
+
+def _print(rows: list[Result]) -> None:
+    for r in rows:
+        b = f"{r.b_value:.3f}" if r.b_value is not None else "-"
+        ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
+        print(f"{r.id:22s} A {r.a_value:.3f}  B {b}  {r.unit}  ratio {ratio}  target {r.target}  met {r.met}")
+        print(f"    A: {r.a}\n    B: {r.b}\n    {r.notes}")
+        for k, v in r.extra.items():
+            print(f"    {k}: {v}")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    start = time.perf_counter()
+    print(machine())
+    if "--dry-cuda" in args:
+        _print(dry_cuda_rows())
+    else:
+        dev = args[args.index("--device") + 1] if "--device" in args else "cpu"
+        _print(run("--quick" in args, dev))
+    print(f"wall {time.perf_counter() - start:.1f}s")
