@@ -17,7 +17,6 @@ own linear-eval loader skips them as well. Everything else must match our model 
 from __future__ import annotations
 
 import collections
-import hashlib
 import os
 import re
 import secrets
@@ -250,14 +249,6 @@ def verify_against_reference(model: nn.Module, state: dict[str, torch.Tensor], a
     return {**errors, "max": max(errors.values())}
 
 
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _reference_preprocessing() -> dict[str, Any]:
     """Faithful preprocessing (BGR, [0, 1], no mean/std) with the eval values of the reference recipe."""
     from .train.config import load_recipe
@@ -320,7 +311,7 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
     key, raw = _state_dict_of(obj, src)
     state = _strip_module(raw)
     model, dropped = _load_into_model(state, arch, src)
-    source = {"file": os.path.basename(src), "sha256": _sha256(src), "format": "tclr-reference",
+    source = {"file": os.path.basename(src), "sha256": hub.file_sha256(src), "format": "tclr-reference",
               "epoch": _plain(obj.get("epoch")), "state_dict_key": key}
     config = hub.model_config(model, arch=arch, model_args=resolve_model_args(arch),
                               preprocessing=_reference_preprocessing(), extra={"source": source})

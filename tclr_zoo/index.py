@@ -34,7 +34,6 @@ Saved layout (``save``/``load``)::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -671,14 +670,12 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    from .hub import file_sha256
+
     try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
+        return file_sha256(path)
     except OSError as err:
         raise IndexFormatError(f"{path}: cannot read ({err.strerror or err})") from err
-    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:
