@@ -63,13 +63,14 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available, else cpu
     amp: str = "auto"  # "auto" = bf16 autocast on CUDA, fp32 on CPU; or "bf16", "none"
-    channels_last: str = "auto"  # "auto" = channels_last_3d on CUDA
+    channels_last: str = "auto"  # "auto" = channels_last_3d on CUDA, and on CPU when amp is bf16
     temperature: float = 0.1
     loss_weights: dict[str, float] = field(default_factory=dict)  # LossWeights fields
     ic_only: bool = False  # ablation: instance-contrastive losses only
     max_steps_per_epoch: int | None = None  # for smoke tests
     # Clip groups per backbone pass ("auto": all 10 in one pass on CUDA, 2 on CPU, where smaller
-    # activations stay in cache: measured 1.45x faster at 64 px). Same numbers either way.
+    # activations stay in cache: measured 1.45x faster at 64 px; 1 on CPU with channels_last, whose
+    # multi-group BatchNorm path is slow there). Same numbers either way.
     groups_per_pass: int | str = "auto"
     # Under torchrun: synchronise BatchNorm statistics across processes (SyncBatchNorm, CUDA only).
     # Only for model.bn_mode=shared; by default each process normalises over its own videos, as
