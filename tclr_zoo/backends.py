@@ -12,6 +12,7 @@ GPU providers only when a GPU is present -- and compares what it asked for with
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .export.heads import check_head, head_forward
+from .export.heads import check_head, fold_batchnorm, head_forward
 from .models import TCLRModel
 
 TENSORRT = "TensorrtExecutionProvider"
@@ -49,16 +50,28 @@ def check_clips(clips: Any, expected: tuple[int, int, int]) -> torch.Tensor:
 
 
 class TorchBackend:
-    """The PyTorch model, eval mode, fp32; ``channels_last_3d`` where it is faster (measured: CPU and CUDA)."""
+    """The PyTorch model, eval mode, fp32, ``channels_last_3d`` (measured faster on CPU and CUDA), run
+    through a copy with every BatchNorm folded into the convolution before it.
+
+    Folding is exact algebra (``y = conv(x) * s + b`` becomes one convolution with scaled weights),
+    removes a memory-bound pass over every activation and makes embedding ~1.2x faster on CPU
+    (bench P3); outputs move by float32 rounding only (tests/test_sdk.py ties them to the unfolded
+    model). ``model`` stays the unfolded ``TCLRModel`` that ``save_pretrained`` writes; the folded
+    copy is rebuilt whenever its parameters or buffers changed in place (``load_state_dict``, an
+    optimizer step), so edits to ``VideoModel.torch_model`` are never served stale. ``fold_bn=False``
+    runs the model itself.
+    """
 
     name = "torch"
 
-    def __init__(self, model: TCLRModel, device: str | torch.device | None = None) -> None:
+    def __init__(self, model: TCLRModel, device: str | torch.device | None = None, *, fold_bn: bool = True) -> None:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
         self.memory_format = torch.channels_last_3d
         self.model.to(memory_format=self.memory_format)
         self.providers: list[str] = []
+        self.fold_bn = fold_bn
+        self._folded: tuple[tuple[int, ...], torch.nn.Module] | None = None
 
     def heads(self) -> tuple[str, ...]:
         heads = ("backbone", "retrieval", "projection")
@@ -68,7 +81,20 @@ class TorchBackend:
     def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
         check_head(self.model, head)
         x = clips.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        return head_forward(self.model, head, x).float().cpu()
+        return head_forward(self.inference_model(), head, x).float().cpu()
+
+    def inference_model(self) -> torch.nn.Module:
+        """The module that ``run`` calls: the BatchNorm-folded copy, rebuilt when ``model`` changed."""
+        if not self.fold_bn:
+            return self.model.eval()
+        state = tuple(t._version for t in (*self.model.parameters(), *self.model.buffers()))
+        if self._folded is None or self._folded[0] != state or self.model.training:
+            self.model.eval()
+            with torch.inference_mode(False), torch.no_grad():
+                folded = fold_batchnorm(copy.deepcopy(self.model)).to(memory_format=self.memory_format)
+            state = tuple(t._version for t in (*self.model.parameters(), *self.model.buffers()))
+            self._folded = (state, folded)
+        return self._folded[1]
 
 
 def gpu_present() -> bool:

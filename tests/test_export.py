@@ -3,6 +3,7 @@ saved-model layout, the atomic output folder and the `tclr-zoo export` command."
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import subprocess
@@ -74,6 +75,30 @@ def test_heads_match_the_model_and_fold_batchnorm(models, arch):
             assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())
             torch.testing.assert_close(build_head(model, head, fold_bn=False)(x), want, rtol=1e-6, atol=1e-6)
             torch.testing.assert_close(folded(x), want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_torch_backend_runs_a_folded_copy_that_follows_the_model(arch):
+    """The SDK's torch backend serves a BatchNorm-folded copy: same outputs as the model within float32
+    rounding, the model itself left unfolded (it is what save_pretrained writes), and the copy rebuilt
+    after the model's weights change in place."""
+    from tclr_zoo.backends import TorchBackend
+
+    model, _ = _make(arch)
+    folded, plain = TorchBackend(model, "cpu"), TorchBackend(copy.deepcopy(model), "cpu", fold_bn=False)
+    x = torch.rand(2, 3, 16, 32, 32)
+    for head in HEADS:
+        torch.testing.assert_close(folded.run(x, head), plain.run(x, head), rtol=1e-4, atol=1e-5)
+    assert any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.model.modules())
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.inference_model().modules())
+    before = folded.run(x, "backbone")
+    with torch.no_grad():
+        folded.model.load_state_dict({k: v * 1.5 if v.is_floating_point() else v
+                                      for k, v in folded.model.state_dict().items()})
+        plain.model.load_state_dict(folded.model.state_dict())
+    after = folded.run(x, "backbone")
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, plain.run(x, "backbone"), rtol=1e-4, atol=1e-5)
 
 
 def test_fold_batchnorm_refuses_a_batchnorm_it_cannot_fold():
