@@ -11,13 +11,18 @@ OLAH_VERSION := 0.5.4
 OLAH_VENV := .venv-olah
 OLAH_STAMP := $(OLAH_VENV)/.olah-$(OLAH_VERSION)-installed
 
-.PHONY: demo test install clean
+.PHONY: demo test fuzz install clean
 
 demo: $(STAMP)
 	$(VENV)/bin/tclr-zoo pretrain --out runs/demo --overwrite
 
 test: $(STAMP) $(OLAH_STAMP)
 	$(PY) -m pytest
+
+# A longer, randomised run of the decode fuzz target (tests/test_fuzz.py); FUZZ_EXAMPLES=N to change.
+FUZZ_EXAMPLES ?= 20000
+fuzz: $(STAMP)
+	TCLR_ZOO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider -q --durations=0
 
 install: $(STAMP)
 

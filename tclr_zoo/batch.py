@@ -20,7 +20,7 @@ import torch
 from .data.decode import VideoDecodeError
 from .data.layouts import VIDEO_EXTENSIONS
 from .sdk import VideoModel
-from .train.checkpoint import atomic_write
+from .atomic import atomic_write
 
 CHUNK = 16  # videos per embed call: enough to fill batches, small enough to retry one by one
 
@@ -40,7 +40,7 @@ def find_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
         if path.is_dir():
             found.extend(sorted(str(p) for p in path.rglob("*")
                                 if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith(".")))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():  # a broken or looping link: the decoder names the problem
             found.append(str(path))
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")

@@ -19,6 +19,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     Importing them up front would load torch and torchvision and make every `--help` take seconds.
     """
+    from .atomic import WriteError
     from .backends import BackendError
     from .convert import ConversionError
     from .data.datasets import DatasetError
@@ -33,7 +34,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
-            ConversionError, IndexFormatError)
+            ConversionError, IndexFormatError, WriteError)
 
 
 def user_errors_exit_2(func):
@@ -103,7 +104,7 @@ def _parse_settings(items: tuple[str, ...]) -> dict:
 def _write_result(result: dict, out: str | None) -> None:
     import json
 
-    from .train.checkpoint import atomic_write
+    from .atomic import atomic_write
     from .train.protocols import format_table
 
     click.echo(format_table(result))
@@ -326,7 +327,7 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
     import json
 
     from .batch import classify_files, find_videos
-    from .train.checkpoint import atomic_write
+    from .atomic import atomic_write
 
     paths = find_videos(videos)
     loaded = _load(model, backend, device)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import secrets
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from torch import nn
 from torchvision.models import video
 
 from . import hub
+from .atomic import staged_directory
 from .registry import create_model, resolve_model_args
 
 ARCHS = ("r3d_18", "r2plus1d_18")
@@ -274,27 +273,6 @@ def _prepare_out_dir(out: Path, overwrite: bool) -> None:
         raise ConversionError(f"{out}: directory is not empty; pass overwrite=True (--overwrite) to replace it")
 
 
-def _sibling(out: Path, tag: str) -> Path:
-    """A fresh hidden folder name next to ``out`` (created later with the user's umask, unlike mkdtemp)."""
-    return out.parent / f".{out.name}.{tag}-{secrets.token_hex(6)}"
-
-
-def _publish(staging: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished staging folder to ``out``, replacing what is there only once it is complete."""
-    _prepare_out_dir(out, overwrite)  # again: the folder may have been filled while we converted
-    if not out.exists():
-        staging.rename(out)
-        return
-    backup = _sibling(out, "old")
-    out.rename(backup)
-    try:
-        staging.rename(out)
-    except OSError:
-        backup.rename(out)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathLike, *, arch: str,
                                  overwrite: bool = False, check: bool = True) -> dict[str, Any]:
     """Convert the reference checkpoint ``src`` into the saved-model folder ``out_dir``; returns a report.
@@ -316,11 +294,7 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
     config = hub.model_config(model, arch=arch, model_args=resolve_model_args(arch),
                               preprocessing=_reference_preprocessing(), extra={"source": source})
 
-    created = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = _sibling(out, "converting")
-    try:
-        staging.mkdir()
+    with staged_directory(out) as staging:
         hub.save_pretrained(model, staging, config)
         errors = None
         if check:
@@ -330,13 +304,7 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
                 raise ConversionError(f"{src}: the converted model differs from the reference network by "
                                       f"{errors['max']:.3g} (tolerance {CHECK_TOLERANCE:g}); nothing was written")
         (staging / hub.CARD_NAME).write_text(_card(config, errors))
-        _publish(staging, out, overwrite)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for path in created:  # innermost first
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
+        _prepare_out_dir(out, overwrite)  # again: the folder may have been filled while we converted
     return {
         "out_dir": str(out), "arch": arch, "source": source, "tensors": len(state) - len(dropped),
         "dropped_keys": dropped, "checked": check, "tolerance": CHECK_TOLERANCE,

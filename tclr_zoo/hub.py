@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from . import __version__
+from .atomic import save_safetensors
 from .models import TCLRModel
 from .registry import ModelNotFoundError, create_model, get_arch
 
@@ -175,7 +176,7 @@ def save_pretrained(model: TCLRModel, directory: str | os.PathLike, config: dict
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "library": "tclr_zoo"})
+    save_safetensors(state, directory / WEIGHTS_NAME, metadata={"format": "pt", "library": "tclr_zoo"})
     config = {**config, "weights_sha256": file_sha256(directory / WEIGHTS_NAME)}
     (directory / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
     if card is not None:

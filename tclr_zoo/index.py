@@ -39,8 +39,6 @@ import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +46,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from .atomic import save_safetensors, staged_directory
 
 __all__ = ["CAPTION_HEIGHT", "IndexFormatError", "SearchHit", "VideoIndex", "contact_sheet", "exact_topk"]
 
@@ -579,23 +579,16 @@ class VideoIndex:
         so an interrupted save leaves the previous index intact. A non-empty ``directory`` that
         is not a saved index is refused rather than replaced.
         """
-        from safetensors.torch import save_file
 
         directory = Path(directory)
         _check_replaceable(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp-"))
-        try:
+        with staged_directory(directory) as staging:
             matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
-            save_file({"embeddings": matrix.contiguous()}, str(staging / EMBEDDINGS_NAME))
+            save_safetensors({"embeddings": matrix.contiguous()}, staging / EMBEDDINGS_NAME)
             manifest = self._manifest(_sha256(staging / EMBEDDINGS_NAME))
             (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
             for name in (EMBEDDINGS_NAME, MANIFEST_NAME):
                 _fsync(staging / name)
-            _publish(staging, directory)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         return directory
 
     @classmethod
@@ -689,21 +682,6 @@ def _check_replaceable(directory: Path) -> None:
         raise ValueError(f"{directory}: exists and is not a folder")
     if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST_NAME).is_file():
         raise ValueError(f"{directory}: folder is not empty and holds no {MANIFEST_NAME}; refusing to replace it")
-
-
-def _publish(staging: Path, directory: Path) -> None:
-    """Move the complete ``staging`` folder to ``directory``; the old one is deleted only afterwards."""
-    if not directory.exists():
-        os.replace(staging, directory)
-        return
-    backup = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.old-"))
-    os.replace(directory, backup / "old")
-    try:
-        os.replace(staging, directory)
-    except OSError:
-        os.replace(backup / "old", directory)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from tclr_zoo.hub import load_pretrained_dir
-from tclr_zoo.train.checkpoint import CheckpointError, load_checkpoint
+from tclr_zoo.train.checkpoint import load_checkpoint
 from tclr_zoo.train.config import RecipeError
 from tclr_zoo.train.pretrain import pretrain
 
@@ -87,5 +87,5 @@ def test_resume_without_checkpoint_and_corrupt_checkpoint_are_clear_errors(tiny_
     bad = tmp_path / "bad" / "checkpoints"
     bad.mkdir(parents=True)
     (bad / "last.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="last.pt"):
+    with pytest.raises(RecipeError, match="last.pt: not a readable checkpoint"):
         pretrain(tiny_recipe(), tmp_path / "bad", resume=True, progress=False, log=_quiet)

@@ -115,6 +115,30 @@ def test_bad_input_names_the_expected_shape(model, bad, message):
         model.embed(bad)
 
 
+BAD_BATCHES = {
+    "rank 4": torch.rand(3, 16, 112, 112),
+    "rank 6": torch.rand(1, 2, 3, 16, 112, 112),
+    "integer dtype": torch.zeros(1, 3, 16, 112, 112, dtype=torch.int64),
+    "4 channels": torch.rand(1, 4, 16, 112, 112),
+    "too few frames": torch.rand(1, 3, 8, 112, 112),
+    "wrong size": torch.rand(1, 3, 16, 64, 64),
+    "NaN": torch.full((1, 3, 16, 112, 112), float("nan")),
+    "Inf": torch.full((1, 3, 16, 112, 112), float("inf")),
+    "empty batch": torch.rand(0, 3, 16, 112, 112),
+}
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+@pytest.mark.parametrize("case", list(BAD_BATCHES))
+def test_both_backends_validate_before_running(saved, exported, backend, case):
+    """Each bad batch is a ValueError naming the expected [batch, 3, T, H, W] (or NaN/Inf) -- raised by
+    our check, not by onnxruntime (whose errors name neither)."""
+    model = tclr_zoo.load_model(saved) if backend == "torch" else tclr_zoo.load_model(exported, backend="onnx")
+    expected = "NaN or Inf" if case in ("NaN", "Inf") else r"\[batch, 3, 16, 112, 112\]|\[T, H, W, 3\]"
+    with pytest.raises(ValueError, match=expected):
+        model.embed(BAD_BATCHES[case])
+
+
 def test_onnx_backend_matches_torch_on_a_real_video(saved, exported):
     torch_model = tclr_zoo.load_model(saved)
     onnx_model = tclr_zoo.load_model(exported, backend="onnx")

@@ -22,8 +22,11 @@ than decoding), and decoding stops at the last needed frame.
 
 from __future__ import annotations
 
+import errno
 import operator
 import os
+import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,6 +54,15 @@ _GRID_TOLERANCE = Fraction(1, 4)
 _CFR_RATE_TOLERANCE = 1e-3
 
 _PIXEL_FORMATS = {"rgb": "rgb24", "bgr": "bgr24"}
+
+# Hostile input bounds (issue 7). A frame larger than this is refused before anything is decoded
+# (an 8K UHD frame is 33 Mpx): a header declaring 60000x60000 would otherwise have FFmpeg and the
+# RGB conversion allocate gigabytes.
+MAX_FRAME_PIXELS = 8192 * 8192
+# Seconds one file may take to decode (``TCLR_ZOO_DECODE_TIMEOUT``), and seconds FFmpeg may wait on
+# one read or on opening (a stalled network mount); both raise VideoDecodeError instead of hanging.
+DEFAULT_DECODE_TIMEOUT = 600.0
+IO_TIMEOUT = 60.0
 
 Converter = Callable[["av.VideoFrame"], np.ndarray]
 
@@ -97,17 +109,61 @@ class VideoInfo:
 
 
 def _checked_path(path: str | os.PathLike) -> str:
-    """Reject paths FFmpeg would report with cryptic messages (or not at all)."""
+    """Reject paths FFmpeg would report with cryptic messages, or block on (a FIFO never reaches EOF)."""
     p = os.fspath(path)
     if not isinstance(p, str):
         p = os.fsdecode(p)
-    if os.path.isdir(p):
+    try:
+        st = os.stat(p)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise VideoDecodeError(p, "symbolic link loop") from None
+        if os.path.islink(p):
+            raise VideoDecodeError(p, "broken symbolic link (its target does not exist)") from None
+        if err.errno == errno.ENOENT:
+            raise VideoDecodeError(p, "file not found") from None
+        raise VideoDecodeError(p, f"cannot access ({err.strerror or err})") from None
+    if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(p, "is a directory, not a video file")
-    if not os.path.exists(p):
-        raise VideoDecodeError(p, "file not found")
-    if os.path.getsize(p) == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise VideoDecodeError(p, "not a regular file (a pipe, socket or device); copy the video to a file")
+    if st.st_size == 0:
         raise VideoDecodeError(p, "empty file")
     return p
+
+
+def decode_timeout() -> float:
+    """Seconds one file may take to decode: ``TCLR_ZOO_DECODE_TIMEOUT`` or 600."""
+    value = os.environ.get("TCLR_ZOO_DECODE_TIMEOUT")
+    if not value:
+        return DEFAULT_DECODE_TIMEOUT
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"TCLR_ZOO_DECODE_TIMEOUT must be a number of seconds, got {value!r}") from None
+    if not seconds > 0:
+        raise ValueError(f"TCLR_ZOO_DECODE_TIMEOUT must be positive, got {value!r}")
+    return seconds
+
+
+def _av_open(p: str):
+    """``av.open`` with read timeouts; a file object where FFmpeg cannot take the name (a Linux file
+    name that is not valid UTF-8 lives in Python as a surrogate-escaped ``str`` that FFmpeg's C API
+    cannot receive)."""
+    try:
+        p.encode("utf-8")
+    except UnicodeEncodeError:
+        return av.open(open(p, "rb"), timeout=(IO_TIMEOUT, IO_TIMEOUT))
+    return av.open(p, timeout=(IO_TIMEOUT, IO_TIMEOUT))
+
+
+def _check_frame_size(p: str, width: int, height: int) -> None:
+    if width <= 0 or height <= 0:
+        raise VideoDecodeError(p, f"video stream has no valid frame size ({width}x{height})")
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoDecodeError(p, f"frame size {width}x{height} is larger than the {MAX_FRAME_PIXELS} pixels "
+                                  "this tool decodes (8192x8192); the header is corrupt or the video is not "
+                                  "meant for clip models")
 
 
 def _describe(err: BaseException) -> str:
@@ -120,21 +176,45 @@ def _open_video(path: str | os.PathLike) -> Iterator[tuple[str, Container, Strea
     """Open ``path`` and yield its first video stream, always closing it.
 
     PyAV/OS errors raised while opening *or* inside the caller's block (e.g.
-    corrupt data met mid-decode) become :class:`VideoDecodeError`.
+    corrupt data met mid-decode) become :class:`VideoDecodeError`; so does a
+    frame size beyond :data:`MAX_FRAME_PIXELS`, checked before any decoding.
     """
     p = _checked_path(path)
     try:
-        container = av.open(p)
-    except (av.FFmpegError, OSError) as err:
+        container = _av_open(p)
+    except (av.FFmpegError, OSError, ValueError) as err:
         raise VideoDecodeError(p, f"cannot open as video ({_describe(err)})") from err
     with container:
         if not container.streams.video:
             raise VideoDecodeError(p, "no video stream")
+        stream = container.streams.video[0]
+        ctx = stream.codec_context
+        if ctx is None:  # found by fuzzing: a damaged header can name no codec FFmpeg knows
+            raise VideoDecodeError(p, "the video stream has no usable decoder (unknown or damaged codec header)")
+        _check_frame_size(p, int(ctx.width), int(ctx.height))
         try:
-            yield p, container, container.streams.video[0]
+            yield p, container, stream
         except (av.FFmpegError, OSError) as err:
             reason = f"corrupt or unreadable video data ({_describe(err)})"
             raise VideoDecodeError(p, reason) from err
+
+
+def _decoded(p: str, container: Container, stream: Stream) -> Iterator[av.VideoFrame]:
+    """``container.decode(stream)`` with the hostile-input bounds: every frame's size is checked
+    (the bitstream can disagree with the container header) and the whole decode must finish within
+    :func:`decode_timeout` seconds."""
+    deadline = time.monotonic() + decode_timeout()
+    frames = container.decode(stream)
+    try:
+        for frame in frames:
+            if frame.width * frame.height > MAX_FRAME_PIXELS:
+                _check_frame_size(p, frame.width, frame.height)
+            if time.monotonic() > deadline:
+                raise VideoDecodeError(p, f"decoding took longer than {decode_timeout():.0f} s "
+                                          "(TCLR_ZOO_DECODE_TIMEOUT)")
+            yield frame
+    finally:
+        frames.close()
 
 
 def _fps(stream: Stream) -> float:
@@ -194,9 +274,26 @@ def _converter(channel_order: str, size: tuple[int, int] | None) -> Converter:
     reformatter = VideoReformatter()
 
     def convert(frame: av.VideoFrame) -> np.ndarray:
-        return reformatter.reformat(frame, width=width, height=height, format=fmt, threads=1).to_ndarray()
+        turns = _quarter_turns(frame)
+        if turns % 2:  # a quarter turn swaps the picture's sides: resize to the turned size
+            out_w, out_h = height, width
+        else:
+            out_w, out_h = width, height
+        image = reformatter.reformat(frame, width=out_w, height=out_h, format=fmt, threads=1).to_ndarray()
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
 
     return convert
+
+
+def _quarter_turns(frame: av.VideoFrame) -> int:
+    """Counter-clockwise quarter turns that show ``frame`` upright, from its display matrix (phones
+    record portrait video as landscape frames plus a rotation). Applied as the FFmpeg command line
+    does by default; angles that are no multiple of 90 degrees are rounded to the nearest one."""
+    try:
+        angle = frame.rotation
+    except (AttributeError, ValueError):
+        return 0
+    return round((angle or 0) / 90) % 4
 
 
 # --------------------------------------------------------------------------- #
@@ -212,13 +309,19 @@ def _decode_linear(
     last = max(wanted)
     kept: dict[int, np.ndarray] = {}
     count = 0
-    for index, frame in enumerate(container.decode(stream)):
+    for index, frame in enumerate(_decoded(path, container, stream)):
         if index in wanted:
             kept[index] = convert(frame)
         if index == last:
             return kept
         count = index + 1
-    raise VideoTooShortError(path, f"needs frame {last} but video has {count} frames")
+    raise _too_short(path, last, count)
+
+
+def _too_short(path: str, last: int, count: int) -> VideoDecodeError:
+    if count == 0:
+        return VideoDecodeError(path, "has no video frames that can be decoded")
+    return VideoTooShortError(path, f"needs frame {last} but video has {count} frames")
 
 
 # --------------------------------------------------------------------------- #
@@ -280,14 +383,14 @@ class _PtsIndexer:
 
 def _decode_run(
     container: Container, stream: Stream, indexer: _PtsIndexer,
-    run: list[int], seek: bool, convert: Converter, kept: dict[int, np.ndarray],
+    run: list[int], seek: bool, convert: Converter, kept: dict[int, np.ndarray], path: str,
 ) -> None:
     """Decode forward through one run of targets, checking that indices are consecutive."""
     if seek:
         container.seek(indexer.seek_pts(run[0]), stream=stream)
     wanted, last = set(run), run[-1]
     previous: int | None = None
-    frames = container.decode(stream)
+    frames = _decoded(path, container, stream)
     try:
         for frame in frames:
             index = indexer.index(frame.pts)
@@ -308,14 +411,14 @@ def _decode_run(
 
 def _decode_with_seeks(
     container: Container, stream: Stream,
-    targets: list[int], gap: int, convert: Converter,
+    targets: list[int], gap: int, convert: Converter, path: str,
 ) -> dict[int, np.ndarray] | None:
     """The seek path; ``None`` means "not trustworthy here, decode linearly"."""
     indexer = _PtsIndexer(stream)
     kept: dict[int, np.ndarray] = {}
     try:
         for n, run in enumerate(_runs(targets, gap)):
-            _decode_run(container, stream, indexer, run, n > 0 or run[0] > gap, convert, kept)
+            _decode_run(container, stream, indexer, run, n > 0 or run[0] > gap, convert, kept, path)
     except (_PtsMismatch, av.FFmpegError):
         # A genuinely corrupt file fails again on the linear pass, which reports it.
         return None
@@ -369,7 +472,7 @@ def decode_frames(
         gap = _seek_gap(stream, info)
         kept = None
         if _should_seek(stream, targets, gap, info):
-            kept = _decode_with_seeks(container, stream, targets, gap, convert)
+            kept = _decode_with_seeks(container, stream, targets, gap, convert, p)
     if kept is None:
         # Fresh container: a seek back to 0 is not guaranteed to equal a clean start.
         with _open_video(path) as (p, container, stream):
@@ -402,11 +505,11 @@ def iter_frames(
         stream.thread_type = "AUTO"
         rate = _fps(stream) or 1.0
         count = 0
-        for index, frame in enumerate(container.decode(stream)):
+        for index, frame in enumerate(_decoded(p, container, stream)):
             count = index + 1
             if index in wanted:
                 seconds = float(frame.time) if frame.time is not None else index / rate
                 yield index, seconds, convert(frame)
             if index == last:
                 return
-    raise VideoTooShortError(p, f"needs frame {last} but video has {count} frames")
+    raise _too_short(p, last, count)

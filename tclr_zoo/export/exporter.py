@@ -20,14 +20,13 @@ import copy
 import json
 import os
 import platform
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
 from .. import __version__
+from ..atomic import staged_directory
 from ..hub import CARD_NAME, model_card, save_pretrained
 from ..models import TCLRModel
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
@@ -92,9 +91,7 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
                   "report": f"{ONNX_DIR}/{REPORT_NAME}"} if onnx else None),
     }
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
-    try:
+    with staged_directory(out_dir) as staging:
         save_pretrained(model, staging, config, card=card if card is not None else model_card(config))
         report: dict[str, Any] = {"head": head, "input": config["export"]["input"],
                                   "output": config["export"]["output"], "max_batch": max_batch,
@@ -106,10 +103,6 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
             (staging / ONNX_DIR / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
             # The card now carries the export (graphs, parity numbers) and keeps the source card's results.
             (staging / CARD_NAME).write_text(model_card(config, folder=staging))
-        _publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     report["out_dir"] = str(out_dir)
     return report
 
@@ -142,17 +135,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         raise ExportError(f"{out_dir}: exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise ExportError(f"{out_dir}: folder exists and is not empty; choose another --out or pass --overwrite")
-
-
-def _publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished export into place; an old ``out_dir`` is removed only after the move."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def parity_inputs(input_shape: tuple[int, ...], batch_sizes: Sequence[int],

@@ -43,7 +43,7 @@ from ..hub import model_card, model_config, save_pretrained
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
 from ..registry import create_model, resolve_model_args
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, resume_candidates, save_checkpoint
 from .config import Recipe, RecipeError
 from .evaluate import knn_retrieval
 from .scalars import ScalarLogger
@@ -337,7 +337,7 @@ def _silent(_message: str) -> None:
 
 
 def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    if not (resume or overwrite) and (out / "checkpoints" / "last.pt").exists():
+    if not (resume or overwrite) and resume_candidates(out / "checkpoints" / "last.pt"):
         raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
                           "it, or choose another --out")
     if overwrite and not resume:
@@ -345,10 +345,20 @@ def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def _read_last_checkpoint(ckpt_dir: Path) -> dict:
-    if not (ckpt_dir / "last.pt").exists():
-        raise RecipeError(f"--resume: no checkpoint at {ckpt_dir / 'last.pt'}")
-    return load_checkpoint(ckpt_dir / "last.pt")
+def _read_last_checkpoint(ckpt_dir: Path, log: Callable[[str], None]) -> tuple[dict, Path]:
+    """The newest usable checkpoint: ``last.pt``, or the one it replaced when ``last.pt`` is missing
+    (killed between two renames) or damaged."""
+    for stale in remove_stale_temporaries(ckpt_dir) if ckpt_dir.is_dir() else []:
+        log(f"removed {stale.name}, left by a process stopped while writing a checkpoint")
+    problems = []
+    for path in resume_candidates(ckpt_dir / "last.pt"):
+        try:
+            return load_checkpoint(path), path
+        except CheckpointError as err:
+            problems.append(str(err))
+            log(f"cannot resume from {path.name}: {err}")
+    detail = "; ".join(problems) if problems else "no checkpoint was written yet"
+    raise RecipeError(f"--resume: no usable checkpoint in {ckpt_dir} ({detail}); start again with --overwrite")
 
 
 def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume: bool, overwrite: bool,
@@ -359,6 +369,9 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     sync_bn = distributed.use_sync_bn(recipe, world, device)
     distributed.on_main(lambda: _prepare_run_folder(out, resume, overwrite))
     ckpt_dir = out / "checkpoints"
+    # Read the checkpoint before the data: a bad --resume fails in a second, not after data preparation.
+    # Rank 0 reads the file and hands it to the others: it need not be on their disks.
+    resumed = distributed.on_main(lambda: _read_last_checkpoint(ckpt_dir, log)) if resume else None
     data = prepare_data(recipe, progress)
     seed_everything(recipe.train.seed)
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
@@ -371,11 +384,11 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     o = recipe.optim
     schedule = WarmupPlateauSchedule(optimizer, o.lr, o.warmup, o.plateau_patience, o.plateau_factor)
     start_epoch, best_loss, history = 0, math.inf, []
-    if resume:  # rank 0 reads the file and hands it to the others: it need not be on their disks
-        state = distributed.on_main(lambda: _read_last_checkpoint(ckpt_dir))
+    if resumed is not None:
+        state, source = resumed
         start_epoch, best_loss, history = _restore(state, model, optimizer, schedule)
-        del state
-        log(f"resumed from {ckpt_dir / 'last.pt'} at epoch {start_epoch + 1}")
+        del state, resumed
+        log(f"resumed from {source} at epoch {start_epoch + 1}")
     if ctx.is_main:
         (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
     restore_bn = distributed.convert_sync_bn(model) if sync_bn else None
@@ -404,7 +417,7 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
                            {"lr": row["lr"], "clips_per_second": row["clips_per_second"], "bad_files": stats.bad_files})
                 log(_epoch_summary(row))
                 state = _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe)
-                save_checkpoint(ckpt_dir / "last.pt", state)
+                save_checkpoint(ckpt_dir / "last.pt", state, keep_previous=True)
                 if improved:
                     save_checkpoint(ckpt_dir / "best.pt", state)
     finally:

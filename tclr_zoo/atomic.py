@@ -1,0 +1,198 @@
+"""Writing files and folders so that a crash, a kill, a full disk or a read-only target leaves either
+the old version or the new one -- never half of the new one, and never no version at all.
+
+* :func:`atomic_write` writes one file through a temporary sibling, fsyncs it and renames it into
+  place (``rename`` within a folder is atomic on POSIX file systems).
+* :func:`staged_directory` does the same for a folder of files (a saved model, an export, an index):
+  the caller fills a hidden sibling folder; only when the block finishes does it replace the target,
+  and the old target is deleted only after the new one is in place.
+
+Leftovers of a process killed mid-write (``SIGKILL`` cannot be caught) are hidden siblings named
+after the target and the writer's process id; :func:`remove_stale_siblings` deletes those whose
+process is gone, and :func:`staged_directory` calls it before it starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+
+# Errors that mean "this place cannot take the output": reported as WriteError naming the target.
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+class WriteError(OSError):
+    """An output that could not be written (full disk, read-only or forbidden folder, file size
+    limit). The message names the target and says that what was there before is unchanged."""
+
+    def __init__(self, target: Path, err: OSError) -> None:
+        super().__init__(err.errno, f"{target}: cannot write ({err.strerror or err}); "
+                                    "nothing that was there before was changed")
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+def _as_write_error(target: Path, err: BaseException) -> BaseException:
+    if isinstance(err, OSError) and not isinstance(err, WriteError) and err.errno in _WRITE_ERRNOS:
+        return WriteError(target, err)
+    return err
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
+                 before_replace: Callable[[], None] | None = None) -> None:
+    """Call ``write(file_object)`` on a temp file beside ``path``, fsync, and rename it into place
+    (calling ``before_replace()`` just before the rename). On any error the temp file is removed and
+    an existing ``path`` is untouched."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _as_write_error(path, err) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        _injected_delay()
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException as err:
+        Path(tmp).unlink(missing_ok=True)
+        failure = _as_write_error(path, err)
+        if failure is err:
+            raise
+        raise failure from err
+    fsync_dir(path.parent)
+
+
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file``, with its I/O failures raised as ``OSError`` (it reports a
+    full disk as ``SafetensorError: ... (os error 28)``, which callers could not tell from a bug)."""
+    from safetensors.torch import save_file
+
+    try:
+        save_file(tensors, str(path), metadata=metadata)
+    except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is an OS error
+        code = re.search(r"os error (\d+)", str(err))
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number), str(path)) from err
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform allows opening a folder)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _injected_delay() -> None:
+    """Fault injection for the crash tests (``TCLR_ZOO_TEST_SLOW_WRITE=SECONDS``): a window in which
+    a test can SIGKILL the process with the new bytes written but not yet renamed into place."""
+    seconds = os.environ.get("TCLR_ZOO_TEST_SLOW_WRITE")
+    if seconds:
+        import time
+
+        time.sleep(float(seconds))
+
+
+def _sibling(target: Path, tag: str) -> Path:
+    return target.parent / f".{target.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+_SIBLING = re.compile(r"\.(?P<name>.+)\.(staging|old)-(?P<pid>\d+)-[0-9a-f]{8}")
+
+
+def remove_stale_siblings(target: str | os.PathLike) -> list[Path]:
+    """Delete the hidden staging/backup folders of ``target`` left by processes that no longer run."""
+    target = Path(target)
+    removed = []
+    if not target.parent.is_dir():
+        return removed
+    for entry in target.parent.iterdir():
+        match = _SIBLING.fullmatch(entry.name)
+        if match and match["name"] == target.name and not _process_alive(int(match["pid"])):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty hidden sibling folder of ``target`` to fill; when the block ends normally it
+    replaces ``target``; when it raises, the sibling is deleted and ``target`` is left as it was.
+
+    The caller decides beforehand whether replacing ``target`` is allowed. Parent folders created
+    here are removed again when nothing was published.
+    """
+    target = Path(target)
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
+    staging = _sibling(target, "staging")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_siblings(target)
+        staging.mkdir()  # with the user's umask (mkdtemp would make it private)
+        yield staging
+        _injected_delay()
+        publish_directory(staging, target)
+    except BaseException as err:
+        shutil.rmtree(staging, ignore_errors=True)
+        for path in created:  # innermost first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        failure = _as_write_error(target, err)
+        if failure is err:
+            raise
+        raise failure from err
+
+
+def publish_directory(staging: Path, target: Path) -> None:
+    """Move the complete ``staging`` folder to ``target``; an old ``target`` is deleted only after the
+    new one is in place, and restored if the move fails."""
+    if not target.exists():
+        os.replace(staging, target)
+        fsync_dir(target.parent)
+        return
+    backup = _sibling(target, "old")
+    os.replace(target, backup)
+    try:
+        os.replace(staging, target)
+    except OSError:
+        os.replace(backup, target)
+        raise
+    fsync_dir(target.parent)
+    shutil.rmtree(backup, ignore_errors=True)

@@ -1,0 +1,113 @@
+"""Issue 7, crash-safe training: ``tclr-zoo pretrain`` is SIGKILLed at random moments and at the two
+instants of a checkpoint write that matter (new bytes written but not renamed in; old checkpoint
+moved aside but the new one not yet in place), then continued with ``--resume``. The run that
+finally completes must log the same losses, epoch by epoch, as one that was never interrupted
+(fixed seed, CPU), and checkpoints damaged on disk must be refused by their SHA-256."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from tclr_zoo.train.checkpoint import (CheckpointError, load_checkpoint, previous_path, resume_candidates,
+                                       save_checkpoint)
+
+ROOT = Path(__file__).resolve().parents[1]
+EPOCHS = 4
+LOSS_KEYS = ("total", "ic_global", "ic_local", "local_local", "global_local", "lr")
+
+
+def _command(dataset: Path, out: Path, *flags: str) -> list[str]:
+    sets = [a for kv in tiny_overrides(dataset, **{"train.epochs": EPOCHS, "eval.knn": "false"})
+            for a in ("--set", kv)]
+    return [sys.executable, "-m", "tclr_zoo.cli", "pretrain", "demo", "--out", str(out), "--no-progress",
+            *flags, *sets]
+
+
+def _start(dataset: Path, out: Path, slow_write: float = 0.0) -> subprocess.Popen:
+    resume = bool(resume_candidates(out / "checkpoints" / "last.pt"))
+    env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE=str(slow_write)) if slow_write else None
+    return subprocess.Popen(_command(dataset, out, "--resume" if resume else "--overwrite"), cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _kill_when(proc: subprocess.Popen, condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, f"run ended before the kill point:\n{proc.stdout.read()}"
+        assert time.monotonic() < deadline, "kill point never reached"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+
+
+def _temporaries(ckpt: Path) -> list[Path]:
+    return list(ckpt.glob(".last.pt.*.tmp")) if ckpt.is_dir() else []
+
+
+def _history(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["history"]
+
+
+def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_dataset,
+                                                                                                 tmp_path):
+    straight = tmp_path / "straight"
+    done = subprocess.run(_command(tiny_dataset, straight, "--overwrite"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out, ckpt = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
+    rng = random.Random(7)
+    kills = []
+    # 1. a random moment in the first seconds (start-up or the first epoch; maybe no checkpoint yet)
+    proc = _start(tiny_dataset, out)
+    moment = time.monotonic() + rng.uniform(1.0, 6.0)
+    _kill_when(proc, lambda: time.monotonic() > moment)
+    kills.append("random")
+    # 2. while a checkpoint's bytes sit in a temporary file, last.pt still the old one
+    proc = _start(tiny_dataset, out, slow_write=1.5)
+    _kill_when(proc, lambda: bool(_temporaries(ckpt)) and (ckpt / "last.pt").exists())
+    kills.append("checkpoint written, not renamed")
+    # 3. between the renames: the old last.pt moved aside, the new one not yet in place
+    proc = _start(tiny_dataset, out, slow_write=1.5)
+    _kill_when(proc, lambda: bool(_temporaries(ckpt)) and not (ckpt / "last.pt").exists()
+               and previous_path(ckpt / "last.pt").exists())
+    kills.append("between renames")
+    # 4. another random moment, then a run to the end
+    proc = _start(tiny_dataset, out)
+    moment = time.monotonic() + rng.uniform(1.0, 4.0)
+    _kill_when(proc, lambda: time.monotonic() > moment)
+    kills.append("random")
+    final = subprocess.run(_command(tiny_dataset, out, "--resume" if resume_candidates(ckpt / "last.pt")
+                                    else "--overwrite"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert final.returncode == 0, final.stdout + final.stderr
+    assert not _temporaries(ckpt)
+    a, b = _history(straight), _history(out)
+    assert [r["epoch"] for r in b] == list(range(1, EPOCHS + 1)) and len(kills) == 4
+    for row_a, row_b in zip(a, b):
+        for key in LOSS_KEYS:
+            assert row_b[key] == pytest.approx(row_a[key], rel=1e-5, abs=1e-6), (row_a["epoch"], key)
+
+
+def test_damaged_checkpoint_is_refused_and_resume_falls_back_to_the_previous_one(tmp_path):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1, "w": torch.ones(3)}, keep_previous=True)
+    save_checkpoint(path, {"epoch": 2, "w": torch.full((3,), 2.0)}, keep_previous=True)
+    assert load_checkpoint(previous_path(path))["epoch"] == 1 and load_checkpoint(path)["epoch"] == 2
+    data = bytearray(path.read_bytes())
+    position = data.index(bytes(torch.full((3,), 2.0).numpy().tobytes()))  # the tensor's bytes, inside the payload
+    data[position] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(path)
+    assert resume_candidates(path) == [path, previous_path(path)]

@@ -1,0 +1,115 @@
+"""Issue 7, disk faults: an unwritable output folder, a disk that fills up mid-write and an index build
+killed half-way each give one clear line (CLI exit 2) and lose nothing that was already written.
+
+A full disk is simulated with ``RLIMIT_FSIZE`` in the child process (with SIGXFSZ ignored, writes past
+the limit fail with EFBIG, as they fail with ENOSPC on a full disk): no root, no loop device. An
+unwritable folder is a ``chmod 555`` folder, or -- for root, whom permissions do not stop -- a path
+under ``/sys``, which the kernel refuses to create files in.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tclr_zoo
+from hostile_videos import write_video
+from tclr_zoo.index import VideoIndex
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    return tclr_zoo.load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path_factory.mktemp("m") / "model")
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("videos")
+    return [write_video(folder / f"v{i}.mp4", 24 + 4 * i) for i in range(4)]
+
+
+def _cli(*args, limit_bytes: int | None = None, **kwargs):
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.Popen([sys.executable, "-m", "tclr_zoo.cli", *map(str, args)], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=limit if limit_bytes is not None else None, **kwargs)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 300):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err
+
+
+def _unwritable_folder(tmp_path: Path) -> Path:
+    if os.geteuid() == 0:
+        return Path("/sys/tclr-zoo-test-unwritable")
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    folder.chmod(0o555)
+    return folder
+
+
+def test_unwritable_output_folder_is_one_line(saved, videos, tmp_path):
+    target = _unwritable_folder(tmp_path) / "out"
+    for args in (["embed", saved, videos[0], "--out", target / "e.npy"],
+                 ["index", "build", saved, videos[0], "--out", target / "idx", "--no-progress"],
+                 ["export", saved, "--out", target / "export"]):
+        code, _, err = _finish(_cli(*args))
+        assert code == 2 and err.count("\n") == 1 and str(target) in err, (args, err)
+
+
+def test_disk_full_while_writing_keeps_what_was_there(saved, videos, tmp_path):
+    out = tmp_path / "e.npy"
+    code, _, err = _finish(_cli("embed", saved, *videos[:2], "--out", out, "--no-progress"))
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code, _, err = _finish(_cli("embed", saved, *videos, "--out", out, "--no-progress", limit_bytes=600))
+    assert code == 2 and err.count("\n") == 1 and "e.npy" in err and "too large" in err.lower(), err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old files intact, no temporaries
+    index = tmp_path / "idx"
+    VideoIndex.build(tclr_zoo.load_model(saved), videos[:2], progress=False).save(index)
+    saved_files = {p.name: p.read_bytes() for p in index.iterdir()}
+    code, _, err = _finish(_cli("index", "build", saved, *videos, "--out", index, "--overwrite", "--no-progress",
+                                limit_bytes=600))
+    assert code == 2 and err.count("\n") == 1 and "idx" in err, err
+    assert {p.name: p.read_bytes() for p in index.iterdir()} == saved_files
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "idx"])
+
+
+def test_index_build_killed_midway_keeps_the_old_index_and_the_next_build_cleans_up(saved, videos, tmp_path):
+    index = tmp_path / "idx"
+    VideoIndex.build(tclr_zoo.load_model(saved), videos[:1], progress=False).save(index)
+    old = VideoIndex.load(index)
+    # killed while the new index sits complete in its staging folder, about to replace the old one
+    env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE="5")
+    proc = _cli("index", "build", saved, *videos, "--out", index, "--overwrite", "--no-progress", env=env)
+    deadline = time.monotonic() + 240
+    while not any(".staging-" in p.name and (p / "manifest.json").exists() for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    _finish(proc)
+    left = [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+    assert left, "the kill should leave the staging folder behind"
+    reloaded = VideoIndex.load(index)
+    assert reloaded.ids == old.ids and torch.equal(reloaded.embeddings, old.embeddings)
+    code, _, err = _finish(_cli("index", "build", saved, *videos, "--out", index, "--overwrite", "--no-progress"))
+    assert code == 0, err
+    assert len(VideoIndex.load(index)) == len(videos)
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
+    assert np.isfinite(VideoIndex.load(index).embeddings.float().numpy()).all()
