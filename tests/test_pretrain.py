@@ -89,3 +89,8 @@ def test_resume_without_checkpoint_and_corrupt_checkpoint_are_clear_errors(tiny_
     (bad / "last.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(RecipeError, match="last.pt: not a readable checkpoint"):
         pretrain(tiny_recipe(), tmp_path / "bad", resume=True, progress=False, log=_quiet)
+
+
+def test_frames_that_do_not_match_the_local_clips_are_a_recipe_error(tiny_recipe, tmp_path):
+    with pytest.raises(RecipeError, match=r"data.frames=8 into 2 time-steps.*data.num_local=4"):
+        pretrain(tiny_recipe(**{"data.frames": 8}), tmp_path / "run", progress=False, log=_quiet)

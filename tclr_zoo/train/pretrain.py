@@ -332,6 +332,16 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
         return _pretrain(recipe, Path(out_dir), ctx, resume=resume, overwrite=overwrite, progress=progress, log=log)
 
 
+def _check_time_steps(recipe: Recipe, model) -> None:
+    """The global-local loss pairs each time-step of the global clip's feature map with one local clip."""
+    steps = recipe.data.frames // model.temporal_downsampling
+    if steps != recipe.data.num_local:
+        raise RecipeError(f"{recipe.model.arch} turns data.frames={recipe.data.frames} into {steps} time-steps, but "
+                          f"the global-local loss needs one per local clip (data.num_local={recipe.data.num_local}); "
+                          f"use data.frames={recipe.data.num_local * model.temporal_downsampling} or "
+                          f"data.num_local={steps}")
+
+
 def _silent(_message: str) -> None:
     pass
 
@@ -377,6 +387,7 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
     model = create_model(recipe.model.arch, model_args=model_args, head_dim=recipe.model.head_dim,
                          bn_mode=recipe.model.bn_mode)
+    _check_time_steps(recipe, model)
     # the same network at initialisation: the kNN baseline (only rank 0 evaluates)
     random_init = copy.deepcopy(model) if ctx.is_main else None
     configure_model(model, recipe, device)
