@@ -435,31 +435,43 @@ def index() -> None:
 @click.option("--windows", is_flag=True, help="One row per sliding window (with start/end seconds), not per video.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage precision (float16 halves memory; scores are computed in float32).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing index folder.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index folder (and discard a partial build).")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted build from the rows it saved (a hidden .OUT.partial folder).")
+@click.option("--save-every", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="Seconds between saves of the rows embedded so far (what --resume continues from).")
 @model_options
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
-                overwrite: bool, backend: str, device: str | None, batch_size: int, no_progress: bool,
-                skip_bad: bool) -> None:
+                overwrite: bool, resume: bool, save_every: float, backend: str, device: str | None, batch_size: int,
+                no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
 
     The index records the model id and revision and refuses to mix in embeddings of another model.
-    Nothing is written until every video is embedded; the folder is replaced atomically.
+    The rows embedded so far are saved beside --out every --save-every seconds, so an interrupted
+    build continues with --resume; --out itself is written once, atomically, at the end.
     """
+    import shutil
     from pathlib import Path
 
-    from .batch import find_videos
-    from .index import VideoIndex
+    from .batch import build_index_resumable, find_videos, partial_index_dir
 
     if Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
+    partial = partial_index_dir(out_dir)
+    if partial.exists() and not (resume or overwrite):
+        raise FileExistsError(f"{out_dir}: an interrupted build left its rows in {partial}; pass --resume to "
+                              "continue it or --overwrite to start afresh")
     paths = find_videos(videos)
     loaded = _load(model, backend, device)
-    built = VideoIndex.build(loaded, paths, head=head, batch_size=batch_size, progress=not no_progress,
-                             skip_bad=skip_bad, windows=windows, dtype=dtype)
+    built, resumed = build_index_resumable(loaded, paths, out_dir, resume=resume, save_every=save_every, head=head,
+                                           batch_size=batch_size, progress=not no_progress, skip_bad=skip_bad,
+                                           windows=windows, dtype=dtype)
     built.save(out_dir)
+    shutil.rmtree(partial, ignore_errors=True)
     _report_failed([{"path": p, "reason": r} for p, r in built.skipped])
+    again = f", {resumed} of them from the interrupted build" if resumed else ""
     click.echo(f"indexed {len(built)} {'windows' if windows else 'videos'} of {len(paths) - len(built.skipped)} "
-               f"videos ({len(built.skipped)} skipped) with {loaded.model_id} -> {out_dir}")
+               f"videos ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}")
 
 
 @index.command("search")

@@ -113,3 +113,29 @@ def test_index_build_killed_midway_keeps_the_old_index_and_the_next_build_cleans
     assert len(VideoIndex.load(index)) == len(videos)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
     assert np.isfinite(VideoIndex.load(index).embeddings.float().numpy()).all()
+
+
+def test_interrupted_index_build_resumes_where_it_stopped(saved, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    videos = [write_video(folder / f"v{i:02d}.mp4", 16 + i) for i in range(16)]
+    straight = tmp_path / "straight"
+    code, _, err = _finish(_cli("index", "build", saved, folder, "--out", straight, "--no-progress"))
+    assert code == 0, err
+    index, partial = tmp_path / "idx", tmp_path / ".idx.partial"
+    args = ("index", "build", saved, folder, "--out", index, "--no-progress", "--batch-size", "1", "--save-every", "0")
+    proc = _cli(*args)
+    deadline = time.monotonic() + 240
+    while not (partial / "manifest.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    _finish(proc)
+    assert not index.exists() and len(VideoIndex.load(partial)) < len(videos)
+    refused = _finish(_cli(*args))
+    assert refused[0] == 2 and "--resume" in refused[2]
+    code, out, err = _finish(_cli(*args, "--resume"))
+    assert code == 0 and "from the interrupted build" in out, err
+    a, b = VideoIndex.load(straight), VideoIndex.load(index)
+    assert a.ids == b.ids == [str(v) for v in videos] and not partial.exists()
+    torch.testing.assert_close(b.embeddings, a.embeddings, rtol=1e-4, atol=1e-5)
