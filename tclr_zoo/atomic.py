@@ -64,7 +64,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        _injected_delay()
+        fault_injection_pause()
         if before_replace is not None:
             before_replace()
         os.replace(tmp, path)
@@ -92,10 +92,6 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str,
         raise OSError(number, os.strerror(number), str(path)) from err
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
-
-
 def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (where the platform allows opening a folder)."""
     try:
@@ -108,7 +104,7 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _injected_delay() -> None:
+def fault_injection_pause() -> None:
     """Fault injection for the crash tests (``TCLR_ZOO_TEST_SLOW_WRITE=SECONDS``): a window in which
     a test can SIGKILL the process with the new bytes written but not yet renamed into place."""
     seconds = os.environ.get("TCLR_ZOO_TEST_SLOW_WRITE")
@@ -167,7 +163,7 @@ def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
         remove_stale_siblings(target)
         staging.mkdir()  # with the user's umask (mkdtemp would make it private)
         yield staging
-        _injected_delay()
+        fault_injection_pause()
         publish_directory(staging, target)
     except BaseException as err:
         shutil.rmtree(staging, ignore_errors=True)

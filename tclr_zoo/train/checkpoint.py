@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import _injected_delay, atomic_write
+from ..atomic import atomic_write, fault_injection_pause
 
 FORMAT = "tclr_zoo.checkpoint/2"  # {"format", "sha256", "payload": uint8 tensor of torch.save(state)}
 UNCHECKED_FORMAT = "tclr_zoo.checkpoint/1"  # earlier files: the state itself, no checksum (still read)
@@ -53,7 +53,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_prev
     def keep() -> None:
         if path.exists():
             os.replace(path, previous_path(path))
-            _injected_delay()  # the crash tests' second kill point: between the two renames
+            fault_injection_pause()  # the crash tests' second kill point: between the two renames
 
     atomic_write(path, lambda f: torch.save(envelope, f), before_replace=keep if keep_previous else None)
 
