@@ -92,6 +92,10 @@ def test_variable_frame_rate_timestamps_and_non_utf8_names(corpus, model):
     odd, good = corpus["non_utf8_name"].path, corpus["non_utf8_name"].path.parent / "good.mp4"
     assert probe(odd).num_frames == probe(good).num_frames == 40
     torch.testing.assert_close(model.embed(odd), model.embed(good), rtol=0, atol=0)
+    open_files = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):  # read through a Python file object, which must be closed each time
+        probe(odd)
+    assert len(os.listdir("/proc/self/fd")) == open_files
 
 
 def test_zero_frames_and_absurd_dimensions_fail_before_decoding(corpus):

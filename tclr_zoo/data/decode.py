@@ -28,7 +28,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
@@ -146,15 +146,22 @@ def decode_timeout() -> float:
     return seconds
 
 
-def _av_open(p: str):
-    """``av.open`` with read timeouts; a file object where FFmpeg cannot take the name (a Linux file
-    name that is not valid UTF-8 lives in Python as a surrogate-escaped ``str`` that FFmpeg's C API
-    cannot receive)."""
+@contextmanager
+def _av_open(p: str) -> Iterator[Container]:
+    """``av.open`` with read timeouts, closed on exit. Through a Python file object where FFmpeg
+    cannot take the name: a Linux file name that is not valid UTF-8 lives in Python as a
+    surrogate-escaped ``str`` that FFmpeg's C API cannot receive."""
     try:
         p.encode("utf-8")
+        source = None
     except UnicodeEncodeError:
-        return av.open(open(p, "rb"), timeout=(IO_TIMEOUT, IO_TIMEOUT))
-    return av.open(p, timeout=(IO_TIMEOUT, IO_TIMEOUT))
+        source = open(p, "rb")
+    try:
+        with av.open(source or p, timeout=(IO_TIMEOUT, IO_TIMEOUT)) as container:
+            yield container
+    finally:
+        if source is not None:
+            source.close()
 
 
 def _check_frame_size(p: str, width: int, height: int) -> None:
@@ -180,11 +187,11 @@ def _open_video(path: str | os.PathLike) -> Iterator[tuple[str, Container, Strea
     frame size beyond :data:`MAX_FRAME_PIXELS`, checked before any decoding.
     """
     p = _checked_path(path)
-    try:
-        container = _av_open(p)
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise VideoDecodeError(p, f"cannot open as video ({_describe(err)})") from err
-    with container:
+    with ExitStack() as stack:
+        try:
+            container = stack.enter_context(_av_open(p))
+        except (av.FFmpegError, OSError, ValueError) as err:
+            raise VideoDecodeError(p, f"cannot open as video ({_describe(err)})") from err
         if not container.streams.video:
             raise VideoDecodeError(p, "no video stream")
         stream = container.streams.video[0]

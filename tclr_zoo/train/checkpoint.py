@@ -64,7 +64,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
-    envelope = _torch_load(path, path)
+    envelope = _load_tensors_only(path, path)
     if not isinstance(envelope, dict) or envelope.get("format") not in (FORMAT, UNCHECKED_FORMAT):
         raise CheckpointError(f"{path}: not a tclr_zoo training checkpoint")
     if envelope["format"] == UNCHECKED_FORMAT:
@@ -76,13 +76,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if hashlib.sha256(data).hexdigest() != envelope.get("sha256"):
         raise CheckpointError(f"{path}: damaged checkpoint (SHA-256 of its contents does not match the one "
                               "recorded when it was written)")
-    state = _torch_load(io.BytesIO(data), path)
+    state = _load_tensors_only(io.BytesIO(data), path)
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a tclr_zoo training checkpoint")
     return state
 
 
-def _torch_load(source, path: Path) -> Any:
+def _load_tensors_only(source, path: Path) -> Any:
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
