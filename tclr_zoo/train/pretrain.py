@@ -110,7 +110,7 @@ def autocast_for(device: torch.device, amp: str):
     """bf16 autocast on CUDA by default; fp32 on CPU.
 
     On CPUs with native bf16 (AMX / avx512_bf16) ``train.amp=bf16`` makes the CPU step several
-    times faster (R3D-18, 112 px, 2 cores with AMX: 3.2-3.6x over fp32; bench/p1_train_step.py),
+    times faster (R3D-18, 2 videos at 112 px, 2 cores with AMX: 7.6 s vs 30.3 s per step; BENCHMARKS.md P1),
     but it changes the numbers and is slow on CPUs without bf16 units, so CPU runs stay fp32 unless
     the recipe asks for it.
     fp16 is not offered: it would need loss scaling, and bf16 has fp32's range without it.
