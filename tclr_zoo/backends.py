@@ -92,8 +92,7 @@ class TorchBackend:
             self.model.eval()
             with torch.inference_mode(False), torch.no_grad():
                 folded = fold_batchnorm(copy.deepcopy(self.model)).to(memory_format=self.memory_format)
-            state = tuple(t._version for t in (*self.model.parameters(), *self.model.buffers()))
-            self._folded = (state, folded)
+            self._folded = (state, folded)  # copying and folding leave the model's tensors untouched
         return self._folded[1]
 
 

@@ -28,7 +28,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
-from .data.transforms import eval_clip, normalize_clip
+from .data.transforms import eval_clip, eval_crop_box, normalize_clip
 from .data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
 from .hub import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card, model_config,
                   read_config, resolve, save_pretrained)
@@ -138,9 +138,8 @@ class VideoModel:
     # (``_batch``) -- no per-clip float copies, permutes or stacks of full-size frames.
     def _crop_resize(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 ``[k, H, W, 3]`` -> uint8 ``[k, size, size, 3]``: ``eval_clip``'s centre crop and resize, per frame."""
-        h, w = frames.shape[1], frames.shape[2]
-        side = max(1, int(min(h, w) * float(self.config["preprocessing"].get("crop_fraction", 1.0))))
-        top, left = int(round((h - side) * 0.5)), int(round((w - side) * 0.5))
+        crop_fraction = float(self.config["preprocessing"].get("crop_fraction", 1.0))
+        top, left, side = eval_crop_box(frames.shape[1], frames.shape[2], crop_fraction)
         x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
         if side != self.size:
             x = TF.resize(x, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)

@@ -364,12 +364,17 @@ def eval_clip(frames: torch.Tensor, size: int = 112, crop_fraction: float = 0.8,
         raise ValueError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}")
     if not 0.0 <= position <= 1.0:
         raise ValueError(f"position must be in [0, 1], got {position!r}")
-    h, w = frames.shape[1], frames.shape[2]
+    top, left, side = eval_crop_box(frames.shape[1], frames.shape[2], crop_fraction, position)
+    x = _crop_resize_to_float(frames, top, left, side, int(size))
+    return x.permute(1, 0, 2, 3).contiguous()
+
+
+def eval_crop_box(h: int, w: int, crop_fraction: float, position: float = 0.5) -> tuple[int, int, int]:
+    """``(top, left, side)`` of :func:`eval_clip`'s square crop in an ``h x w`` frame."""
     side = max(1, int(min(h, w) * crop_fraction))
     top = int(round((h - side) * (position if h > w else 0.5)))
     left = int(round((w - side) * (position if w >= h else 0.5)))
-    x = _crop_resize_to_float(frames, top, left, side, int(size))
-    return x.permute(1, 0, 2, 3).contiguous()
+    return top, left, side
 
 
 def normalize_clip(
