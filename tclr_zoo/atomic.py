@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -54,9 +53,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
     (calling ``before_replace()`` just before the rename). On any error the temp file is removed and
     an existing ``path`` is untouched."""
     path = Path(path)
+    tmp = _sibling(path, "tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        remove_stale_siblings(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the user's umask, as for folders
     except OSError as err:
         raise _as_write_error(path, err) from err
     try:
@@ -118,11 +119,12 @@ def _sibling(target: Path, tag: str) -> Path:
     return target.parent / f".{target.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
-_SIBLING = re.compile(r"\.(?P<name>.+)\.(staging|old)-(?P<pid>\d+)-[0-9a-f]{8}")
+_SIBLING = re.compile(r"\.(?P<name>.+)\.(tmp|staging|old)-(?P<pid>\d+)-[0-9a-f]{8}")
 
 
 def remove_stale_siblings(target: str | os.PathLike) -> list[Path]:
-    """Delete the hidden staging/backup folders of ``target`` left by processes that no longer run."""
+    """Delete the hidden temporary files and staging/backup folders of ``target`` left by processes
+    that no longer run (a live writer's are kept)."""
     target = Path(target)
     removed = []
     if not target.parent.is_dir():
@@ -130,7 +132,10 @@ def remove_stale_siblings(target: str | os.PathLike) -> list[Path]:
     for entry in target.parent.iterdir():
         match = _SIBLING.fullmatch(entry.name)
         if match and match["name"] == target.name and not _process_alive(int(match["pid"])):
-            shutil.rmtree(entry, ignore_errors=True)
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
             removed.append(entry)
     return removed
 

@@ -56,7 +56,7 @@ def _kill_when(proc: subprocess.Popen, condition, timeout: float = 120.0, after:
 
 
 def _temporaries(ckpt: Path) -> list[Path]:
-    return list(ckpt.glob(".last.pt.*.tmp")) if ckpt.is_dir() else []
+    return list(ckpt.glob(".last.pt.tmp-*")) if ckpt.is_dir() else []
 
 
 def _history(out: Path) -> list[dict]:

@@ -36,7 +36,7 @@ def test_one_epoch_run_writes_model_checkpoints_logs_and_results(tiny_recipe, tm
         torch.testing.assert_close(state[key], value)
     assert (out / "checkpoints" / "best.pt").is_file()
     assert "loss/total" in (out / "logs" / "metrics.csv").read_text()
-    assert not list(out.rglob("*.tmp"))  # atomic writes leave no temporary files
+    assert not list(out.rglob(".*.tmp-*"))  # atomic writes leave no temporary files
 
 
 def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tiny_recipe, tmp_path):

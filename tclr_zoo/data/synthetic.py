@@ -64,9 +64,7 @@ import io
 import json
 import math
 import os
-import shutil
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -74,6 +72,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
+
+from ..atomic import staged_directory
 
 __all__ = [
     "CLASS_NAMES",
@@ -630,7 +630,7 @@ def _is_complete(root: Path, config: SyntheticConfig) -> bool:
 
 
 def _write_dataset(out: Path, config: SyntheticConfig, progress: bool) -> None:
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
     jobs = [(name, g, c) for name in config.class_names
             for g in range(1, config.groups + 1) for c in range(1, config.clips_per_group + 1)]
     bar = None
@@ -709,22 +709,9 @@ def generate(
                 raise FileExistsError(
                     f"{root} is not empty and holds no synthetic-dataset manifest; refusing to replace it"
                 )
-        # Leftovers of interrupted runs (we hold the lock, so nobody else is writing them).
-        for stale in root.parent.glob(f".{root.name}.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
-        try:
-            _write_dataset(tmp, config, progress)
-            old = None
-            if root.exists():
-                old = root.parent / f".{root.name}.tmp-old-{uuid.uuid4().hex[:8]}"
-                os.replace(root, old)
-            os.replace(tmp, root)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        # Built in a hidden sibling that replaces root when complete; leftovers of killed runs go.
+        with staged_directory(root) as staging:
+            _write_dataset(staging, config, progress)
     return root
 
 

@@ -101,12 +101,3 @@ def _load_tensors_only(source, path: Path) -> Any:
 def resume_candidates(path: str | os.PathLike) -> list[Path]:
     """Files to try when resuming from ``path``, newest first: it, then the one it replaced."""
     return [p for p in (Path(path), previous_path(path)) if p.exists()]
-
-
-def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files that a process killed mid-write left in ``folder``."""
-    removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    return removed

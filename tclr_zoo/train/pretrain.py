@@ -43,7 +43,8 @@ from ..hub import model_card, model_config, save_pretrained
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
 from ..registry import create_model, resolve_model_args
 from . import distributed
-from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, resume_candidates, save_checkpoint
+from ..atomic import remove_stale_siblings
+from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
 from .config import Recipe, RecipeError
 from .evaluate import knn_retrieval
 from .scalars import ScalarLogger
@@ -358,7 +359,7 @@ def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
 def _read_last_checkpoint(ckpt_dir: Path, log: Callable[[str], None]) -> tuple[dict, Path]:
     """The newest usable checkpoint: ``last.pt``, or the one it replaced when ``last.pt`` is missing
     (killed between two renames) or damaged."""
-    for stale in remove_stale_temporaries(ckpt_dir) if ckpt_dir.is_dir() else []:
+    for stale in (*remove_stale_siblings(ckpt_dir / "last.pt"), *remove_stale_siblings(ckpt_dir / "best.pt")):
         log(f"removed {stale.name}, left by a process stopped while writing a checkpoint")
     problems = []
     for path in resume_candidates(ckpt_dir / "last.pt"):
