@@ -156,13 +156,13 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
 
     from tqdm.auto import tqdm
 
-    from .index import MANIFEST_NAME, VideoIndex
+    from .index import MANIFEST_NAME, IndexFormatError, VideoIndex
 
     partial = partial_index_dir(out_dir)
     if resume and (partial / MANIFEST_NAME).is_file():
         index = VideoIndex.load(partial)
         if index.head != head or index.model_id != model.model_id or index.revision != model.revision:
-            raise ValueError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
+            raise IndexFormatError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
                              f"{index.revision!r}, head {index.head!r}); rebuild with --overwrite or use that model")
     else:
         index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head)

@@ -134,6 +134,8 @@ def test_interrupted_index_build_resumes_where_it_stopped(saved, tmp_path):
     assert not index.exists() and len(VideoIndex.load(partial)) < len(videos)
     refused = _finish(_cli(*args))
     assert refused[0] == 2 and "--resume" in refused[2]
+    other_head = _finish(_cli(*args, "--resume", "--head", "backbone"))
+    assert other_head[0] == 2 and other_head[2].count("\n") == 1 and "head 'retrieval'" in other_head[2]
     code, out, err = _finish(_cli(*args, "--resume"))
     assert code == 0 and "from the interrupted build" in out, err
     a, b = VideoIndex.load(straight), VideoIndex.load(index)
