@@ -4,7 +4,7 @@
     python export/triton_repository.py EXPORT_DIR --out REPO [--name NAME]
         [--platform onnxruntime|tensorrt] [--plan model.plan] [--fp16]
         [--max-batch N] [--preferred-batch 4,8] [--queue-delay-us 100]
-        [--instances 1] [--kind KIND_GPU|KIND_CPU] [--overwrite]
+        [--instances 1] [--kind KIND_AUTO|KIND_GPU|KIND_CPU] [--overwrite]
 
 Result::
 
@@ -38,7 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preferred-batch", help="comma-separated preferred batch sizes (default: max/2,max)")
     p.add_argument("--queue-delay-us", type=int, default=100, help="max_queue_delay_microseconds")
     p.add_argument("--instances", type=int, default=1, help="instance_group count")
-    p.add_argument("--kind", choices=["KIND_GPU", "KIND_CPU"], default="KIND_GPU")
+    p.add_argument("--kind", choices=["KIND_AUTO", "KIND_GPU", "KIND_CPU"], default=None,
+                   help="instance_group kind (default: KIND_AUTO for onnxruntime, KIND_GPU for tensorrt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing REPO/NAME folder")
     return p.parse_args(argv)
 

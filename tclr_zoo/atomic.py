@@ -20,6 +20,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -47,12 +48,83 @@ def _as_write_error(target: Path, err: BaseException) -> BaseException:
     return err
 
 
+class OutputExistsError(FileExistsError):
+    """An output that is already there and would be replaced without ``--overwrite`` (exit 2)."""
+
+
+def refuse_to_replace(path: str | os.PathLike, *, overwrite: bool, kind: str = "file",
+                      flag: str = "--overwrite") -> None:
+    """The one check every writer makes before any work: is it allowed to put ``path`` there?
+
+    An absent path or an empty folder is always fine; an existing file, or a folder with anything
+    in it, only with ``overwrite`` (a user's README, config or videos are never replaced silently).
+    ``kind`` is what the writer makes (``"file"`` or ``"folder"``): a file where a folder goes, or
+    the other way round, is refused even with ``overwrite``.
+    """
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        return
+    if kind == "folder":
+        if not path.is_dir():
+            raise OutputExistsError(f"{path}: exists and is not a folder; choose another name")
+        if overwrite or not any(path.iterdir()):
+            return
+        raise OutputExistsError(f"{path}: folder exists and is not empty; choose another name or pass {flag} "
+                                "to replace it")
+    if path.is_dir():
+        raise OutputExistsError(f"{path}: is a folder; give a file name")
+    if not overwrite:
+        raise OutputExistsError(f"{path}: exists; choose another name or pass {flag} to replace it")
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
                  before_replace: Callable[[], None] | None = None) -> None:
     """Call ``write(file_object)`` on a temp file beside ``path``, fsync, and rename it into place
     (calling ``before_replace()`` just before the rename). On any error the temp file is removed and
     an existing ``path`` is untouched."""
-    path = Path(path)
+
+    def produce(_tmp: Path, fd: int) -> None:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    _write_through_temp(Path(path), produce, before_replace)
+
+
+def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` through a temp sibling and a rename, like :func:`atomic_write`.
+
+    Two fixes over calling it directly: its I/O failures become ``OSError`` (it reports a full disk
+    as ``SafetensorError: ... (os error 28)``, which callers could not tell from a bug), and the
+    file gets the user's umask like every other output -- safetensors writes through a private
+    temporary file of its own, so its files come out ``-rw-------``, unreadable to another user
+    or a serving container.
+    """
+    from safetensors.torch import save_file
+
+    def produce(tmp: Path, fd: int) -> None:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)  # 0o666 minus the umask: what open() gives
+        os.close(fd)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is an OS error
+            code = re.search(r"os error (\d+)", str(err))
+            if code is None:
+                raise
+            number = int(code.group(1))
+            raise OSError(number, os.strerror(number), str(path)) from err
+        os.chmod(tmp, mode)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+
+    _write_through_temp(Path(path), produce)
+
+
+def _write_through_temp(path: Path, produce: Callable[[Path, int], None],
+                        before_replace: Callable[[], None] | None = None) -> None:
+    """Create a temp sibling of ``path`` (mode 0o666 minus the umask), let ``produce(tmp, fd)``
+    fill it (and close ``fd``), then rename it over ``path``; on any error remove it."""
     tmp = _sibling(path, "tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,10 +133,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
     except OSError as err:
         raise _as_write_error(path, err) from err
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        produce(tmp, fd)
         fault_injection_pause()
         if before_replace is not None:
             before_replace()
@@ -76,21 +145,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object],
             raise
         raise failure from err
     fsync_dir(path.parent)
-
-
-def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """``safetensors.torch.save_file``, with its I/O failures raised as ``OSError`` (it reports a
-    full disk as ``SafetensorError: ... (os error 28)``, which callers could not tell from a bug)."""
-    from safetensors.torch import save_file
-
-    try:
-        save_file(tensors, str(path), metadata=metadata)
-    except Exception as err:  # noqa: BLE001 - re-raised unchanged unless it is an OS error
-        code = re.search(r"os error (\d+)", str(err))
-        if code is None:
-            raise
-        number = int(code.group(1))
-        raise OSError(number, os.strerror(number), str(path)) from err
 
 
 def fsync_dir(directory: Path) -> None:

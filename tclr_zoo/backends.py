@@ -165,8 +165,9 @@ def _graph_path(directory: Path, config: dict[str, Any], precision: str) -> Path
     rel = files.get(precision)
     if not rel:
         flag = " --fp16" if precision == "fp16" else ""
-        raise BackendError(f"{directory}: no {precision} ONNX graph; create one with "
-                           f"`tclr-zoo export MODEL --out {directory} --onnx{flag}`")
+        target = f"{str(directory).rstrip(os.sep)}-onnx"
+        raise BackendError(f"{directory}: no {precision} ONNX graph; export one into a new folder with "
+                           f"`tclr-zoo export {directory} --out {target} --onnx{flag}` and load {target}")
     # Checked on the name, not the resolved path: Hub cache snapshots are symlinks into a blob store.
     normal = os.path.normpath(rel)
     if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":

@@ -19,7 +19,6 @@ import torch
 
 from .atomic import atomic_write
 from .data.decode import VideoDecodeError
-from .data.layouts import VIDEO_EXTENSIONS
 from .sdk import VideoModel
 
 CHUNK = 16  # videos per embed call: enough to fill batches, small enough to retry one by one
@@ -30,23 +29,6 @@ class BatchResult:
     paths: list[str] = field(default_factory=list)  # the files that worked, in output order
     rows: list[Any] = field(default_factory=list)  # one result per path
     failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
-
-
-def find_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
-    """Files as given (any extension), folders searched recursively for video files (sorted)."""
-    found: list[str] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found.extend(sorted(str(p) for p in path.rglob("*")
-                                if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith(".")))
-        elif path.exists() or path.is_symlink():  # a broken or looping link: the decoder names the problem
-            found.append(str(path))
-        else:
-            raise FileNotFoundError(f"{path}: no such file or folder")
-    if not found:
-        raise FileNotFoundError(f"no video files in {', '.join(map(str, inputs))} (looked for {', '.join(VIDEO_EXTENSIONS)})")
-    return found
 
 
 def run_batch(paths: list[str], work: Callable[[list[str]], Sequence[Any]], *, skip_bad: bool,
@@ -116,20 +98,11 @@ def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[
 
 
 def index_model(index: Any, name: str | None, backend: str, device: str | None) -> VideoModel:
-    """The model that embeds queries for ``index``: ``name``, else the one the index records.
-
-    A Hub model is reloaded at the recorded commit; a local folder must still hold the same weights
-    (its revision is the weights' hash), which ``VideoIndex.search`` checks.
-    """
+    """The model that embeds queries for ``index``: ``name``, else the one the index records."""
+    if name is None:
+        return index.recorded_model(backend=backend, device=device)
     from .sdk import load_model
 
-    if name is None:
-        if not index.model_id or not index.model_id.startswith(("hf-hub:", "local-dir:")):
-            from .registry import ModelNotFoundError
-
-            raise ModelNotFoundError(f"the index records no loadable model ({index.model_id!r}); pass --model")
-        pinned = f"@{index.revision}" if index.model_id.startswith("hf-hub:") and index.revision else ""
-        name = index.model_id + pinned
     return load_model(name, backend=backend, device=device)
 
 

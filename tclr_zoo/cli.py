@@ -37,6 +37,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
             ConversionError, IndexFormatError, WriteError)
 
 
+SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in the output"
+
+
 def user_errors_exit_2(func):
     """Turn a user mistake into one line on stderr and exit status 2."""
 
@@ -47,13 +50,92 @@ def user_errors_exit_2(func):
         except Exception as err:
             if not isinstance(err, user_errors()):
                 raise
-            click.echo(f"tclr-zoo: error: {err}", err=True)
+            from .data.decode import VideoDecodeError
+
+            hint = SKIP_BAD_HINT if isinstance(err, VideoDecodeError) and kwargs.get("skip_bad") is False else ""
+            click.echo(f"tclr-zoo: error: {err}{hint}", err=True)
             sys.exit(2)
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class OneLineUsageError(click.UsageError):
+    """Click's usage errors (bad option value, missing argument) as one line, like every other user
+    mistake, instead of the usage text, a hint and the message on four lines."""
+
+    def __init__(self, err: click.UsageError) -> None:
+        super().__init__(err.format_message(), err.ctx)
+
+    def show(self, file=None) -> None:
+        command = "tclr-zoo"
+        if self.ctx is not None:  # the subcommand path, under the installed name (not "python -m ...")
+            command += self.ctx.command_path[len(self.ctx.find_root().command_path):]
+        click.echo(f"{command}: error: {self.format_message()} (see {command} --help)", file=file, err=True)
+
+
+class Group(click.Group):
+    """The command group: usage errors of the group and of every subcommand in one line, exit 2."""
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as err:
+            raise err if isinstance(err, OneLineUsageError) else OneLineUsageError(err) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as err:
+            raise err if isinstance(err, OneLineUsageError) else OneLineUsageError(err) from None
+
+
+def checked_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--device``, checked while the command line is parsed: a device this machine does not have is
+    a usage error (exit 2), not a failure after the model was loaded."""
+    if value is None or value == "auto":
+        return value
+    import torch
+
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        raise click.BadParameter(f"{value!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise click.BadParameter(f"{value!r}: this machine has no CUDA device; use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise click.BadParameter(f"{value!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}")
+    elif device.type != "cpu":
+        raise click.BadParameter(f"{value!r}: only cpu and cuda devices are supported")
+    return value
+
+
+def output_file(*suffixes: str):
+    """A click callback: an output file name must end in one of ``suffixes`` (checked before any work)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+        if value is not None and not value.lower().endswith(suffixes):
+            raise click.BadParameter(f"{value}: the name must end in {' or '.join(suffixes)}")
+        return value
+
+    return check
+
+
+def refuse_existing(*paths, overwrite: bool, kind: str = "file") -> None:
+    """Before any work: no output may replace a user's file (or fill a non-empty folder) unless --overwrite."""
+    from .atomic import refuse_to_replace
+
+    for path in paths:
+        if path is not None:
+            refuse_to_replace(path, overwrite=overwrite, kind=kind)
+
+
+OVERWRITE_OUTPUTS = click.option("--overwrite", is_flag=True, help="Replace output files (or a non-empty --save "
+                                                                  "folder) that already exist.")
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="tclr-zoo")
 def main() -> None:
     """Train, export and use TCLR video encoders."""
@@ -86,7 +168,15 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: b
     results = run_pretrain(loaded, out_dir or f"runs/{loaded.name}", resume=resume, overwrite=overwrite,
                            progress=not no_progress, log=click.echo)
     if "knn_r1" in results:
-        click.echo(f"R@1 trained {results['knn_r1']:.3f} vs random init {results['knn_r1_random_init']:.3f}")
+        click.echo(f"R@1 trained {results['knn_r1']:.3f} vs random init {results['knn_r1_random_init']:.3f} "
+                   f"({_knn_settings(results.get('knn_protocol'))})")
+
+
+def _knn_settings(protocol: dict | None) -> str:
+    if not protocol:
+        return "settings not recorded"
+    return (f"{protocol['dataset']}, split {protocol['split']}, {protocol['clips']} clips x {protocol['frames']} "
+            f"frames at stride {protocol['stride']}, {protocol['pooling']} pooling")
 
 
 def _parse_settings(items: tuple[str, ...]) -> dict:
@@ -114,11 +204,14 @@ def _write_result(result: dict, out: str | None) -> None:
 
 
 def protocol_run_options(func):
-    """The options shared by `eval` and `finetune`: --save, --device, --no-progress; exit 2 on user errors."""
+    """The options shared by `eval` and `finetune`: --save, --overwrite, --device, --no-progress;
+    exit 2 on user errors."""
     options = (
         click.option("--save", "save_dir", type=click.Path(file_okay=False),
                      help="linear/finetune: save the trained model (with its classifier and class names) here."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        OVERWRITE_OUTPUTS,
+        click.option("--device", default="auto", show_default=True, callback=checked_device,
+                     help="cpu, cuda, cuda:N or auto."),
         click.option("--no-progress", is_flag=True, help="No progress bars."),
     )
     func = user_errors_exit_2(func)
@@ -130,38 +223,44 @@ def protocol_run_options(func):
 @main.command("eval")
 @click.argument("model")
 @click.option("--protocol", type=click.Choice(["retrieval", "linear", "finetune"]), required=True,
-              help="retrieval: kNN R@k (spec §6); linear: frozen backbone + linear layer; finetune: all layers.")
+              help="retrieval: kNN R@k (TCLR's nearest-neighbour protocol, README 'Evaluating an encoder'); "
+                   "linear: frozen backbone + linear layer; finetune: all layers.")
 @click.option("--dataset", type=click.Choice(["ucf101", "hmdb51", "kinetics400", "folder", "csv"]), required=True,
               help="Layout of --root (the official one for ucf101, hmdb51, kinetics400).")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--split", default=1, show_default=True, help="Official split number (UCF101/HMDB51: 1-3).")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), callback=output_file(".json"),
+              help="Write the result as JSON here.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled.")
+              help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled. Clip "
+                   "settings left unset (frames, stride, size, crop_fraction; retrieval: clips) are the model's own.")
 @protocol_run_options
 def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
-             settings: tuple[str, ...], save_dir: str | None, device: str, no_progress: bool) -> None:
+             settings: tuple[str, ...], save_dir: str | None, overwrite: bool, device: str, no_progress: bool) -> None:
     """Evaluate MODEL (a saved model folder or a pretraining checkpoint) on a dataset.
 
-    Prints a table of the metrics and, with --out, writes them as JSON with the model id, the
-    protocol's parameters, dataset, split and library versions.
+    Prints the protocol's settings and a table of the metrics and, with --out, writes them as JSON
+    with the model id, the protocol's parameters, dataset, split and library versions.
     """
     from .train.pretrain import resolve_device
     from .train.protocols import run_protocol
 
+    refuse_existing(out_file, overwrite=overwrite)
     result = run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
-                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir)
+                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir,
+                          overwrite=overwrite)
     _write_result(result, out_file)
 
 
 @main.command()
 @click.argument("recipe")
-@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write the result as JSON here.")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), callback=output_file(".json"),
+              help="Write the result as JSON here.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: model=PATH, data.root=DIR, settings.epochs=10 (repeatable).")
 @protocol_run_options
-def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save_dir: str | None, device: str,
-             no_progress: bool) -> None:
+def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save_dir: str | None, overwrite: bool,
+             device: str, no_progress: bool) -> None:
     """Run a downstream RECIPE (fine-tuning, linear probe or retrieval; a YAML file or a bundled name).
 
     The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
@@ -170,11 +269,13 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
     from .train.pretrain import resolve_device
     from .train.protocols import load_protocol_recipe, run_protocol
 
+    refuse_existing(out_file, overwrite=overwrite)
     loaded = load_protocol_recipe(recipe, list(overrides))
     data = loaded["data"]
     result = run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
                           split=data.get("split", 1), overrides=loaded.get("settings") or {},
-                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir)
+                          device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir,
+                          overwrite=overwrite)
     result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
     _write_result(result, out_file)
     for key, value in result["reference"].items():
@@ -196,10 +297,14 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
 @click.option("--triton", is_flag=True,
               help="Also write a Triton model repository in OUT/triton (onnxruntime platform, dynamic batching, "
                    "PREPROCESSING.md); implies --onnx. For TensorRT plans see export/triton_repository.py.")
+@click.option("--triton-graph", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
+              help="The graph the Triton repository serves (fp16 needs --fp16).")
+@click.option("--triton-kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
+              help="Where Triton runs it: auto = a GPU when the server has one, else the CPU.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder (only once every check passed).")
 @user_errors_exit_2
 def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
-               triton: bool, overwrite: bool) -> None:
+               triton: bool, triton_graph: str, triton_kind: str, overwrite: bool) -> None:
     """Export MODEL for deployment: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], a
     registry name (e.g. r3d_18.tclr_ucf101) or a training checkpoint (.pt).
 
@@ -213,14 +318,19 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     from .export.parity import ParityError
     from .export.triton import TritonError, write_model_repository
 
+    if triton_graph == "fp16" and not (fp16 and triton):
+        raise click.UsageError("--triton-graph fp16 needs --triton and --fp16 (the fp16 graph must be exported)")
     try:
         report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
                               max_batch=max_batch, overwrite=overwrite)
         if triton:
             from pathlib import Path
 
-            repo = write_model_repository(out_dir, Path(out_dir) / "triton", fp16=fp16)
-            click.echo(f"triton: wrote {repo} (serve with: tritonserver --model-repository {repo.parent})")
+            repo = write_model_repository(out_dir, Path(out_dir) / "triton", fp16=triton_graph == "fp16",
+                                          kind=f"KIND_{triton_kind.upper()}", generator="tclr-zoo export --triton")
+            served = report["files"]["model.fp16.onnx" if triton_graph == "fp16" else "model.onnx"]["path"]
+            click.echo(f"triton: wrote {repo}, serving {served} ({triton_graph}, KIND_{triton_kind.upper()}; "
+                       f"serve with: tritonserver --model-repository {repo.parent})")
     except (ExportError, TritonError) as err:
         click.echo(f"tclr-zoo: error: {err}", err=True)
         sys.exit(2)
@@ -258,7 +368,8 @@ def model_options(func):
     options = (
         click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
                      help="onnx runs the folder's exported graph (tclr-zoo export --onnx) in onnxruntime."),
-        click.option("--device", default=None, help="cpu, cuda, cuda:N [default: a GPU when present]."),
+        click.option("--device", default=None, callback=checked_device,
+                     help="cpu, cuda, cuda:N [default: a GPU when present]."),
         click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
                      help="Clips per forward pass (windows of several videos share batches)."),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
@@ -286,21 +397,28 @@ def _report_failed(failed: list[dict]) -> None:
 @click.argument("model")
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              callback=output_file(".safetensors", ".npy"),
               help="FILE.safetensors (embeddings + metadata) or FILE.npy (+ FILE.json with paths and model id).")
 @click.option("--head", type=click.Choice(["retrieval", "backbone", "projection"]), default="retrieval",
               show_default=True, help="retrieval: TCLR's temporal feature (kNN protocol); backbone: pooled "
                                       "features; projection: the contrastive head.")
+@OVERWRITE_OUTPUTS
 @model_options
-def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, backend: str, device: str | None,
-          batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, backend: str,
+          device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
 
     Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
     clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a registry
     name, hf-hub:ORG/REPO[@REV], local-dir:PATH or a saved model folder.
     """
-    from .batch import embed_files, find_videos, output_metadata, save_embeddings
+    from pathlib import Path
 
+    from .batch import embed_files, output_metadata, save_embeddings
+    from .data.layouts import find_videos
+
+    sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
+    refuse_existing(out_file, sidecar, overwrite=overwrite)
     paths = find_videos(videos)
     loaded = _load(model, backend, device)
     result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress)
@@ -316,9 +434,11 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, backend
 @click.argument("model")
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per video.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False), help="Also write the results as JSON here.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), callback=output_file(".json"),
+              help="Also write the results as JSON here.")
+@OVERWRITE_OUTPUTS
 @model_options
-def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | None, backend: str,
+def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | None, overwrite: bool, backend: str,
              device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
     """Classify VIDEOS with MODEL (a model with a classifier: tclr-zoo eval --protocol linear|finetune --save).
 
@@ -326,9 +446,11 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
     """
     import json
 
-    from .batch import classify_files, find_videos
     from .atomic import atomic_write
+    from .batch import classify_files
+    from .data.layouts import find_videos
 
+    refuse_existing(json_file, overwrite=overwrite)
     paths = find_videos(videos)
     loaded = _load(model, backend, device)
     result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
@@ -348,7 +470,12 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
 @click.option("--json", "as_json", is_flag=True, help="Print the whole config.json instead of a summary.")
 @user_errors_exit_2
 def info(model: str, as_json: bool) -> None:
-    """Describe MODEL without running it: architecture, embeddings, preprocessing, export, results."""
+    """Describe MODEL without running it: architecture, embeddings, preprocessing, export, and the
+    measured results with the protocol settings of each.
+
+    MODEL: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], an architecture or arch.tag
+    name, or a pretraining checkpoint (.pt).
+    """
     import json
 
     from .model_info import describe, model_summary
@@ -451,12 +578,11 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     build continues with --resume; --out itself is written once, atomically, at the end.
     """
     import shutil
-    from pathlib import Path
 
-    from .batch import build_index_resumable, find_videos, partial_index_dir
+    from .batch import build_index_resumable, partial_index_dir
+    from .data.layouts import find_videos
 
-    if Path(out_dir).exists() and any(Path(out_dir).iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir}: exists and is not empty; pass --overwrite to replace it")
+    refuse_existing(out_dir, overwrite=overwrite, kind="folder")
     partial = partial_index_dir(out_dir)
     if partial.exists() and not (resume or overwrite):
         raise FileExistsError(f"{out_dir}: an interrupted build left its rows in {partial}; pass --resume to "
@@ -470,8 +596,9 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     shutil.rmtree(partial, ignore_errors=True)
     _report_failed([{"path": p, "reason": r} for p, r in built.skipped])
     again = f", {resumed} of them from the interrupted build" if resumed else ""
-    click.echo(f"indexed {len(built)} {'windows' if windows else 'videos'} of {len(paths) - len(built.skipped)} "
-               f"videos ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}")
+    videos_done = len(paths) - len(built.skipped)
+    rows = f"{len(built)} windows of {videos_done} videos" if windows else f"{videos_done} videos"
+    click.echo(f"indexed {rows} ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}")
 
 
 @index.command("search")
@@ -480,15 +607,16 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True, help="Neighbours to return.")
 @click.option("--model", default=None,
               help="Model to embed QUERY with [default: the one recorded in the index].")
-@click.option("--contact-sheet", "sheet", type=click.Path(dir_okay=False),
+@click.option("--contact-sheet", "sheet", type=click.Path(dir_okay=False), callback=output_file(".png"),
               help="Write a PNG of the query's and the neighbours' middle frames here.")
+@OVERWRITE_OUTPUTS
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Backend that embeds QUERY.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:N [default: a GPU when present].")
+@click.option("--device", default=None, callback=checked_device, help="cpu, cuda, cuda:N [default: a GPU when present].")
 @user_errors_exit_2
-def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: str | None, as_json: bool,
-                 backend: str, device: str | None) -> None:
+def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: str | None, overwrite: bool,
+                 as_json: bool, backend: str, device: str | None) -> None:
     """Print the K nearest neighbours of QUERY in the index at INDEX_DIR.
 
     QUERY is a video file (embedded with the index's model, or --model) or the id of a row already
@@ -499,6 +627,7 @@ def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: s
 
     from .index import VideoIndex, contact_sheet
 
+    refuse_existing(sheet, overwrite=overwrite)
     found = VideoIndex.load(index_dir)
     if Path(query).is_file():
         from .batch import index_model
@@ -529,6 +658,7 @@ def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: s
 @click.argument("pattern", default="*")
 @click.option("--recipes", is_flag=True, help="List the bundled recipes instead of architectures.")
 @click.option("--pretrained", is_flag=True, help="List the published weights (arch.tag names and Hub repos).")
+@user_errors_exit_2
 def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
     """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes."""
     from .registry import get_arch, list_models
@@ -542,11 +672,24 @@ def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
     if pretrained:
         from .pretrained import get_pretrained, list_pretrained
 
-        for name in list_pretrained(pattern if "." in pattern or pattern == "*" else f"{pattern}.*"):
+        names = list_pretrained(pattern if "." in pattern or pattern == "*" else f"{pattern}.*")
+        for name in names:
             spec = get_pretrained(name)
-            click.echo(f"{name:24s} hf-hub:{spec.repo_id:32s} {spec.description}")
+            state = "" if spec.published else "  [not published yet]"
+            click.echo(f"{name:24s} hf-hub:{spec.repo_id:32s} {spec.description}{state}")
+        if any(not get_pretrained(name).published for name in names):
+            click.echo("\nNot published yet: these repositories do not exist on the Hub, so loading the names fails. "
+                       "To fill one, download the authors' checkpoint (github.com/DAVEISHAN/TCLR), then\n"
+                       "  tclr-zoo convert CHECKPOINT.pth converted/ --arch r3d_18\n"
+                       "  tclr-zoo push converted/ ORG/tclr-r3d18-ucf101\n"
+                       "and set TCLR_ZOO_HUB_ORG=ORG to load the names from your organisation.")
+        if not names:
+            raise click.UsageError(f"no published weights match {pattern!r}")
         return
-    for name in list_models(pattern):
+    names = list_models(pattern)
+    if not names:
+        raise click.UsageError(f"no architecture matches {pattern!r}; architectures: {', '.join(list_models())}")
+    for name in names:
         click.echo(f"{name:18s} {get_arch(name).description}")
 
 

@@ -27,7 +27,7 @@ from torch import nn
 from torchvision.models import video
 
 from . import hub
-from .atomic import staged_directory
+from .atomic import refuse_to_replace, staged_directory
 from .registry import create_model, resolve_model_args
 
 ARCHS = ("r3d_18", "r2plus1d_18")
@@ -266,13 +266,6 @@ def _plain(value: Any) -> Any:
         return str(value)
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise ConversionError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConversionError(f"{out}: directory is not empty; pass overwrite=True (--overwrite) to replace it")
-
-
 def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathLike, *, arch: str,
                                  overwrite: bool = False, check: bool = True) -> dict[str, Any]:
     """Convert the reference checkpoint ``src`` into the saved-model folder ``out_dir``; returns a report.
@@ -284,7 +277,7 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
     """
     _check_arch(arch)
     out = Path(out_dir).absolute()
-    _prepare_out_dir(out, overwrite)
+    refuse_to_replace(out, overwrite=overwrite, kind="folder")
     obj = _read_checkpoint(src)
     key, raw = _state_dict_of(obj, src)
     state = _strip_module(raw)

@@ -11,9 +11,11 @@ The network side (download, cache, offline mode, upload) lives in ``hub_client``
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,9 +67,7 @@ def resolve(name_or_uri: str, *, pretrained: bool = True, with_onnx: bool = Fals
     if Path(name).expanduser().is_dir():
         return _from_folder(Path(name).expanduser(), explicit=False)
     if _looks_like_path(name):
-        raise ModelNotFoundError(
-            f"{name!r} is neither a registered model nor an existing folder; for a saved model folder "
-            f"write local-dir:{name}, for a Hub repository hf-hub:{name} (see tclr_zoo.list_models())")
+        raise ModelNotFoundError(_not_a_model_folder(name))
     arch = name.split(".", 1)[0]
     get_arch(arch)
     if not pretrained:
@@ -75,6 +75,29 @@ def resolve(name_or_uri: str, *, pretrained: bool = True, with_onnx: bool = Fals
     from .pretrained import get_pretrained
 
     return _from_hub(get_pretrained(name).repo_id, with_onnx)
+
+
+def _not_a_model_folder(name: str) -> str:
+    """Why ``name`` (which looks like a path) is no model, with a fix that works when followed."""
+    from .registry import list_models
+
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        return (f"{name}: a training checkpoint, not a saved model folder; make one with "
+                f"`tclr-zoo export {name} --out {path.with_suffix('')}-model` (eval and export also take the "
+                "checkpoint itself)")
+    if path.is_file():
+        return f"{name}: a file, not a saved model folder ({CONFIG_NAME} + {WEIGHTS_NAME})"
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.is_dir():
+        close = difflib.get_close_matches(path.name, [p.name for p in parent.iterdir() if p.is_dir()], n=1)
+        hint = f" (did you mean {parent / close[0]}?)" if close else ""
+    else:
+        hint = f" (nor is there a folder {parent})"
+    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not hint.startswith(" (did"):
+        hint += f"; for the Hub repository {name} write hf-hub:{name}"
+    return (f"{name}: no such folder{hint}. A model is a saved model folder, local-dir:PATH, "
+            f"hf-hub:ORG/REPO[@REVISION] or an architecture name ({', '.join(list_models())})")
 
 
 def _looks_like_path(name: str) -> bool:

@@ -219,6 +219,11 @@ def push_folder(folder: str | os.PathLike, repo_id: str, *, revision: str | None
             raise HubError(f"not allowed to push to {repo_id} on {endpoint} ({_status(err)}); log in with a "
                            "write token (`hf auth login`, or set HF_TOKEN)") from None
         raise HubError(f"push to {repo_id} on {endpoint} failed: {_one_line(err)}") from None
+    except ValueError as err:
+        # what huggingface_hub refuses to send or the Hub refuses to take, e.g. a model card whose metadata
+        # the Hub's /api/validate-yaml rejects ("Invalid metadata in README.md.\n- <why>")
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        raise HubError(f"push of {folder} to {repo_id} refused: {' '.join(lines) or type(err).__name__}") from None
     except (OSError, *_http_errors()) as err:
         if isinstance(err, OSError) and not _is_network(err):
             raise HubError(f"push of {folder} to {repo_id} failed: {_one_line(err)}") from None

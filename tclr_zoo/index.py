@@ -296,6 +296,7 @@ class VideoIndex:
         self._starts: list[float | None] = []
         self._ends: list[float | None] = []
         self._faiss = None
+        self._recorded: tuple[Any, Any] = (None, None)  # (backend, device) -> model, for recorded_model
 
     @staticmethod
     def _resolve_backend(backend: str, approximate: bool) -> str:
@@ -428,14 +429,16 @@ class VideoIndex:
                    windows: bool = False) -> list[tuple[str, str]]:
         """Embed videos with ``model`` and add them; returns the ``(path, reason)`` of skipped ones.
 
+        ``paths``: video files, and folders (searched recursively for video files, as the CLI does).
         ``ids`` default to the paths. ``windows=True`` adds one row per sliding window (id
         ``"<id>#<window>"``, with its start/end in seconds) instead of one per video. With
         ``skip_bad``, unreadable videos are logged and skipped instead of aborting. Rows are
         added only once every video is embedded, so a failure leaves the index unchanged.
         """
         from .data.decode import VideoDecodeError
+        from .data.layouts import expand_video_folders
 
-        paths = [os.fspath(paths)] if isinstance(paths, (str, os.PathLike)) else [os.fspath(p) for p in paths]
+        paths = expand_video_folders([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         ids = _checked_ids(paths if ids is None else ids, len(paths), self._row_of)
         head = head or self.head or "retrieval"
         self._check_provenance("the model's embeddings", model_id=model.model_id, revision=model.revision, head=head)
@@ -489,11 +492,28 @@ class VideoIndex:
         return index
 
     # ---- searching --------------------------------------------------------------------------
+    def recorded_model(self, *, backend: str = "torch", device: str | None = None) -> Any:
+        """The model whose embeddings this index holds, loaded from the id it records (a Hub model at the
+        recorded commit; a folder must still hold the same weights, which searching checks)."""
+        from .hub import HF_PREFIX, LOCAL_PREFIX
+        from .registry import ModelNotFoundError
+        from .sdk import load_model
+
+        if not self.model_id or not self.model_id.startswith((HF_PREFIX, LOCAL_PREFIX)):
+            raise ModelNotFoundError(f"the index records no loadable model ({self.model_id!r}); pass the model "
+                                     "that built it (model=..., or --model)")
+        key = (backend, device)
+        if self._recorded[0] != key:
+            pinned = f"@{self.revision}" if self.model_id.startswith(HF_PREFIX) and self.revision else ""
+            self._recorded = (key, load_model(self.model_id + pinned, backend=backend, device=device))
+        return self._recorded[1]
+
     def _queries(self, query: Any, model: Any, batch_size: int) -> torch.Tensor:
-        """Queries as normalised float32 ``[Q, D]``; video paths are embedded with ``model``."""
+        """Queries as normalised float32 ``[Q, D]``; video paths are embedded with ``model`` (default:
+        the model the index records, see :meth:`recorded_model`)."""
         if _is_path_query(query):
             if model is None:
-                raise ValueError("searching by video path needs the model: search(paths, k, model=model)")
+                model = self.recorded_model()
             self._check_provenance("the query model's embeddings", model_id=model.model_id,
                                    revision=model.revision)
             query = model.embed(query, head=self.head or "retrieval", batch_size=batch_size)
@@ -510,7 +530,7 @@ class VideoIndex:
         """The ``k`` nearest rows (cosine) of each query, best first: one list of hits per query.
 
         ``query``: a vector ``[D]``, a matrix ``[Q, D]``, or a video path / list of paths (then
-        ``model`` embeds them, with the index's head). Fewer than ``k`` hits when the index has
+        ``model`` embeds them, with the index's head; without it, the model the index records). Fewer than ``k`` hits when the index has
         fewer rows (approximate search may also return fewer).
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -27,6 +27,7 @@ CARRIED = "measured by this run (copied from the source card)"
 PAPER = "paper (Dave et al., arXiv 2101.07974)"
 CONVERTED = "converted-reference (conversion check)"
 README_REF = "reference code README (DAVEISHAN/TCLR)"
+LOCAL = "local-dir:"
 
 # results keys -> (label, Hub metric type, task); R@k keys are added by _metric_info.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -55,6 +56,7 @@ class Row:
     provenance: str
     unit: str = ""
     indexed: bool = False
+    protocol: str = ""  # how it was measured (clips, frames, stride, pooling, split); see protocol_text
 
     @property
     def label(self) -> str:
@@ -88,7 +90,7 @@ def render_model_card(config: dict[str, Any], results: dict[str, Any] | None = N
         "pretraining": pretraining_section(config, model_id, conversion_check),
         "preprocessing": preprocessing_section(config), "usage": usage_snippet(config, model_id),
         "evaluation": evaluation_section(config), "results": results_table(rows),
-        "export": export_section(config, export_report), "limitations": _limitations(config, rows),
+        "export": export_section(config, export_report), "limitations": _limitations(config, rows, model_id),
     }
     return string.Template(_strip_comment(load_template())).substitute(values)
 
@@ -123,7 +125,8 @@ def _strip_comment(text: str) -> str:
 def collect_rows(config: dict[str, Any], results: dict[str, Any] | None, *, model_id: str | None = None,
                  conversion_check: dict[str, Any] | None = None) -> list[Row]:
     """All numbers known for the model, each with its provenance, without duplicates."""
-    rows = _training_rows(config)
+    rows = _evaluation_rows(config)
+    rows += _training_rows(config)
     rows += _result_rows(results or {}, _training_dataset(config))
     rows += _recipe_reference_rows(config)
     rows += _pretrained_rows(config, model_id)
@@ -150,6 +153,36 @@ def _result_rows(results: dict[str, Any], default_dataset: str) -> list[Row]:
             flat.setdefault(_retrieval_key(key), value)
     return [Row(_normalise_key(k), float(v), dataset, str(provenance),
                 indexed=measured and "random_init" not in k) for k, v in flat.items()]
+
+
+def _evaluation_rows(config: dict[str, Any]) -> list[Row]:
+    """This run's numbers, from the evaluation records ``config.json`` keeps (``evaluation``): each
+    with the protocol settings it was measured with; random-init baselines stay out of the index."""
+    rows = []
+    for record in config.get("evaluation") or []:
+        how, dataset = protocol_text(record), str(record.get("dataset") or "unknown")
+        for key, value in (record.get("metrics") or {}).items():
+            if _is_number(value):
+                rows.append(Row(_normalise_key(key), float(value), dataset, MEASURED, indexed=True, protocol=how))
+        for name, metrics in (record.get("baseline") or {}).items():
+            for key, value in metrics.items():
+                if _is_number(value):
+                    rows.append(Row(f"{_normalise_key(key)}_{name}", float(value), dataset, MEASURED, protocol=how))
+    return rows
+
+
+def protocol_text(record: dict[str, Any]) -> str:
+    """One line saying how an evaluation record's numbers were measured (card, info, eval's table)."""
+    s = record.get("settings") or {}
+    clips = (f"{s.get('clips', '?')} clips x {s.get('frames', '?')} frames at stride {s.get('stride', '?')}, "
+             f"{s.get('size', '?')} px, centre crop {s.get('crop_fraction', '?')}")
+    split = record.get("split", "?")
+    if record.get("protocol") == "retrieval":
+        return (f"kNN retrieval: test split {split} queries train split {split}; {clips}; "
+                f"{s.get('pooling', 'temporal')} pooling; cosine")
+    crops = ", 3 crops" if s.get("crops") == 3 else ""
+    return (f"{record.get('protocol')} protocol: trained on train split {split}, tested on test split {split}; "
+            f"{clips}{crops}; softmax averaged over clips")
 
 
 def _training_rows(config: dict[str, Any]) -> list[Row]:
@@ -319,11 +352,16 @@ def _dataset_ids(config: dict[str, Any], model_id: str | None) -> list[str]:
         names.insert(0, spec.dataset)
     ids = []
     for name in names:
-        key = str(name or "").split("/")[0].split(" ")[0].lower().replace("-", "")
-        key = "kinetics400" if key == "k400" else key
+        key = _dataset_key(name)
         if key in KNOWN_DATASETS and key not in ids:
             ids.append(key)
     return ids
+
+
+def _dataset_key(name: Any) -> str:
+    """``"ucf101/split1"``, ``"UCF101"``, ``"Kinetics-400 (train)"`` -> ``ucf101``, ``kinetics400``."""
+    key = str(name or "").split("/")[0].split(" ")[0].lower().replace("-", "")
+    return "kinetics400" if key == "k400" else key
 
 
 def model_index(config: dict[str, Any], rows: list[Row], model_id: str | None) -> list[dict[str, Any]]:
@@ -346,7 +384,7 @@ def model_index(config: dict[str, Any], rows: list[Row], model_id: str | None) -
 
 
 def _model_name(config: dict[str, Any], model_id: str | None) -> str:
-    name = _usage_id(model_id)
+    name = _published_id(model_id)
     return name.removeprefix("hf-hub:").split("@", 1)[0].split("/")[-1] if name else f"tclr-{config['architecture']}"
 
 
@@ -354,7 +392,7 @@ def _model_name(config: dict[str, Any], model_id: str | None) -> str:
 
 def _title(config: dict[str, Any], model_id: str | None) -> str:
     kind = "video classifier" if config.get("labels") else "video encoder"
-    name = _usage_id(model_id)
+    name = _published_id(model_id)
     return f"{_model_name(config, model_id)}: TCLR {kind} ({config['architecture']})" if name else \
         f"TCLR {kind}: {config['architecture']}"
 
@@ -481,9 +519,16 @@ def _bgr_warning() -> str:
 
 
 def usage_snippet(config: dict[str, Any], model_id: str | None) -> str:
-    """A ``load_model`` example with the model's own name when it is known."""
-    name = _usage_id(model_id) or "hf-hub:ORG/REPO"  # or local-dir:PATH for a folder on disk
-    lines = ["from tclr_zoo import load_model", "", f'model = load_model("{name}")',
+    """A ``load_model`` example with the name that loads this model: its Hub repo or registry name,
+    the folder it was saved to, or -- when neither is known -- a placeholder that says so."""
+    name = _usage_id(model_id)
+    where = ""
+    if name is None:
+        name = "path/to/this/folder"
+        where = '  # the folder holding this card; "hf-hub:ORG/REPO" once pushed (tclr-zoo push)'
+    elif model_id and model_id.startswith(LOCAL):
+        where = '  # this folder; "hf-hub:ORG/REPO" once pushed (tclr-zoo push)'
+    lines = ["from tclr_zoo import load_model", "", f'model = load_model("{name}"){where}',
              'embeddings = model.embed(["video1.mp4", "video2.mp4"])  # retrieval embeddings, one row per video']
     if config.get("labels"):
         lines.append('top5 = model.classify("video1.mp4", top_k=5)  # [(label, probability), ...]')
@@ -493,10 +538,25 @@ def usage_snippet(config: dict[str, Any], model_id: str | None) -> str:
 
 
 def _usage_id(model_id: str | None) -> str | None:
-    """Only names that work elsewhere: Hub repos and registry names, never a local path."""
-    if not model_id or model_id.startswith("local-dir:") or "(" in model_id:
+    """The name ``load_model`` takes for ``model_id``: a Hub repo, a registry name, or a folder on disk
+    (as a plain path, relative to the working directory when it lies below it)."""
+    if not model_id or "(" in model_id:
         return None
+    if model_id.startswith(LOCAL):
+        return _display_path(model_id[len(LOCAL):])
     return model_id if model_id.startswith("hf-hub:") or "/" not in model_id else f"hf-hub:{model_id}"
+
+
+def _display_path(path: str) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path
+
+
+def _published_id(model_id: str | None) -> str | None:
+    """Hub repos and registry names: names that mean the same on every machine."""
+    return None if not model_id or model_id.startswith(LOCAL) else _usage_id(model_id)
 
 
 def evaluation_section(config: dict[str, Any]) -> str:
@@ -525,12 +585,22 @@ def results_table(rows: list[Row]) -> str:
     if not rows:
         return ("No numbers were measured for these weights, and none are quoted. Run "
                 "`tclr-zoo eval --protocol retrieval` on them to measure some.")
-    lines = ["| Metric | Dataset | Value | Provenance |", "|---|---|---|---|"]
-    lines += [f"| {r.label} | {r.dataset} | {_format_value(r)} | {r.provenance} |" for r in rows]
+    lines = ["| Metric | Dataset | Value | Provenance | Protocol |", "|---|---|---|---|---|"]
+    lines += [f"| {r.label} | {r.dataset} | {_format_value(r)} | {r.provenance} | {r.protocol or _quoted_protocol(r)} |"
+              for r in rows]
     lines += ["", "Values are fractions of 1 unless marked %. Only the numbers measured by this run are in the "
               "card's `model-index` metadata; paper numbers are quoted for comparison and were obtained with "
               "the authors' code, data and hardware."]
     return "\n".join(lines)
+
+
+def _quoted_protocol(row: Row) -> str:
+    """The protocol column of a number this run did not measure."""
+    if row.provenance == MEASURED or row.provenance == CARRIED:
+        return "not recorded"
+    if row.provenance == CONVERTED:
+        return "same random clips through both networks"
+    return "the authors' (see their paper / code)"
 
 
 def _format_value(row: Row) -> str:
@@ -573,12 +643,29 @@ def _parity_lines(report: dict[str, Any] | None, report_path: str | None) -> lis
     return lines
 
 
-def _limitations(config: dict[str, Any], rows: list[Row]) -> str:
+def _data_bias(config: dict[str, Any], model_id: str | None) -> str:
+    """What the training videos were, and so which biases the weights carry -- from the record."""
+    training = config.get("training") or {}
+    names = [str(n) for n in ((training.get("from") or {}).get("dataset"), training.get("dataset")) if n]
+    spec = _pretrained_spec(config, model_id)
+    if spec is not None:
+        names.insert(0, spec.dataset)
+    if names and all("synthetic" in n for n in names):
+        return ("- **Demo model**: trained on tclr-zoo's generated videos of moving shapes only, so it has seen no "
+                "people, scenes or camera motion: it checks the pipeline and is not useful for real video.")
+    if not names:
+        return ("- Its training videos are not recorded, so their biases are unknown. Check its behaviour on your "
+                "own footage before relying on it.")
+    real = list(dict.fromkeys(KNOWN_DATASETS.get(_dataset_key(n), n) for n in names if "synthetic" not in n))
+    what = (" (sports and everyday actions, mostly people, filmed by amateurs or taken from YouTube)"
+            if set(real) & set(KNOWN_DATASETS.values()) else "")
+    return (f"- The weights were trained on {' and then '.join(real)} and inherit the biases of those videos{what}. "
+            "Check their behaviour on your own footage before relying on them.")
+
+
+def _limitations(config: dict[str, Any], rows: list[Row], model_id: str | None = None) -> str:
     """Model-specific limits added after the template's general ones (each a bullet, or nothing)."""
-    notes = []
-    if "synthetic" in json.dumps(config.get("training") or {}):
-        notes.append("- **Demo model**: trained on tclr-zoo's synthetic dataset of moving shapes; it checks the "
-                     "pipeline and is not useful for real video.")
+    notes = [_data_bias(config, model_id)]
     if config.get("source"):
         notes.append("- Converted weights: the paper's numbers describe the authors' release and were not "
                      "re-measured by tclr-zoo on this copy.")

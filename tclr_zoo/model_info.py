@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from .hub import ModelSource, model_config, read_config, resolve
+from .hub import CARD_NAME, ModelSource, model_config, read_config, resolve
+from .model_card import card_results, protocol_text
 from .pretrained import FAITHFUL_PREPROCESSING
 from .registry import create_model, resolve_model_args
 
 
 def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
-    """The config of ``name``; a bare architecture name describes its randomly initialised network."""
+    """The config of ``name``; a bare architecture name describes its randomly initialised network,
+    a pretraining checkpoint (``.pt``) the model it holds (as ``tclr-zoo export`` would save it)."""
+    path = Path(name).expanduser()
+    if path.is_file() and path.suffix in (".pt", ".pth"):
+        from .train.protocols import load_encoder
+
+        return load_encoder(path)[1], ModelSource(f"checkpoint {path}", None)
     bare_arch = "." not in name and "/" not in name and ":" not in name
     source = resolve(name, pretrained=not bare_arch)
     if source.directory is not None:
@@ -24,6 +32,8 @@ def model_summary(config: dict[str, Any], source: ModelSource) -> str:
     pre = config["preprocessing"]
     dims = config.get("embedding_dims", {})
     labels = config.get("labels")
+    mean, std = pre.get("mean"), pre.get("std")
+    scaling = "no mean/std normalisation" if mean is None and std is None else f"then (x - {mean}) / {std}"
     lines = [
         f"model:          {source.model_id}" + (f" @ {source.revision}" if source.revision else ""),
         f"architecture:   {config['architecture']} ({config.get('library')} {config.get('library_version')})",
@@ -32,8 +42,7 @@ def model_summary(config: dict[str, Any], source: ModelSource) -> str:
         if labels else "classifier:     none",
         f"input:          {pre['frames']} frames at stride {pre.get('eval_frame_stride')}, "
         f"{pre['size']}x{pre['size']} (centre crop {pre.get('crop_fraction')} of the short side)",
-        f"pixels:         {str(pre['channel_order']).upper()}, scaled to {pre.get('value_range', [0, 1])}, "
-        f"mean {pre.get('mean')}, std {pre.get('std')}",
+        f"pixels:         {str(pre['channel_order']).upper()}, scaled to {pre.get('value_range', [0, 1])}, {scaling}",
     ]
     if str(pre["channel_order"]).lower() == "bgr":
         lines.append("                note: BGR channel order (the reference trained on OpenCV frames); the SDK "
@@ -43,7 +52,24 @@ def model_summary(config: dict[str, Any], source: ModelSource) -> str:
         files = ", ".join(f"{k} {v}" for k, v in (export.get("onnx") or {}).items() if k != "report")
         lines.append(f"export:         head {export['head']}, batch 1..{export.get('max_batch')}, "
                      f"opset {export.get('opset')}: {files or 'no ONNX graph'}")
-    results = {k: v for k, v in config.items() if k.startswith(("knn_", "results"))}
-    for key, value in results.items():
-        lines.append(f"{key + ':':16s}{value}")
+    lines += _result_lines(config, source)
     return "\n".join(lines)
+
+
+def _result_lines(config: dict[str, Any], source: ModelSource) -> list[str]:
+    """The measured results: config.json's evaluation records, each with its protocol; for folders
+    saved before those existed, the numbers of the model card's model-index."""
+    lines = []
+    for record in config.get("evaluation") or []:
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in record.get("metrics", {}).items())
+        baseline = "".join(f"; {name.replace('_', ' ')}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+                           for name, values in (record.get("baseline") or {}).items())
+        lines.append(f"results:        {record.get('dataset')}: {metrics}{baseline}")
+        lines.append(f"                ({protocol_text(record)})")
+    if not lines and source.directory is not None:
+        carried = {k: v for k, v in card_results(source.directory / CARD_NAME).items()
+                   if k not in ("provenance", "dataset")}
+        if carried:
+            lines.append("results:        " + ", ".join(f"{k} {v}" for k, v in carried.items())
+                         + " (from the model card; protocol settings not recorded)")
+    return lines or ["results:        none recorded (measure some with tclr-zoo eval MODEL --protocol retrieval ...)"]

@@ -34,6 +34,9 @@ class PretrainedSpec:
     dataset: str
     description: str
     results: dict[str, Any] = field(default_factory=dict)
+    # Whether the repository exists on the public Hub. None of them does yet: the authors' files
+    # must be converted and pushed first (`tclr-zoo list --pretrained` says how).
+    published: bool = False
 
     @property
     def arch(self) -> str:

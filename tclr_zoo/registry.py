@@ -8,6 +8,7 @@ in a model's ``config.json`` are these keyword arguments, so any saved model can
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -66,8 +67,9 @@ def get_arch(name: str) -> ArchSpec:
     try:
         return _ARCHS[name]
     except KeyError:
-        close = [n for n in _ARCHS if n.split("_")[0] == name.split("_")[0]] or list(_ARCHS)
-        raise ModelNotFoundError(f"unknown architecture {name!r}; available: {', '.join(sorted(close))}") from None
+        close = difflib.get_close_matches(str(name), list(_ARCHS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ModelNotFoundError(f"unknown architecture {name!r}{hint}; available: {', '.join(sorted(_ARCHS))}") from None
 
 
 def resolve_model_args(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from torchvision.transforms.v2 import functional as TF
 from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
 from .data.transforms import eval_clip, eval_crop_box, normalize_clip
 from .data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from .hub import (CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card, model_config,
+from .hub import (CARD_NAME, CONFIG_NAME, LOCAL_PREFIX, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card, model_config,
                   read_config, resolve, save_pretrained)
 from .pretrained import FAITHFUL_PREPROCESSING
 from .registry import create_model, resolve_model_args
@@ -265,11 +265,15 @@ class VideoModel:
     def save_pretrained(self, directory: str | os.PathLike, *, model_id: str | None = None) -> Path:
         """Write the saved-model folder (config, weights, card; an exported ``onnx/`` folder is kept).
 
-        ``model_id``: the name the card's usage snippet shows (default: where this model was loaded from).
+        ``model_id``: the name the card's usage snippet shows (default: the Hub repo or registry name
+        this model was loaded from; for a model from a folder or a random init, ``directory`` itself).
         """
         directory = Path(directory)
+        if model_id is None:
+            local = self.model_id.startswith(LOCAL_PREFIX) or self.source.directory is None
+            model_id = f"{LOCAL_PREFIX}{directory.absolute()}" if local else self.model_id
         if isinstance(self.backend, TorchBackend):
-            card = model_card(self.config, model_id=model_id or self.model_id, folder=self.source.directory)
+            card = model_card(self.config, model_id=model_id, folder=self.source.directory)
             save_pretrained(self.backend.model, directory, self.config, card=card)
         else:
             directory.mkdir(parents=True, exist_ok=True)
@@ -286,10 +290,14 @@ class VideoModel:
         """Upload config, weights, card and ``onnx/`` (when present) to a Hub model repository."""
         from .hub_client import push_folder
 
+        from . import __version__
+
+        # named after the model, not after the temporary folder it is re-saved in
+        name = self.source.directory.name if self.source.directory is not None else self.model_id
+        message = commit_message or f"Upload {name} with tclr-zoo {__version__}"
         with tempfile.TemporaryDirectory(prefix="tclr-zoo-push-") as tmp:
             self.save_pretrained(tmp, model_id=f"hf-hub:{repo_id}")
-            return push_folder(tmp, repo_id, revision=revision, commit_message=commit_message, private=private,
-                               token=token)
+            return push_folder(tmp, repo_id, revision=revision, commit_message=message, private=private, token=token)
 
 
 def _as_batch(videos: Any) -> torch.Tensor | None:

@@ -54,3 +54,13 @@ def copied_dataset(tiny_dataset, tmp_path) -> Path:
     shutil.copytree(tiny_dataset, target)
     return target
 
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory) -> Path:
+    """A finished one-epoch tiny pretraining run with its closing kNN evaluation (read it, don't change it)."""
+    from tclr_zoo.train.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    pretrain(load_recipe("demo", tiny_overrides(tiny_dataset)), out, progress=False, log=lambda _msg: None)
+    return out

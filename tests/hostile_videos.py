@@ -95,7 +95,7 @@ def _zero_frames(path: Path) -> Path:
     return path
 
 
-def _declared_dimensions(path: Path, width: int, height: int) -> Path:
+def declared_dimensions(path: Path, width: int, height: int) -> Path:
     """A YUV4MPEG2 stream whose header declares a ``width x height`` picture, followed by a few bytes
     of one frame: a decoder that trusts the header would allocate gigabytes."""
     path.write_bytes(f"YUV4MPEG2 W{width} H{height} F25:1 Ip A1:1 C420jpeg\nFRAME\n".encode() + bytes(4096))
@@ -132,9 +132,9 @@ def build_corpus(folder: Path) -> dict[str, Hostile]:
         "single_frame": Hostile(write_video(folder / "single_frame.mp4", 1), "ok", "one frame"),
         # FFmpeg itself refuses 60000x60000; 16000x16000 (768 MB per RGB frame) passes FFmpeg's check
         # and must be refused by ours, before a frame is allocated.
-        "absurd_dimensions": Hostile(_declared_dimensions(folder / "absurd.y4m", 60000, 60000), "error",
+        "absurd_dimensions": Hostile(declared_dimensions(folder / "absurd.y4m", 60000, 60000), "error",
                                      "cannot open"),
-        "huge_dimensions": Hostile(_declared_dimensions(folder / "huge.y4m", 16000, 16000), "error",
+        "huge_dimensions": Hostile(declared_dimensions(folder / "huge.y4m", 16000, 16000), "error",
                                    "16000x16000"),
         "variable_frame_rate": Hostile(write_video(folder / "vfr.mp4", 30, pts=_vfr_pts(30)), "ok", "VFR"),
         "rotation_90": Hostile(write_video(folder / "rotated.mp4", 24, rotation=90), "ok", "display matrix 90"),
@@ -142,7 +142,8 @@ def build_corpus(folder: Path) -> dict[str, Hostile]:
                                "ok", "10-bit"),
         "yuv444p": Hostile(write_video(folder / "yuv444.mp4", 24, pix_fmt="yuv444p"), "ok", "4:4:4 H.264"),
         "directory": Hostile(_directory(folder / "folder.mp4"), "error", "is a directory"),
-        "symlink_loop": Hostile(_symlink_loop(folder / "loop.mp4"), "error", "symbolic link"),
+        "symlink_loop": Hostile(_symlink_loop(folder / "loop.mp4"), "error", "symbolic link loop"),
+        "symlink_dangling": Hostile(_symlink_dangling(folder / "dangling.mp4"), "error", "broken symbolic link"),
         "missing": Hostile(folder / "missing.mp4", "error", "not found"),
         "non_utf8_name": Hostile(_non_utf8(folder, good), "ok", "file name not valid UTF-8"),
     }
@@ -178,6 +179,13 @@ def _symlink_loop(path: Path) -> Path:
     for link, target in ((path, other), (other, path)):
         if not link.is_symlink():
             os.symlink(target.name, link)
+    return path
+
+
+def _symlink_dangling(path: Path) -> Path:
+    """A symbolic link whose target (a video moved or deleted since) does not exist."""
+    if not path.is_symlink():
+        os.symlink(path.with_name("moved_away.mp4").name, path)
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,12 +64,18 @@ def _history(out: Path) -> list[dict]:
     return json.loads((out / "results.json").read_text())["history"]
 
 
-def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_dataset,
-                                                                                                 tmp_path):
-    straight = tmp_path / "straight"
-    done = subprocess.run(_command(tiny_dataset, straight, "--overwrite"), cwd=ROOT, capture_output=True,
+@pytest.fixture(scope="module")
+def straight(tiny_dataset, tmp_path_factory) -> Path:
+    """A run of EPOCHS epochs that nothing interrupted (the tests only read it)."""
+    out = tmp_path_factory.mktemp("crash") / "straight"
+    done = subprocess.run(_command(tiny_dataset, out, "--overwrite"), cwd=ROOT, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_equals_an_uninterrupted_run(tiny_dataset,
+                                                                                                 straight, tmp_path):
     out, ckpt = tmp_path / "killed", tmp_path / "killed" / "checkpoints"
     rng = random.Random(7)
     kills = []
@@ -115,3 +122,38 @@ def test_damaged_checkpoint_is_refused_and_resume_falls_back_to_the_previous_one
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_checkpoint(path)
     assert resume_candidates(path) == [path, previous_path(path)]
+
+
+def test_resume_from_a_damaged_last_checkpoint_falls_back_to_the_previous_one_and_matches(tiny_dataset, straight,
+                                                                                         tmp_path):
+    """A finished run whose last.pt (epoch EPOCHS) was damaged on disk: ``--resume`` refuses it by its
+    SHA-256, says so, continues from last.previous.pt (epoch EPOCHS - 1), trains the last epoch
+    again and logs the losses, and ends with the weights, of the uninterrupted run."""
+    out = tmp_path / "damaged"
+    shutil.copytree(straight, out)
+    last = out / "checkpoints" / "last.pt"
+    assert load_checkpoint(previous_path(last))["epoch"] == EPOCHS - 2  # 0-based: the one before the last
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit, in the middle of the pickled state
+    last.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_checkpoint(last)
+    resumed = subprocess.run(_command(tiny_dataset, out, "--resume"), cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    log = resumed.stdout + resumed.stderr
+    assert "cannot resume from last.pt" in log and "SHA-256" in log, log
+    assert f"resumed from {previous_path(last)} at epoch {EPOCHS}" in log, log
+    assert f"epochs {EPOCHS}..{EPOCHS}" in log and f"epoch {EPOCHS}:" in log and f"epoch {EPOCHS - 1}:" not in log, log
+    a, b = _history(straight), _history(out)
+    assert [r["epoch"] for r in b] == list(range(1, EPOCHS + 1))
+    for row_a, row_b in zip(a, b):
+        for key in LOSS_KEYS:
+            assert row_b[key] == pytest.approx(row_a[key], rel=1e-5, abs=1e-6), (row_a["epoch"], key)
+    final, reference = load_checkpoint(last), load_checkpoint(straight / "checkpoints" / "last.pt")
+    assert final["epoch"] == reference["epoch"] == EPOCHS - 1
+    # the damaged file was moved aside, so the good epoch-(EPOCHS-1) checkpoint is still the fallback
+    assert load_checkpoint(previous_path(last))["epoch"] == EPOCHS - 2
+    assert (last.parent / "last.damaged.pt").is_file() and "moved the damaged last.pt aside" in log
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(final["model"][key], value, atol=1e-5, rtol=1e-4)

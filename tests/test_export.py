@@ -195,7 +195,7 @@ def test_failing_graph_check_keeps_an_existing_export_untouched(models, tmp_path
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("old export")
-    with pytest.raises(ExportError, match="not empty"):
+    with pytest.raises(FileExistsError, match="not empty.*--overwrite"):  # atomic.OutputExistsError
         export_model((model, config), out, onnx=True, head="backbone", max_batch=2)
     strict = functools.partial(check_graph, allowed_ops=frozenset({"Conv", "Relu", "Add"}))
     monkeypatch.setattr(exporter, "check_graph", strict)

@@ -1,4 +1,7 @@
-"""tclr_zoo.hub_client against a real Hub endpoint on loopback (olah serving local git repos, see hub_server)."""
+"""tclr_zoo.hub_client against a real Hub endpoint on loopback (olah serving local git repos, see hub_server).
+
+Uploads (``push_folder``) are tested in test_push.py, against hub_upload_stub: olah does not accept them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import SimpleNamespace
 
 import huggingface_hub
 import huggingface_hub.constants
@@ -18,9 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from hub_server import free_port, local_hub  # noqa: F401  (local_hub is a fixture)
-from tclr_zoo import __version__
-from tclr_zoo.hub_client import (ALL_PATTERNS, PICKLE_PATTERNS, HubError, download, fetch_snapshot, hub_settings,
-                                 push_folder)
+from tclr_zoo.hub_client import HubError, download, fetch_snapshot, hub_settings
 
 
 @pytest.fixture(autouse=True)
@@ -276,65 +276,3 @@ def test_server_gone_mid_download_leaves_nothing_that_looks_complete(local_hub, 
     folder, _ = fetch_snapshot(repo)
     assert same_files(folder, tmp_path / "model-1")
 
-
-class FakeHfApi:
-    """Records what push_folder asks of the Hub."""
-
-    calls: list = []
-
-    def __init__(self, **kwargs):
-        FakeHfApi.calls.append(("init", kwargs))
-
-    def create_repo(self, repo_id, **kwargs):
-        FakeHfApi.calls.append(("create_repo", repo_id, kwargs))
-
-    def create_branch(self, repo_id, **kwargs):
-        FakeHfApi.calls.append(("create_branch", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        FakeHfApi.calls.append(("upload_folder", kwargs))
-        return SimpleNamespace(commit_url=f"{self.endpoint}/{kwargs['repo_id']}/commit/{'a' * 40}", oid="a" * 40)
-
-    endpoint = "http://hub.invalid"
-
-
-def test_push_folder_with_a_fake_hub(tmp_path, monkeypatch):
-    """The public Hub cannot be reached from here and olah does not accept uploads, so this one test
-    replaces ``HfApi`` with a recorder and checks what ``push_folder`` asks of it."""
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
-    monkeypatch.setattr(FakeHfApi, "calls", [])
-    monkeypatch.setenv("HF_ENDPOINT", "http://hub.invalid")
-    src = model_dir(tmp_path, 1, onnx=True)
-    torch.save({}, src / "training_state.pt")
-
-    url = push_folder(src, "org/model", private=True, token="hf_x")
-    assert url == f"http://hub.invalid/org/model/commit/{'a' * 40}"
-    (_, init), (_, repo, create), (_, upload) = FakeHfApi.calls
-    assert init["endpoint"] == "http://hub.invalid" and init["token"] == "hf_x"
-    assert init["library_name"] == "tclr_zoo" and init["library_version"] == __version__
-    assert repo == "org/model" and create["exist_ok"] is True and create["private"] is True
-    assert upload["repo_id"] == "org/model" and upload["folder_path"] == str(src)
-    assert set(upload["allow_patterns"]) == set(ALL_PATTERNS)
-    assert "onnx/*" in upload["allow_patterns"]
-    assert set(PICKLE_PATTERNS) <= set(upload["ignore_patterns"]) and "*.pt" in upload["ignore_patterns"]
-    assert upload["commit_message"] == f"Upload {src.name} with tclr-zoo {__version__}"
-
-    FakeHfApi.calls.clear()
-    push_folder(src, "hf-hub:org/model", revision="v2", commit_message="retrained", create=True)
-    names = [call[0] for call in FakeHfApi.calls]
-    assert names == ["init", "create_repo", "create_branch", "upload_folder"]
-    assert FakeHfApi.calls[2][2]["branch"] == "v2"
-    assert FakeHfApi.calls[3][1]["revision"] == "v2" and FakeHfApi.calls[3][1]["commit_message"] == "retrained"
-
-    FakeHfApi.calls.clear()
-    push_folder(src, "org/model", create=False)
-    assert [call[0] for call in FakeHfApi.calls] == ["init", "upload_folder"]
-
-    (src / "model.safetensors").unlink()
-    with pytest.raises(HubError, match="no model.safetensors"):
-        push_folder(src, "org/model")
-    with pytest.raises(HubError, match="not a Hub repository name"):
-        push_folder(src, "no-slash")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(HubError, match="offline"):
-        push_folder(model_dir(tmp_path, 2), "org/model")

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import tclr_zoo.index as index_module
+from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
 from tclr_zoo.index import IndexFormatError, SearchHit, VideoIndex, contact_sheet, exact_topk
 
@@ -399,10 +400,6 @@ def test_contact_sheet_png(tmp_path, videos):
 
 @pytest.fixture(scope="module")
 def model():
-    try:
-        from tclr_zoo import load_model
-    except ImportError:
-        pytest.skip("tclr_zoo.load_model (sdk.py) not available yet")
     return load_model("r3d_10_025", pretrained=False)
 
 

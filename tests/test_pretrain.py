@@ -70,7 +70,8 @@ def test_bad_files_are_skipped_logged_once_and_counted(copied_dataset, tiny_reci
     skipped = [m for m in messages if m.startswith("skipping")]
     assert len(skipped) == 2  # logged once per file although both epochs meet them
     assert any(str(corrupt) in m for m in skipped) and any(str(short) in m for m in skipped)
-    assert results["bad_files"] >= 2
+    assert [row["bad_files"] for row in results["history"]] == [2, 2]  # both files, in each epoch
+    assert results["bad_files"] == 4
     assert any("bad files skipped" in m for m in messages)
 
 

@@ -171,3 +171,56 @@ def test_model_without_classifier_says_so():
     model = create_model("r3d_10_025")
     with pytest.raises(ValueError, match="no classifier"):
         model.logits(torch.zeros(2, 3, 16, 32, 32))
+
+
+# ---- issue 12, section 1: numbers that mean what they say --------------------------------------------
+
+def test_clip_settings_default_to_the_models_own_and_the_saved_classifier_records_them(saved_model, tiny_dataset,
+                                                                                       tmp_path):
+    """saved_model works at 32x32, 16 frames, stride 2: a probe run without --set size=... must use that
+    (not 112, where it scored chance), and a saved classifier records what it was trained with."""
+    from tclr_zoo import load_model
+
+    settings = {k: v for k, v in FAST.items() if k != "size"}
+    target = tmp_path / "probe"
+    result = run_protocol(str(saved_model), "linear", "ucf101", tiny_dataset, overrides=settings, log=_quiet,
+                          save_dir=target)
+    geometry = ("size", "frames", "stride", "crop_fraction")
+    assert {k: result["parameters"][k] for k in geometry} == {"size": 32, "frames": 16, "stride": 2,
+                                                              "crop_fraction": 0.8}
+    assert result["evaluation"]["settings"] == {"clips": 2, "crops": 1, "frames": 16, "stride": 2, "size": 32,
+                                                "crop_fraction": 0.8}
+    # an explicit setting wins, and the saved classifier records it: classify() then feeds it that input
+    wide = tmp_path / "wide"
+    run_protocol(str(saved_model), "linear", "ucf101", tiny_dataset, overrides={**settings, "size": 48, "stride": 1},
+                 log=_quiet, save_dir=wide)
+    loaded = load_model(wide)
+    assert loaded.size == 48 and loaded.config["preprocessing"]["eval_frame_stride"] == 1
+    assert loaded.config["evaluation"][0]["settings"]["size"] == 48
+    # the card says what happened: synthetic videos in UCF101's layout, this folder, no UCF101 biases
+    card = (target / "README.md").read_text()
+    assert "**linear** protocol on `synthetic (tclr-zoo generated, ucf101 layout)`" in card
+    assert "on `ucf101`" not in card and "hf-hub:ORG/REPO\")" not in card
+    assert f'load_model("{target}")' in card
+    limitations = card.split("## Limitations")[1].split("## Citation")[0]
+    assert "Demo model" in limitations and "UCF101" not in limitations and "YouTube" not in limitations
+    assert "| top-1 accuracy | synthetic (tclr-zoo generated, ucf101 layout) |" in card
+    assert "linear protocol: trained on train split 1, tested on test split 1; 2 clips x 16 frames at stride 2, " \
+           "32 px, centre crop 0.8" in card
+
+
+def test_eval_retrieval_reproduces_the_runs_own_knn_numbers(tiny_run, tiny_dataset):
+    """The R@1 in results.json and on the card is what `tclr-zoo eval --protocol retrieval` measures on the
+    same data: the protocol takes the model's own clip count (2 here), and both say which settings."""
+    results = json.loads((tiny_run / "results.json").read_text())
+    again = run_protocol(str(tiny_run / "model"), "retrieval", "ucf101", tiny_dataset, overrides={"ks": [1, 5]},
+                         log=_quiet)
+    assert again["parameters"]["clips"] == results["knn_protocol"]["clips"] == 2
+    assert {k: again[k] for k in ("R@1", "R@5")} == {k: results["knn"][k] for k in ("R@1", "R@5")}
+    config = json.loads((tiny_run / "model" / "config.json").read_text())
+    (record,) = config["evaluation"]
+    assert record["metrics"] == {"R@1": results["knn"]["R@1"], "R@5": results["knn"]["R@5"]}
+    assert record["settings"] == again["evaluation"]["settings"]
+    card = (tiny_run / "model" / "README.md").read_text()
+    assert f"| kNN retrieval R@1 | synthetic (tclr-zoo generated, ucf101 layout) | {results['knn_r1']:.4f} |" in card
+    assert "test split 1 queries train split 1; 2 clips x 16 frames at stride 2, 32 px" in card

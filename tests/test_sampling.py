@@ -68,6 +68,31 @@ def test_evenly_spaced_eval_clips():
     assert clips.shape == (9, 16)
     assert clips[0, 0] == 0 and clips[-1, -1] == 99  # first starts at 0, last ends at the last frame
     np.testing.assert_array_equal(np.diff(clips, axis=1), 2)
-    assert np.all(np.diff(clips[:, 0]) >= 0)
+    # span (16 - 1) * 2 + 1 = 31, so the last start is 100 - 31 = 69; ideal starts k * 69 / 8 =
+    # 0, 8.625, 17.25, 25.875, 34.5, 43.125, 51.75, 60.375, 69, each rounded to the nearest frame
+    # (34.5 may go either way)
+    starts = clips[:, 0]
+    ideal = np.arange(9) * 69 / 8
+    assert np.all(np.abs(starts - ideal) <= 0.5)
+    np.testing.assert_array_equal(np.delete(starts, 4), [0, 9, 17, 26, 43, 52, 60, 69])
+    assert set(np.diff(starts)) <= {8, 9}  # as even as whole frames allow
+
+
+@pytest.mark.parametrize("num_frames, clips, frames, stride, starts", [
+    (100, 10, 16, 2, [0, 8, 15, 23, 31, 38, 46, 54, 61, 69]),  # 69 / 9 = 7.67 apart, no ties
+    (95, 9, 16, 2, [0, 8, 16, 24, 32, 40, 48, 56, 64]),  # last start 64: exactly 8 apart
+    (300, 5, 16, 1, [0, 71, 142, 213, 284]),  # span 16, last start 284: exactly 71 apart
+    (31, 4, 16, 2, [0, 0, 0, 0]),  # exactly one span: every clip is the whole video
+    (12, 3, 4, 1, [0, 4, 8]),  # the clips tile the video
+])
+def test_evenly_spaced_starts_hand_worked(num_frames, clips, frames, stride, starts):
+    out = evenly_spaced_clips(num_frames, clips=clips, frames=frames, stride=stride)
+    np.testing.assert_array_equal(out, np.array(starts)[:, None] + stride * np.arange(frames))
+    assert out.max() <= num_frames - 1
+
+
+def test_evenly_spaced_clips_of_a_short_video_start_at_zero_and_mirror():
+    # 10 frames, span 31: every clip starts at 0; 0, 2, .., 18, .. reflect at frame 9 (period 18)
     short = evenly_spaced_clips(10, clips=3, frames=16, stride=2)
-    assert short.max() <= 9 and short.min() >= 0
+    expected = [0, 2, 4, 6, 8, 8, 6, 4, 2, 0, 2, 4, 6, 8, 8, 6]
+    np.testing.assert_array_equal(short, np.tile(expected, (3, 1)))

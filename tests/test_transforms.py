@@ -1,5 +1,4 @@
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -328,9 +327,43 @@ def test_eval_clip_centre_crop_exact():
     out = eval_clip(f, size=112)
     assert out.shape == (3, 2, 112, 112)
     assert torch.all(out == 1.0)
-    assert torch.equal(eval_clip(frames), eval_clip(frames))
+    # the two ends of the long side (3-crop testing): the crop touches the left / right border
+    assert torch.equal(eval_clip(frames, size=192, position=0.0), frames[:, 24:216, 0:192].permute(3, 0, 1, 2) / 255)
+    assert torch.equal(eval_clip(frames, size=192, position=1.0),
+                       frames[:, 24:216, 128:320].permute(3, 0, 1, 2) / 255)
     with pytest.raises(ValueError):
         eval_clip(frames, crop_fraction=1.2)
+
+
+def test_eval_clip_resized_coordinates_known_values():
+    """240x320 -> centre crop 192 (rows 24..215, columns 64..255) -> 64: a 3x downscale, so output
+    pixel j is centred on crop pixel 3j + 1; the antialiased bilinear filter is symmetric, so on a
+    linear ramp it gives exactly the centre's value: x = 64 + 3j + 1, y = 24 + 3i + 1."""
+    out = eval_clip(_coord_frames(2, 240, 320), size=64) * 255
+    j = torch.arange(64, dtype=torch.float32)
+    assert torch.equal(out[0].round(), (65 + 3 * j).expand(2, 64, 64))
+    assert torch.equal(out[1].round(), (25 + 3 * j).view(64, 1).expand(2, 64, 64))
+    assert torch.equal(out[2].round(), torch.full((2, 64, 64), 7.0))
+
+
+@pytest.mark.parametrize("t,h,w,size,fraction", [(2, 240, 320, 112, 0.8), (3, 90, 70, 48, 0.8),
+                                                 (2, 120, 160, 112, 1.0), (1, 101, 203, 50, 0.7),
+                                                 (2, 203, 101, 40, 0.7)])
+def test_eval_clip_equals_centre_crop_then_torchvision_resize(t, h, w, size, fraction):
+    """The spec's test transform computed independently: torchvision's ``center_crop`` of a square of
+    side int(fraction * short side), then torchvision's bilinear antialiased resize of the uint8
+    crop (channels-first, contiguous), scaled to [0, 1]. Bit for bit: the same uint8 kernel."""
+    import torchvision.transforms.v2.functional as TF
+
+    frames = _random_frames(t, h, w, seed=h + w)
+    side = int(min(h, w) * fraction)
+    crop = TF.center_crop(frames.permute(0, 3, 1, 2).contiguous(), [side, side])
+    assert crop.shape[-2:] == (side, side)
+    expect = TF.resize(crop, [size, size], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+    expect = (expect.float() / 255).permute(1, 0, 2, 3)
+    out = eval_clip(frames, size=size, crop_fraction=fraction)
+    assert out.shape == (3, t, size, size)
+    assert torch.equal(out, expect)
 
 
 def test_normalize_clip():
@@ -344,35 +377,40 @@ def test_normalize_clip():
         normalize_clip(clip, mean, None)
 
 
-# ---------------------------------------------------------------- speed (printed, not asserted)
+# ---------------------------------------------------------------- fast path vs plain torchvision
 
-def test_speed_report():
+@pytest.mark.parametrize("gray", [False, True])
+def test_augment_clip_equals_plain_torchvision_ops(gray):
+    """augment_clip's fast paths (a channels-last uint8 crop view resized in place of a contiguous
+    copy, the arithmetic ``adjust_hue``, one batched call for all frames) against torchvision's ops
+    applied one after the other to each frame, in the documented order. Everything but hue is the
+    same arithmetic; hue matches torchvision's HSV round trip to float rounding."""
+    import torchvision.transforms.v2.functional as TF
+
     cfg = AugmentConfig()
-    frames = _random_frames(16, 240, 320)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        rng = np.random.default_rng(0)
-        params = [sample_clip_params((240, 320), cfg, rng) for _ in range(20)]
-        augment_clip(frames, params[0], cfg)  # warm-up
-        t0 = time.perf_counter()
-        for p in params:
-            augment_clip(frames, p, cfg)
-        per_clip = (time.perf_counter() - t0) / len(params) * 1e3
-        worst = _plain(192, 10, 20, contrast=1.1, hue=0.05, saturation=1.1, brightness=1.1,
-                       grayscale=True, gamma=1.1, flip=True, erase=(3, 3, 12, 12))
-        t0 = time.perf_counter()
-        for _ in range(3):
-            augment_clip(frames, worst, cfg)
-        worst_ms = (time.perf_counter() - t0) / 3 * 1e3
-        t0 = time.perf_counter()
-        for _ in range(5):
-            eval_clip(frames)
-        eval_ms = (time.perf_counter() - t0) / 5 * 1e3
-    finally:
-        torch.set_num_threads(old)
-    print(f"\naugment_clip 16x240x320 -> 112, 1 thread: {per_clip:.1f} ms/clip (random params), "
-          f"{worst_ms:.1f} ms/clip (all ops incl. hue); eval_clip: {eval_ms:.1f} ms/clip")
+    frames = _smooth_frames(3, 120, 160, seed=11)
+    p = _plain(96, top=13, left=41, contrast=1.2, contrast_late=gray, hue=-0.07, saturation=0.8,
+               brightness=1.15, grayscale=gray, gamma=0.8 if gray else None, drop_channel=None if gray else 2,
+               flip=True, erase=(30, 100, 12, 17))
+    out = augment_clip(frames, p, cfg)
+    assert out.shape == (3, 3, 112, 112)
+    for t in range(3):
+        x = frames[t, 13:13 + 96, 41:41 + 96].permute(2, 0, 1).contiguous()
+        x = TF.resize(x, [112, 112], interpolation=TF.InterpolationMode.BILINEAR, antialias=True).float() / 255
+        if not p.contrast_late:
+            x = TF.adjust_contrast(x, p.contrast)
+        x = TF.adjust_hue(x, p.hue)
+        x = TF.adjust_saturation(x, p.saturation)
+        x = TF.adjust_brightness(x, p.brightness)
+        if p.contrast_late:
+            x = TF.adjust_contrast(x, p.contrast)
+        if gray:
+            x = TF.adjust_gamma(TF.rgb_to_grayscale(x, num_output_channels=3), p.gamma)
+        else:
+            x[2] = 0.0
+        x = TF.erase(TF.horizontal_flip(x), 30, 100, 12, 17, torch.tensor(0.0))
+        assert float((out[:, t] - x).abs().max()) < 1e-5, t
+        assert torch.all(out[:, t, 30:42, 100:] == 0)
 
 
 def test_eval_clip_positions_along_the_long_side():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,6 +31,31 @@ from .layouts import (  # noqa: F401  (re-exported: the public home of the datas
 )
 from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
 from .transforms import AugmentConfig, augment_clip, eval_clip, normalize_clip, sample_clip_params
+
+# How results name the datasets of the official layouts (the Hub's model-index reads these names).
+DATASET_NAMES = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics400": "Kinetics-400"}
+SYNTHETIC_NAME = "synthetic"
+
+
+def describe_dataset(layout: str, root: str | os.PathLike | None) -> str:
+    """What the videos at ``root`` are, for results and model cards: ``"UCF101"`` for a UCF101
+    folder, but ``"synthetic (tclr-zoo generated, ucf101 layout)"`` for the generated set written in
+    UCF101's layout -- a card must not claim UCF101 numbers for moving shapes."""
+    from .synthetic import is_synthetic_root
+
+    if root is not None and is_synthetic_root(root):
+        return f"{SYNTHETIC_NAME} (tclr-zoo generated, {layout} layout)"
+    if layout in DATASET_NAMES:
+        return DATASET_NAMES[layout]
+    return f"{Path(root).name if root is not None else 'videos'} ({layout} layout)"
+
+
+def cpu_share(processes: int = 1) -> int:
+    """CPUs this process may use for DataLoader workers: its affinity set, split between the
+    ``processes`` training processes of a node. More decoding processes than cores only thrash."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cpus // max(1, processes))
+
 
 @dataclass(frozen=True)
 class BadSample:

@@ -38,6 +38,37 @@ _ALIASES = {"ucf": "ucf101", "ucf-101": "ucf101", "hmdb": "hmdb51", "hmdb-51": "
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
 _KINETICS_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi")  # preference order when several exist
 
+
+def expand_video_folders(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Files as given (any extension, even missing: the decoder then names the problem), folders
+    replaced by the video files under them, searched recursively and sorted (hidden files skipped).
+    A folder without any video file is an error naming it."""
+    found: list[str] = []
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            found.append(os.fspath(item))
+            continue
+        videos = sorted(str(p) for p in path.rglob("*")
+                        if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file() and not p.name.startswith("."))
+        if not videos:
+            raise FileNotFoundError(f"{path}: no video files in this folder (looked for {', '.join(VIDEO_EXTENSIONS)})")
+        found.extend(videos)
+    return found
+
+
+def find_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """:func:`expand_video_folders` for a command line: a name that is neither a file nor a folder (nor
+    a broken or looping link, which the decoder reports) is an error right away."""
+    for item in inputs:
+        path = Path(item)
+        if not (path.exists() or path.is_symlink()):
+            raise FileNotFoundError(f"{path}: no such file or folder")
+    found = expand_video_folders(inputs)
+    if not found:
+        raise FileNotFoundError("no videos given")
+    return found
+
 _UCF_SPLIT_DIRS = ("ucfTrainTestlist", "splits", ".")
 _UCF_VIDEO_DIRS = ("UCF-101", "UCF101", "videos", ".")
 _UCF_LINE_RE = re.compile(r"^(?P<path>.+?)(?:\s+-?\d+)?$")  # "Class/v_Class_g08_c01.avi[ <label>]"

@@ -585,6 +585,12 @@ def read_manifest(root: str | os.PathLike) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def is_synthetic_root(root: str | os.PathLike) -> bool:
+    """Whether ``root`` holds a dataset written by this generator (whatever its layout)."""
+    manifest = read_manifest(root)
+    return manifest is not None and manifest.get("generator") == _GENERATOR_ID
+
+
 def _split_files(config: SyntheticConfig) -> dict[str, str]:
     """The split/annotation files of ``config.layout``: path under ``root`` -> text."""
     classes = config.class_names
@@ -637,7 +643,7 @@ def _write_dataset(out: Path, config: SyntheticConfig, progress: bool) -> None:
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(jobs), desc="synthetic videos", unit="video")
+        bar = tqdm(total=len(jobs), desc="synthetic videos", unit="video", disable=None)  # None: terminals only
     try:
         for name, g, c in jobs:
             app = sample_appearance(np.random.default_rng(_scene_seed(config, name, g)))

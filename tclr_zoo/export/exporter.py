@@ -26,7 +26,7 @@ from typing import Any, Sequence
 import torch
 
 from .. import __version__
-from ..atomic import staged_directory
+from ..atomic import refuse_to_replace, staged_directory
 from ..hub import CARD_NAME, model_card, save_pretrained
 from ..models import TCLRModel
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
@@ -43,7 +43,8 @@ PARITY_SEED = 0
 
 
 class ExportError(ValueError):
-    """A request that cannot be exported as asked (bad head, existing output folder, bad options)."""
+    """A request that cannot be exported as asked (bad head, bad options). A non-empty ``out_dir``
+    without ``overwrite`` raises ``atomic.OutputExistsError``, as for every other writer."""
 
 
 def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRModel, dict], out_dir: str | os.PathLike,
@@ -56,9 +57,12 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     ``hf-hub:``, a registry name) or a training checkpoint path (``protocols.load_encoder``),
     a ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``. ``fp16`` implies ``onnx``.
     ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
-    clips in [0, 1]). Raises ``ExportError`` for bad requests, ``GraphCheckError`` / ``ParityError`` when a
-    check fails (and then writes nothing to ``out_dir``).
+    clips in [0, 1]). Raises ``OutputExistsError`` for a non-empty ``out_dir`` without ``overwrite``,
+    ``ExportError`` for bad requests, ``GraphCheckError`` / ``ParityError`` when a check fails (and then
+    writes nothing to ``out_dir``).
     """
+    out_dir = Path(out_dir)
+    refuse_to_replace(out_dir, overwrite=overwrite, kind="folder")  # before the model is even loaded
     model, config, card = _resolve(model_ref_or_model, config)
     onnx = onnx or fp16
     try:
@@ -70,8 +74,6 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     if opset is not None and not 7 <= opset <= DEFAULT_OPSET:
         raise ExportError(f"--opset must be between 7 and {DEFAULT_OPSET} (TensorRT 10 parses <= {TRT10_MAX_OPSET}; "
                           f"use {TRT8_MAX_OPSET} for TensorRT 8.x), got {opset}")
-    out_dir = Path(out_dir)
-    _check_target(out_dir, overwrite)
 
     pre = config["preprocessing"]
     frames, size = int(pre["frames"]), int(pre["size"])
@@ -128,13 +130,6 @@ def _resolve(ref, config):
     card = directory / CARD_NAME if directory is not None else None
     model = loaded_model.torch_model.to(memory_format=torch.contiguous_format)
     return model, config or loaded_model.config, card.read_text() if card is not None and card.is_file() else None
-
-
-def _check_target(out_dir: Path, overwrite: bool) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ExportError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"{out_dir}: folder exists and is not empty; choose another --out or pass --overwrite")
 
 
 def parity_inputs(input_shape: tuple[int, ...], batch_sizes: Sequence[int],

@@ -6,8 +6,11 @@ Bundled recipes (``recipes/*.yaml`` in a checkout) ship inside the wheel as ``tc
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -99,9 +102,32 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reference: dict[str, Any] = field(default_factory=dict)  # the paper's / reference code's numbers
+    # What `--resume --set` changed, appended in order: {"epoch": first epoch run with the change,
+    # "set": {dotted key: new value}, "was": {dotted key: old value}}. The sections above keep the
+    # values the run started with; `settings_from(epoch)` replays the changes. Running this recipe
+    # afresh applies each change at its epoch, so it reproduces the resumed run.
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def settings_from(self, epoch: int | None = None) -> "Recipe":
+        """The recipe in force from ``epoch`` (1-based) on: the resume changes made up to it applied
+        (``None``: all of them, i.e. the settings the run ends with)."""
+        current = copy.deepcopy(self)
+        for change in self.resumes:
+            if epoch is None or int(change["epoch"]) <= epoch:
+                for key, value in change["set"].items():
+                    _set_dotted(current, key, value)
+        return current
+
+
+# Settings `--resume` may change, because they do not alter what the epochs already trained mean:
+# the run's length, the learning rate from the next epoch on (the warm-up / plateau factor reached
+# so far is kept), where the data lives and how many processes decode it, and the closing evaluation.
+RESUMABLE = ("train.epochs", "optim.lr", "data.root", "data.workers", "eval.")
+# Identify a recipe rather than configure the run: never compared on resume.
+_NOT_SETTINGS = ("name", "description", "reference", "resumes")
 
 
 _SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "train": TrainConfig, "eval": EvalConfig}
@@ -136,10 +162,35 @@ def load_recipe(source: str | os.PathLike | None = None, overrides: list[str] | 
     recipe = recipe_from_dict(raw, origin)
     for item in overrides or []:
         apply_override(recipe, item)
+    validate_recipe(recipe, origin)
     return recipe
 
 
-def recipe_text(source: str | os.PathLike | None) -> tuple[str, str]:
+def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
+    """Check what the types alone cannot, before any work: the architecture and its arguments, and
+    the keys of the nested settings (``data.synthetic``, ``data.augment``, ``train.loss_weights``)."""
+    from ..data.synthetic import SyntheticConfig
+    from ..data.transforms import AugmentConfig
+    from ..losses import LossWeights
+    from ..registry import resolve_model_args
+
+    final = recipe.settings_from(None)
+    checks = (("model.arch / model.model_args", lambda: resolve_model_args(final.model.arch, final.model.model_args)),
+              ("data.synthetic", lambda: SyntheticConfig(**final.data.synthetic)),
+              ("data.augment", lambda: AugmentConfig(**{"size": final.data.size, **final.data.augment})),
+              ("train.loss_weights", lambda: LossWeights(**final.train.loss_weights)))
+    for key, check in checks:
+        try:
+            check()
+        except TypeError as err:  # an unknown keyword
+            raise RecipeError(f"{origin}: {key}: {str(err).split('()', 1)[-1].strip()}") from None
+        except (ValueError, KeyError) as err:
+            raise RecipeError(f"{origin}: {key}: {err}") from None
+
+
+def recipe_text(source: str | os.PathLike | None, kind: str = "pretrain") -> tuple[str, str]:
+    """The YAML text of a recipe file or bundled recipe; ``kind`` picks which bundled names an
+    unknown-recipe message offers (``"pretrain"`` or ``"downstream"``)."""
     name = "demo" if source is None else str(source)
     path = Path(name)
     if path.suffix in (".yaml", ".yml") or path.exists():
@@ -148,7 +199,8 @@ def recipe_text(source: str | os.PathLike | None) -> tuple[str, str]:
         return path.read_text(), str(path)
     bundled = resources.files("tclr_zoo.recipes") / f"{name}.yaml"
     if not bundled.is_file():
-        raise RecipeError(f"unknown recipe {name!r}: not a file, and bundled recipes are {', '.join(bundled_recipes())}")
+        raise RecipeError(f"unknown recipe {name!r}: not a file, and the bundled {kind} recipes are "
+                          f"{', '.join(bundled_recipes(kind))}")
     return bundled.read_text(), f"{name} (bundled)"
 
 
@@ -183,10 +235,89 @@ def apply_override(recipe: Recipe, item: str) -> None:
     _set_field(target, parts[-1], value, f"override {item!r}")
 
 
+def _set_dotted(recipe: Recipe, dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    target: Any = recipe
+    for part in parents:
+        target = getattr(target, part)
+    setattr(target, leaf, value)
+
+
 def _set_field(obj: Any, key: str, value: Any, where: str) -> None:
     names = {f.name for f in dataclasses.fields(obj)}
     if key not in names:
         raise RecipeError(f"{where}: unknown key {key!r}; known keys: {', '.join(sorted(names))}")
     if key in _SECTIONS and dataclasses.is_dataclass(getattr(obj, key)):
         raise RecipeError(f"{where}: {key!r} is a section; set its keys, e.g. {key}.<key>=value")
-    setattr(obj, key, value)
+    setattr(obj, key, checked_value(value, typing.get_type_hints(type(obj))[key], f"{where}: {key}"))
+
+
+def checked_value(value: Any, hint: Any, where: str) -> Any:
+    """``value`` if it fits the type ``hint`` of a config field, else a one-line :class:`RecipeError`.
+
+    YAML gives ``--set train.epochs=one`` as the string ``'one'``; caught here, before anything
+    runs, instead of as a TypeError deep in the run. A number written as text where a float is
+    expected (``1e-3``, which YAML 1.1 reads as a string) is converted.
+    """
+    if _fits(value, hint):
+        return value
+    if isinstance(value, str) and _fits(0.5, hint) and not _fits("x", hint):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise RecipeError(f"{where} must be {_describe(hint)}, got {value!r}")
+
+
+def _fits(value: Any, hint: Any) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple):
+        element = args[0] if args else Any
+        return isinstance(value, (list, tuple)) and all(_fits(v, element) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    return True  # a type this check does not know: left to the code that uses it
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin in (list, tuple):
+        return f"a list of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+             type(None): "null", dict: "a mapping"}
+    return names.get(hint, names.get(origin, str(hint)))
+
+
+def flat_settings(recipe: Recipe) -> dict[str, Any]:
+    """``{"section.key": value}`` of every setting (what a resume compares)."""
+    return {f"{section}.{key}": value for section, values in recipe.to_dict().items()
+            if section not in _NOT_SETTINGS for key, value in values.items()}
+
+
+def resume_changes(recorded: Recipe, requested: Recipe) -> dict[str, tuple[Any, Any]]:
+    """``{key: (recorded value, requested value)}`` where the settings a run ends with differ from the
+    ones asked for its resume; a key that may not change raises a one-line :class:`RecipeError`."""
+    before, after = flat_settings(recorded.settings_from(None)), flat_settings(requested.settings_from(None))
+    changes = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    for key, (old, new) in changes.items():
+        if not key.startswith(RESUMABLE):
+            raise RecipeError(f"--resume: {key} cannot change in a resumed run (it was {old!r}, now {new!r}); "
+                              f"only {', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE)} can. "
+                              "Start a new run instead: another --out, or --overwrite")
+    return changes

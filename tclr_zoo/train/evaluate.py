@@ -45,7 +45,7 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     feats, labels, bad = [], [], []
     try:
-        for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
             bad += batch["bad"]
             if "clips" not in batch:
                 continue

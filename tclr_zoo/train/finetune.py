@@ -17,6 +17,7 @@ adds the crops at both ends of the long side), softmax averaged over all views; 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.classification import ClipClassificationDataset, collate_labelled
-from ..data.datasets import BadFileLog, EpochShuffleSampler, EvalClipsDataset, VideoItem
+from ..data.datasets import BadFileLog, EpochShuffleSampler, EvalClipsDataset, VideoItem, cpu_share
 from ..data.transforms import AugmentConfig
 from ..models import TCLRModel
 from .config import RecipeError
@@ -50,15 +51,35 @@ class ClassifyConfig:
     schedule: str = "cosine"  # "cosine" or "constant"
     dropout: float = 0.5
     frozen_bn: str = "train"  # linear probe only: BatchNorm of the frozen backbone in "train" or "eval" mode
-    frames: int = 16
-    stride: int = 2
-    size: int = 112
+    # Clip geometry; None = the encoder's own preprocessing (config.json): the frames, frame stride,
+    # input size and crop it was trained and is evaluated at. A different value is a deliberate choice.
+    frames: int | None = None
+    stride: int | None = None
+    size: int | None = None
     augment: str = "light"  # "light" (reduced probabilities, as the reference linear eval), "full", "none"
     test_clips: int = 10
     test_crops: int = 1  # 1: centre crop; 3: also both ends of the long side (3-crop testing)
-    crop_fraction: float = 0.8
-    workers: int = 4
+    crop_fraction: float | None = None
+    workers: int = 4  # DataLoader processes (capped at the CPUs)
     seed: int = 0
+
+
+# Clip settings a protocol takes from the encoder's config.json preprocessing when left unset.
+_MODEL_CLIP_KEYS = {"frames": ("frames", int), "stride": ("eval_frame_stride", int), "size": ("size", int),
+                    "crop_fraction": ("crop_fraction", float)}
+
+
+def with_model_defaults(settings, preprocessing: dict):
+    """A copy of ``settings`` (a protocol's dataclass) whose unset (``None``) clip fields -- frames,
+    frame stride, size, crop -- are the encoder's own, from its ``config.json`` preprocessing: the
+    input it was trained for and is evaluated at."""
+    filled = {}
+    for name, (key, kind) in _MODEL_CLIP_KEYS.items():
+        if getattr(settings, name, 0) is None:
+            if key not in preprocessing:
+                raise RecipeError(f"setting {name} is not given and the model's preprocessing has no {key!r}")
+            filled[name] = kind(preprocessing[key])
+    return dataclasses.replace(settings, **filled)
 
 
 def defaults_for(protocol: str) -> ClassifyConfig:
@@ -112,13 +133,15 @@ def train_classifier(classifier: VideoClassifier, train_items: Sequence[VideoIte
                      preprocessing: dict, device: torch.device, progress: bool = False,
                      log: Callable[[str], None] = print) -> list[dict]:
     """Train ``classifier`` on one random clip per video and epoch; returns the per-epoch history."""
+    cfg = with_model_defaults(cfg, preprocessing)
     if len(train_items) < cfg.batch_size:
         raise RecipeError(f"{len(train_items)} training videos is fewer than batch_size={cfg.batch_size}")
     dataset = ClipClassificationDataset(train_items, frames=cfg.frames, stride=cfg.stride,
                                         augment=_augment_config(cfg), seed=cfg.seed, **_pixels(preprocessing))
     sampler = EpochShuffleSampler(len(dataset), cfg.seed)
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate_labelled, drop_last=True, persistent_workers=cfg.workers > 0)
+    workers = min(cfg.workers, cpu_share())  # more would only thrash (and make PyTorch warn)
+    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                        collate_fn=collate_labelled, drop_last=True, persistent_workers=workers > 0)
     params = [p for p in classifier.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(loader)
@@ -140,7 +163,7 @@ def _train_epoch(classifier, loader, optimizer, schedule, device, bad_log: BadFi
                  progress: bool) -> dict:
     total_loss, correct, seen, bad = 0.0, 0, 0, 0
     start = time.perf_counter()
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+    for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):  # None: terminals only
         bad += bad_log.report(batch["bad"])
         if batch["videos"] < 2:
             continue
@@ -166,12 +189,14 @@ def _pixels(preprocessing: dict) -> dict:
 def multi_clip_test(classifier: VideoClassifier, items: Sequence[VideoItem], cfg: ClassifyConfig, *,
                     preprocessing: dict, device: torch.device, batch_size: int = 2, progress: bool = False) -> dict:
     """Video-level (softmax averaged over ``cfg.test_clips`` clips) and clip-level top-1/top-5."""
+    cfg = with_model_defaults(cfg, preprocessing)
     dataset = EvalClipsDataset(items, clips=cfg.test_clips, frames=cfg.frames, stride=cfg.stride, size=cfg.size,
                                crop_fraction=cfg.crop_fraction, crops=cfg.test_crops, **_pixels(preprocessing))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(cfg.workers, 2), collate_fn=collate_eval)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=min(cfg.workers, 2, cpu_share()),
+                        collate_fn=collate_eval)
     classifier.eval().to(device)
     video_probs, clip_probs, labels, bad = [], [], [], []
-    for batch in tqdm(loader, desc="test", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="test", disable=None if progress else True, leave=False):
         bad += batch["bad"]
         if "clips" not in batch:
             continue

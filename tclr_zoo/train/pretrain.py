@@ -17,7 +17,6 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
 import shutil
 import time
@@ -34,18 +33,19 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.datasets import (
-    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
+    DATASETS, BadFileLog, EpochShuffleSampler, cpu_share, describe_dataset, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
 )
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
 from ..data.transforms import AugmentConfig
 from ..hub import model_card, model_config, save_pretrained
+from ..model_card import protocol_text
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
 from ..registry import create_model, resolve_model_args
 from . import distributed
-from ..atomic import remove_stale_siblings
+from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, staged_directory
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
-from .config import Recipe, RecipeError
+from .config import Recipe, RecipeError, recipe_from_dict, resume_changes
 from .evaluate import knn_retrieval
 from .scalars import ScalarLogger
 from .schedule import WarmupPlateauSchedule
@@ -55,7 +55,8 @@ class RunData:
     train: list[VideoItem]
     test: list[VideoItem]
     class_names: list[str]
-    name: str
+    name: str  # what the videos are (data.datasets.describe_dataset)
+    split: int
 
 
 @dataclass
@@ -88,7 +89,7 @@ def prepare_data(recipe: Recipe, progress: bool = False) -> RunData:
         raise RecipeError(f"data.dataset must be 'synthetic' or one of {', '.join(DATASETS)}, got {data.dataset!r}")
     train = load_split(layout, root, split=data.split, subset="train")
     test = load_split(layout, root, split=data.split, subset="test")
-    return RunData(train.items, test.items, train.class_names, f"{data.dataset}/split{data.split}")
+    return RunData(train.items, test.items, train.class_names, describe_dataset(layout, root), data.split)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -171,7 +172,8 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
     seen = 0  # videos of all processes, for the progress bar's clips/s
     weights, limit = loss_weights(recipe), recipe.train.max_steps_per_epoch
     clips_per_video = 2 * (1 + recipe.data.num_local)
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.train.epochs}", disable=not progress, leave=False,
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.train.epochs}", leave=False,
+               disable=None if progress else True,  # None: only on a terminal, never into a pipe or log file
                total=min(len(loader), limit) if limit else len(loader))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -240,8 +242,7 @@ def train_step(forward, optimizer, batch, recipe: Recipe, device, weights: LossW
 def _worker_count(recipe: Recipe, log: Callable[[str], None], processes_per_node: int = 1) -> int:
     """``data.workers``, capped at the CPU count (more decode processes than cores only thrash);
     with several training processes on a node, at each one's share of the CPUs."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    share = max(1, cpus // processes_per_node)
+    share = cpu_share(processes_per_node)
     if recipe.data.workers > share:
         per = "" if processes_per_node == 1 else f" per process ({processes_per_node} processes)"
         log(f"data.workers={recipe.data.workers} reduced to {share}, the number of CPUs available{per}")
@@ -304,7 +305,7 @@ def _restore(state: dict, model, optimizer, schedule) -> tuple[int, float, list]
 def _knn(model, data: RunData, recipe: Recipe, device, progress: bool) -> dict:
     e, d = recipe.eval, recipe.data
     return knn_retrieval(model, data.train, data.test, ks=e.ks, device=device, batch_size=e.batch_size,
-                         workers=min(d.workers, 2), progress=progress, clips=e.clips, frames=e.frames,
+                         workers=min(d.workers, 2, cpu_share()), progress=progress, clips=e.clips, frames=e.frames,
                          stride=e.stride, size=d.size, crop_fraction=e.crop_fraction,
                          channel_order=d.channel_order, mean=d.mean, std=d.std)
 
@@ -348,11 +349,19 @@ def _silent(_message: str) -> None:
 
 
 def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    if not (resume or overwrite) and resume_candidates(out / "checkpoints" / "last.pt"):
-        raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
-                          "it, or choose another --out")
-    if overwrite and not resume:
-        _clear_run(out)
+    """Refuse what would lose files, before any work: a run resumed where there is none, a run
+    replaced without ``--overwrite``, or a run started in a folder that holds other files."""
+    has_run = bool(resume_candidates(out / "checkpoints" / "last.pt"))
+    if resume and not has_run:
+        raise RecipeError(f"--resume: {out} holds no run to continue (no checkpoints/last.pt); drop --resume to "
+                          "start one there")
+    if not resume:
+        if has_run and not overwrite:
+            raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
+                              "it, or choose another --out")
+        refuse_to_replace(out, overwrite=overwrite, kind="folder")
+        if overwrite:
+            _clear_run(out)
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -361,15 +370,55 @@ def _read_last_checkpoint(ckpt_dir: Path, log: Callable[[str], None]) -> tuple[d
     (killed between two renames) or damaged."""
     for stale in (*remove_stale_siblings(ckpt_dir / "last.pt"), *remove_stale_siblings(ckpt_dir / "best.pt")):
         log(f"removed {stale.name}, left by a process stopped while writing a checkpoint")
-    problems = []
+    problems, damaged = [], []
     for path in resume_candidates(ckpt_dir / "last.pt"):
         try:
-            return load_checkpoint(path), path
+            state = load_checkpoint(path)
         except CheckpointError as err:
             problems.append(str(err))
+            damaged.append(path)
             log(f"cannot resume from {path.name}: {err}")
+            continue
+        for bad in damaged:  # else the next checkpoint would keep it as last.previous.pt, in place of a good one
+            bad.replace(bad.with_name(f"{bad.stem}.damaged{bad.suffix}"))
+            log(f"moved the damaged {bad.name} aside to {bad.stem}.damaged{bad.suffix}")
+        return state, path
     detail = "; ".join(problems) if problems else "no checkpoint was written yet"
     raise RecipeError(f"--resume: no usable checkpoint in {ckpt_dir} ({detail}); start again with --overwrite")
+
+
+@dataclass
+class Resumed:
+    """What ``--resume`` continues: the checkpoint, the run's recipe with this resume's changes
+    appended, and the finished run's results when there is nothing left to train."""
+
+    state: dict
+    source: Path
+    recipe: Recipe
+    finished: dict | None = None
+
+
+def _resume(out: Path, requested: Recipe, log: Callable[[str], None]) -> Resumed:
+    """Read the checkpoint and decide what the resumed run is (on rank 0; see ``distributed.on_main``).
+
+    The run keeps the recipe it was started with; of what the user asks now only the settings in
+    ``config.RESUMABLE`` may differ, and each change is appended to the recipe's ``resumes``.
+    """
+    state, source = _read_last_checkpoint(out / "checkpoints", log)
+    recipe = recipe_from_dict(state["recipe"], f"{source} (recipe)")
+    done = int(state["epoch"]) + 1
+    changes = resume_changes(recipe, requested)
+    if changes:
+        recipe.resumes.append({"epoch": done + 1, "set": {k: new for k, (_, new) in changes.items()},
+                               "was": {k: old for k, (old, _) in changes.items()}})
+        log("changed for this resume: " + ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changes.items()))
+    results = out / "results.json"
+    epochs = recipe.settings_from(None).train.epochs
+    if done >= epochs and results.is_file():  # finished, and its evaluation and model were written
+        log(f"{out}: the run already trained {done} epochs (train.epochs={epochs}); nothing to do, nothing "
+            f"changed. To train longer: --resume --set train.epochs=N with N > {done}")
+        return Resumed(state, source, recipe, finished=json.loads(results.read_text()))
+    return Resumed(state, source, recipe)
 
 
 def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume: bool, overwrite: bool,
@@ -382,8 +431,13 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     ckpt_dir = out / "checkpoints"
     # Read the checkpoint before the data: a bad --resume fails in a second, not after data preparation.
     # Rank 0 reads the file and hands it to the others: it need not be on their disks.
-    resumed = distributed.on_main(lambda: _read_last_checkpoint(ckpt_dir, log)) if resume else None
-    data = prepare_data(recipe, progress)
+    resumed = distributed.on_main(lambda: _resume(out, recipe, log)) if resume else None
+    if resumed is not None:
+        if resumed.finished is not None:
+            return resumed.finished if ctx.is_main else {"rank": ctx.rank, "world_size": world, "history": []}
+        recipe = resumed.recipe
+    final = recipe.settings_from(None)  # the settings the run ends with (epochs, data location, evaluation)
+    data = prepare_data(final, progress)
     seed_everything(recipe.train.seed)
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
     model = create_model(recipe.model.arch, model_args=model_args, head_dim=recipe.model.head_dim,
@@ -397,27 +451,28 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     schedule = WarmupPlateauSchedule(optimizer, o.lr, o.warmup, o.plateau_patience, o.plateau_factor)
     start_epoch, best_loss, history = 0, math.inf, []
     if resumed is not None:
-        state, source = resumed
-        start_epoch, best_loss, history = _restore(state, model, optimizer, schedule)
-        del state, resumed
-        log(f"resumed from {source} at epoch {start_epoch + 1}")
+        schedule.set_base_lr(recipe.settings_from(int(resumed.state["epoch"]) + 2).optim.lr)
+        start_epoch, best_loss, history = _restore(resumed.state, model, optimizer, schedule)
+        log(f"resumed from {resumed.source} at epoch {start_epoch + 1}")
+        resumed = None  # the checkpoint's tensors are in the model and optimizer now
     if ctx.is_main:
-        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+        atomic_write(out / "recipe.yaml", lambda f: f.write(yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode()))
     restore_bn = distributed.convert_sync_bn(model) if sync_bn else None
     forward = distributed.pretraining_forward(model)
-    workers = _worker_count(recipe, log, ctx.local_world_size)
+    workers = _worker_count(final, log, ctx.local_world_size)
     loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device, workers, rank=ctx.rank,
                              world_size=world)
     logger = ScalarLogger(out / "logs") if ctx.is_main else None
     bad_log = BadFileLog(log)
     processes = "" if world == 1 else f" ({world} processes x {per_process}, {ctx.backend})"
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
-        f"batch {recipe.train.batch_size}{processes}, epochs {start_epoch + 1}..{recipe.train.epochs}")
+        f"batch {recipe.train.batch_size}{processes}, epochs {start_epoch + 1}..{final.train.epochs}")
     try:
-        for epoch in range(start_epoch, recipe.train.epochs):
+        for epoch in range(start_epoch, final.train.epochs):
+            schedule.set_base_lr(recipe.settings_from(epoch + 1).optim.lr)  # a change made by an earlier resume
             schedule.start_epoch(epoch)
             loader.sampler.set_epoch(epoch)
-            stats = train_one_epoch(model, optimizer, loader, recipe, device, bad_log, epoch=epoch,
+            stats = train_one_epoch(model, optimizer, loader, final, device, bad_log, epoch=epoch,
                                     progress=progress, forward=forward)
             schedule.end_epoch(stats.loss)
             row = _epoch_row(epoch, stats, schedule.lr, recipe, world)
@@ -439,7 +494,7 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
         restore_bn()
     run_info = _distributed_info(model, ctx, per_process, sync_bn, log)
     # Rank 0 evaluates and writes; the others wait here for it (and fail with it if it fails).
-    results = distributed.on_main(lambda: _finish(model, random_init, data, recipe, device, out, history,
+    results = distributed.on_main(lambda: _finish(model, random_init, data, final, device, out, history,
                                                   wall_start, progress, log, run_info))
     return results if ctx.is_main else {"rank": ctx.rank, "world_size": world, "history": history}
 
@@ -485,7 +540,7 @@ def _epoch_summary(row: dict) -> str:
 
 def _finish(model, random_init, data, recipe, device, out: Path, history, wall_start, progress, log,
             run_info: dict | None = None) -> dict:
-    results: dict = {"recipe": recipe.name, "arch": recipe.model.arch, "dataset": data.name,
+    results: dict = {"recipe": recipe.name, "arch": recipe.model.arch, "dataset": data.name, "split": data.split,
                      "epochs": len(history) and history[-1]["epoch"], "history": history,
                      "distributed": run_info or {"world_size": 1}}
     train_seconds = sum(r["seconds"] for r in history)
@@ -494,23 +549,43 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
     results["bad_files"] = sum(r["bad_files"] for r in history)
     peaks = [r["peak_gpu_memory_gb"] for r in history if r.get("peak_gpu_memory_gb") is not None]
     results["peak_gpu_memory_gb"] = max(peaks) if peaks else None
+    evaluation = []
     if recipe.eval.knn:
         trained = _knn(model, data, recipe, device, progress)
         baseline = _knn(random_init.to(device), data, recipe, device, progress)
         results["knn_r1"], results["knn_r1_random_init"] = trained["R@1"], baseline["R@1"]
         results["knn"], results["knn_random_init"] = trained, baseline
-        log(f"kNN retrieval R@1 ({data.name}, test vs train): trained {trained['R@1']:.3f}, "
-            f"random init {baseline['R@1']:.3f} ({trained['queries']} queries, {trained['gallery']} gallery)")
+        record = knn_record(recipe, data, trained, baseline)
+        results["knn_protocol"] = {"protocol": "retrieval", "dataset": data.name, "split": data.split,
+                                   **record["settings"]}
+        evaluation.append(record)
+        log(f"kNN retrieval R@1 ({protocol_text(record)}): trained {trained['R@1']:.3f}, random init "
+            f"{baseline['R@1']:.3f} ({trained['queries']} queries, {trained['gallery']} gallery)")
     config = model_config(model, arch=recipe.model.arch,
                           model_args=resolve_model_args(recipe.model.arch, recipe.model.model_args),
                           preprocessing=preprocessing_config(recipe),
-                          extra={"training": {"recipe": recipe.name, "dataset": data.name, "epochs": results["epochs"]}})
-    summary = {k: results[k] for k in ("knn_r1", "knn_r1_random_init", "dataset") if k in results}
-    save_pretrained(model.to("cpu").eval(), out / "model", config, card=model_card(config, summary))
+                          extra={"training": {"recipe": recipe.name, "dataset": data.name, "split": data.split,
+                                              "epochs": results["epochs"]},
+                                 "evaluation": evaluation})
+    model_dir = out / "model"
+    card = model_card(config, model_id=f"local-dir:{model_dir.absolute()}")
+    with staged_directory(model_dir) as staging:
+        save_pretrained(model.to("cpu").eval(), staging, config, card=card)
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)
     results["versions"] = {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    log(f"saved model to {out / 'model'} and results to {out / 'results.json'} "
+    atomic_write(out / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
+    log(f"saved model to {model_dir} and results to {out / 'results.json'} "
         f"(wall time {results['wall_seconds']:.0f}s)")
     return results
 
+
+def knn_record(recipe: Recipe, data: RunData, trained: dict, baseline: dict) -> dict:
+    """The closing kNN evaluation as an evaluation record (see ``protocols.evaluation_record``),
+    with the randomly initialised network's recalls as its baseline."""
+    e = recipe.eval
+    recalls = [f"R@{k}" for k in e.ks]
+    return {"protocol": "retrieval", "dataset": data.name, "split": data.split,
+            "settings": {"clips": e.clips, "frames": e.frames, "stride": e.stride, "size": recipe.data.size,
+                         "crop_fraction": e.crop_fraction, "pooling": "temporal"},
+            "metrics": {k: trained[k] for k in recalls},
+            "baseline": {"random_init": {k: baseline[k] for k in recalls}}}

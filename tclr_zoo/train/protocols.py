@@ -10,6 +10,7 @@ library versions, which is what the JSON output holds.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,27 +18,34 @@ import av
 import torch
 
 from .. import __version__
-from ..data.datasets import load_split
+from ..atomic import refuse_to_replace, staged_directory
+from ..data.datasets import cpu_share, describe_dataset, load_split
 from ..hub import load_pretrained_dir, model_card, model_config, save_pretrained
+from ..model_card import protocol_text
 from ..models import TCLRModel
 from ..registry import create_model, resolve_model_args
 from .checkpoint import load_checkpoint
-from .config import RecipeError
+from .config import RecipeError, checked_value
 from .evaluate import knn_retrieval
-from .finetune import build_classifier, defaults_for, multi_clip_test, train_classifier
+from .finetune import build_classifier, defaults_for, multi_clip_test, train_classifier, with_model_defaults
 
 PROTOCOL_NAMES = ("retrieval", "linear", "finetune")
 
 
 @dataclasses.dataclass
 class RetrievalConfig:
-    """Spec §6: 9 clips of 16 frames at stride 2, centre crop 0.8, spatially pooled time-steps."""
+    """TCLR's kNN protocol: evenly spaced clips per video, centre crop, spatially pooled time-steps.
 
-    clips: int = 9
-    frames: int = 16
-    stride: int = 2
-    size: int | None = None  # default: the model's preprocessing size
-    crop_fraction: float = 0.8
+    ``None`` = the encoder's own setting from its ``config.json`` (clips from ``eval_protocol``,
+    frames, frame stride, size and crop from ``preprocessing``); for the TCLR weights that is 9
+    clips of 16 frames at stride 2, centre crop 0.8, 112 px, as the paper's protocol.
+    """
+
+    clips: int | None = None
+    frames: int | None = None
+    stride: int | None = None
+    size: int | None = None
+    crop_fraction: float | None = None
     pooling: str = "temporal"  # "temporal" (TCLR), "pooled", "projection"
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)
     batch_size: int = 4
@@ -68,59 +76,77 @@ def _encoder_from_checkpoint(path: Path) -> tuple[TCLRModel, dict]:
 
 
 def apply_settings(settings, overrides: dict) -> None:
-    """Set dataclass fields from ``{name: value}``; unknown names are a clear error."""
+    """Set dataclass fields from ``{name: value}``; unknown names and values of the wrong type are a
+    one-line :class:`RecipeError` (before any work)."""
     names = {f.name for f in dataclasses.fields(settings)}
+    hints = typing.get_type_hints(type(settings))
     for key, value in overrides.items():
         if key not in names:
             raise RecipeError(f"unknown protocol setting {key!r}; known: {', '.join(sorted(names))}")
+        value = checked_value(value, hints[key], f"setting {key}")
         setattr(settings, key, tuple(value) if isinstance(getattr(settings, key), tuple) else value)
 
 
-def protocol_settings(protocol: str, overrides: dict | None = None):
+def protocol_settings(protocol: str, overrides: dict | None = None, preprocessing: dict | None = None):
+    """The settings of ``protocol`` with ``overrides``; with the model's ``preprocessing``, every
+    setting left unset (``None``) takes the model's value, so the result says what will run."""
     if protocol not in PROTOCOL_NAMES:
         raise RecipeError(f"protocol must be one of {PROTOCOL_NAMES}, got {protocol!r}")
     settings = RetrievalConfig() if protocol == "retrieval" else defaults_for(protocol)
     apply_settings(settings, overrides or {})
-    return settings
+    if preprocessing is None:
+        return settings
+    if protocol == "retrieval" and settings.clips is None:
+        settings.clips = int((preprocessing.get("eval_protocol") or {}).get("clips", 9))
+    return with_model_defaults(settings, preprocessing)
 
 
 def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, *, split: int = 1,
                  overrides: dict | None = None, device: torch.device | str = "cpu", progress: bool = False,
-                 log: Callable[[str], None] = print, save_dir: str | Path | None = None) -> dict:
+                 log: Callable[[str], None] = print, save_dir: str | Path | None = None,
+                 overwrite: bool = False) -> dict:
     """Evaluate ``model_ref`` with ``protocol`` on ``dataset``; returns the flat result dict.
 
-    ``save_dir`` (linear / finetune): write the trained model there in the saved-model layout, with
-    its classifier and class names, so it can be loaded, evaluated again or exported.
+    Settings not given in ``overrides`` that describe the clips (frames, stride, size, crop, and
+    for retrieval the number of clips) are the model's own (its ``config.json``), so a model is
+    evaluated at the input it was trained for. ``save_dir`` (linear / finetune): write the trained
+    model there in the saved-model layout, with its classifier, class names and the preprocessing
+    it was trained with; an existing non-empty folder is refused (before any training) unless
+    ``overwrite``.
     """
     if save_dir is not None and protocol == "retrieval":
         raise RecipeError("--save applies to linear and finetune: retrieval trains nothing")
-    settings = protocol_settings(protocol, overrides)
+    if save_dir is not None:
+        refuse_to_replace(save_dir, overwrite=overwrite, kind="folder")
+    protocol_settings(protocol, overrides)  # a bad setting fails before the model is read
     encoder, config = load_encoder(model_ref)
     pre = config["preprocessing"]
+    settings = protocol_settings(protocol, overrides, pre)
     device = torch.device(device)
     train = load_split(dataset, root, split=split, subset="train")
     test = load_split(dataset, root, split=split, subset="test")
-    log(f"{protocol} on {dataset} split {split}: {len(train.items)} train / {len(test.items)} test videos, "
+    described = describe_dataset(dataset, root)
+    log(f"{protocol} on {described} split {split}: {len(train.items)} train / {len(test.items)} test videos, "
         f"{len(train.class_names)} classes")
     if protocol == "retrieval":
         metrics = _retrieval(encoder, train, test, settings, pre, device, progress)
     else:
         metrics = _classification(encoder, train, test, settings, pre, device, progress, log)
-        if save_dir is not None:
-            _save_classifier(encoder, config, train.class_names, save_dir, protocol, dataset, metrics)
-            log(f"saved the {protocol} model to {save_dir}")
-    return {"model": str(model_ref), "protocol": protocol, "dataset": dataset, "split": split,
-            "parameters": dataclasses.asdict(settings), **metrics,
-            "missing_files": len(train.missing) + len(test.missing),
+    record = evaluation_record(protocol, described, split, settings, metrics)
+    if save_dir is not None:
+        _save_classifier(encoder, config, train.class_names, save_dir, settings, record)
+        log(f"saved the {protocol} model to {save_dir}")
+    return {"model": str(model_ref), "protocol": protocol, "dataset": dataset, "dataset_description": described,
+            "split": split, "parameters": dataclasses.asdict(settings), **metrics,
+            "missing_files": len(train.missing) + len(test.missing), "evaluation": record,
             "versions": {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}}
 
 
 def _retrieval(encoder, train, test, settings: RetrievalConfig, pre: dict, device, progress) -> dict:
-    settings.size = settings.size or pre["size"]
     encoder.to(device)
     return knn_retrieval(encoder, train.items, test.items, ks=settings.ks, device=device,
-                         batch_size=settings.batch_size, workers=settings.workers, progress=progress,
-                         pooling=settings.pooling, clips=settings.clips, frames=settings.frames,
+                         batch_size=settings.batch_size, workers=min(settings.workers, cpu_share()),
+                         progress=progress, pooling=settings.pooling, clips=settings.clips, frames=settings.frames,
                          stride=settings.stride, size=settings.size, crop_fraction=settings.crop_fraction,
                          channel_order=pre["channel_order"], mean=pre.get("mean"), std=pre.get("std"))
 
@@ -133,20 +159,41 @@ def _classification(encoder, train, test, settings, pre: dict, device, progress,
     return {**metrics, "classes": len(train.class_names), "history": history}
 
 
-def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], save_dir, protocol: str,
-                     dataset: str, metrics: dict) -> None:
-    extra = {"training": {"protocol": protocol, "dataset": dataset, "from": config.get("training"),
-                          "top1": metrics["top1"], "top5": metrics["top5"]}}
+def evaluation_record(protocol: str, dataset: str, split: int, settings, metrics: dict) -> dict:
+    """One measured result with everything needed to read it: protocol, dataset, split, the clip
+    settings it ran with and its metrics. ``results.json``, ``config.json`` (``evaluation``), the
+    model card and ``tclr-zoo info`` all show numbers from such records."""
+    keys = ("clips", "frames", "stride", "size", "crop_fraction", "pooling") if protocol == "retrieval" else \
+        ("test_clips", "test_crops", "frames", "stride", "size", "crop_fraction")
+    names = {"test_clips": "clips", "test_crops": "crops"}
+    wanted = ("R@", "top", "clip_top")
+    return {"protocol": protocol, "dataset": dataset, "split": split,
+            "settings": {names.get(k, k): getattr(settings, k) for k in keys},
+            "metrics": {k: v for k, v in metrics.items() if k.startswith(wanted) and isinstance(v, float)}}
+
+
+def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], save_dir, settings,
+                     record: dict) -> None:
+    """The saved classifier records what it was trained and tested with: its clip geometry goes into
+    ``preprocessing`` (so ``classify`` feeds it the same input), its test result into ``evaluation``."""
+    preprocessing = {**config["preprocessing"], "frames": settings.frames, "eval_frame_stride": settings.stride,
+                     "size": settings.size, "crop_fraction": settings.crop_fraction}
+    extra = {"training": {"protocol": record["protocol"], "dataset": record["dataset"], "from": config.get("training"),
+                          "top1": record["metrics"]["top1"], "top5": record["metrics"]["top5"]},
+             "evaluation": [record]}
     new_config = model_config(encoder, arch=config["architecture"], model_args=config["model_args"],
-                              preprocessing=config["preprocessing"], labels=list(class_names), extra=extra)
-    save_pretrained(encoder.to("cpu").eval(), save_dir, new_config, card=model_card(new_config))
+                              preprocessing=preprocessing, labels=list(class_names), extra=extra)
+    with staged_directory(save_dir) as staging:
+        save_pretrained(encoder.to("cpu").eval(), staging, new_config,
+                        card=model_card(new_config, model_id=f"local-dir:{Path(save_dir).absolute()}"))
 
 
 def format_table(result: dict) -> str:
-    """The metrics of a result as a two-column text table."""
+    """The metrics of a result as a two-column text table, under the protocol settings they hold for."""
     keys = [k for k in result if k.startswith(("R@", "top", "clip_top"))]
-    width = max(len(k) for k in keys)
-    lines = [f"{'metric':{width}s}  value", f"{'-' * width}  ------"]
+    width = max([len("metric"), *(len(k) for k in keys)])
+    lines = [protocol_text(result["evaluation"])] if "evaluation" in result else []
+    lines += [f"{'metric':{width}s}  value", f"{'-' * width}  ------"]
     lines += [f"{k:{width}s}  {result[k]:.4f}" for k in keys]
     return "\n".join(lines)
 
@@ -161,7 +208,7 @@ def load_protocol_recipe(source: str | Path, overrides: list[str] | None = None)
 
     from .config import recipe_text
 
-    text, origin = recipe_text(source)
+    text, origin = recipe_text(source, "downstream")
     recipe = yaml.safe_load(text) or {}
     if not isinstance(recipe, dict) or recipe.get("protocol") not in PROTOCOL_NAMES:
         raise RecipeError(f"{origin}: not a downstream recipe (needs 'protocol: retrieval|linear|finetune')")

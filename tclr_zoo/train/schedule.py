@@ -37,13 +37,25 @@ class WarmupPlateauSchedule:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
+    def set_base_lr(self, base_lr: float) -> None:
+        """A new base lr from now on (``--resume --set optim.lr=...``): the current lr is scaled by the
+        same factor, so the warm-up step or the plateau reductions reached so far are kept."""
+        if base_lr != self.base_lr:
+            self._set_lr(self.lr * base_lr / self.base_lr)
+            self.base_lr = base_lr
+
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "plateau": self.plateau.state_dict()}
+        return {"epoch": self.epoch, "plateau": self.plateau.state_dict(), "base_lr": self.base_lr}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore after the optimizer (whose state holds the lr reached); a base lr that differs from
+        the saved one rescales that lr, as :meth:`set_base_lr` would have."""
         self.epoch = int(state["epoch"])
         self.plateau.load_state_dict(state["plateau"])
+        saved = float(state.get("base_lr", self.base_lr))
+        if saved != self.base_lr:
+            self._set_lr(self.lr * self.base_lr / saved)
