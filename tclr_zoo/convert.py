@@ -297,7 +297,7 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
                 raise ConversionError(f"{src}: the converted model differs from the reference network by "
                                       f"{errors['max']:.3g} (tolerance {CHECK_TOLERANCE:g}); nothing was written")
         (staging / hub.CARD_NAME).write_text(_card(config, errors))
-        _prepare_out_dir(out, overwrite)  # again: the folder may have been filled while we converted
+        refuse_to_replace(out, overwrite=overwrite, kind="folder")  # again: it may have been filled meanwhile
     return {
         "out_dir": str(out), "arch": arch, "source": source, "tensors": len(state) - len(dropped),
         "dropped_keys": dropped, "checked": check, "tolerance": CHECK_TOLERANCE,

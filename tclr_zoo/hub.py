@@ -94,7 +94,7 @@ def _not_a_model_folder(name: str) -> str:
         hint = f" (did you mean {parent / close[0]}?)" if close else ""
     else:
         hint = f" (nor is there a folder {parent})"
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", name) and not hint.startswith(" (did"):
+    if re.fullmatch(r"\w[\w.-]*/\w[\w.-]*", name) and not hint.startswith(" (did"):  # could be ORG/REPO
         hint += f"; for the Hub repository {name} write hf-hub:{name}"
     return (f"{name}: no such folder{hint}. A model is a saved model folder, local-dir:PATH, "
             f"hf-hub:ORG/REPO[@REVISION] or an architecture name ({', '.join(list_models())})")

@@ -1,17 +1,27 @@
-"""A test stand-in for the Hugging Face Hub's *upload* API, on loopback, for the real ``huggingface_hub``.
+"""A test stand-in for the Hugging Face Hub's upload API (and downloads of what was uploaded), on loopback.
 
 The public Hub cannot be reached from the machines these tests run on, and the local download server
 (olah, see ``hub_server``) does not accept uploads. This stub implements just enough of the Hub's HTTP
 API for ``HfApi(endpoint=...).create_repo``, ``create_branch`` and ``upload_folder`` / ``create_commit``
 of huggingface_hub 2.x to run end to end, unmodified, and keeps what was committed in memory so that a
-test can check which files arrived, byte for byte. Endpoints (``{repo}`` is ``ORG/NAME``, revisions are
-URL-quoted branch names):
+test can check which files arrived, byte for byte; it also serves those commits back to the same client's
+``snapshot_download`` / ``hf_hub_download``. Endpoints (``{repo}`` is ``ORG/NAME``, revisions are
+URL-quoted branch names or commit oids; a commit oid serves the tree of that very commit):
 
 * ``POST /api/repos/create``: a model repository with an initial commit holding ``.gitattributes``
   (409 when it exists, as the Hub answers; ``visibility`` is recorded in :attr:`StubRepo.private`);
 * ``POST /api/models/{repo}/branch/{branch}``: a branch from ``startingPoint`` or ``main`` (409 if present);
 * ``GET /api/models/{repo}``, ``GET /api/models/{repo}/revision/{rev}``: repository info (``sha``,
-  ``siblings``), which huggingface_hub asks for when a commit would change nothing;
+  ``siblings`` with ``rfilename``), which huggingface_hub asks for when a commit would change nothing, and
+  ``snapshot_download`` to resolve a branch to its commit;
+* ``GET /api/models/{repo}/tree/{rev}[/{folder}]`` (``recursive``): the Hub's tree listing (``type``,
+  ``path``, ``size``, ``oid`` = git blob sha1, and for LFS files ``lfs`` = ``oid`` (sha256), ``size``,
+  ``pointerSize``), paginated by ``cursor`` with a ``Link: <...>; rel="next"`` header past
+  ``tree_page_size`` entries (1000, as on the Hub), which ``snapshot_download`` lists files with;
+* ``HEAD`` and ``GET /{repo}/resolve/{rev}/{path}``: the file, with ``X-Repo-Commit``, ``ETag`` (git blob
+  sha1 of a regular file, sha256 of an LFS one, which also gets ``X-Linked-Etag`` and ``X-Linked-Size``),
+  ``Content-Length``, and ``Range: bytes=N-[M]`` answered 206 (the Hub redirects LFS files to its CDN;
+  here they are served directly). A missing file is 404 ``EntryNotFound`` with ``X-Repo-Commit``;
 * ``GET /api/models/{repo}/refs``: branches;
 * ``POST /api/validate-yaml``: the model card's front matter must be a YAML mapping (else 400);
 * ``GET /api/agent-harnesses``: an empty registry (huggingface_hub fetches it for its User-Agent);
@@ -29,18 +39,26 @@ URL-quoted branch names):
   whose path is an LFS pattern is refused (400), as the Hub refuses binary files outside LFS; answers
   ``commitOid`` and ``commitUrl`` = ``{endpoint}/{repo}/commit/{oid}``.
 
-Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``), which huggingface_hub
-turns into its typed exceptions. With ``tokens`` given, ``/api/`` and LFS batch requests without
-``Authorization: Bearer <one of them>`` get 401. Every request is recorded in :attr:`HubUploadStub.requests`
+Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``), which
+huggingface_hub turns into its typed exceptions. With ``tokens`` given, writes (repository and branch
+creation, YAML validation, preupload, commit, LFS batch) without ``Authorization: Bearer <one of them>`` get
+401; reads (info, refs, tree, resolve), as on the Hub, need no token for a public repository, a valid one
+for a private repository (else 401 ``RepoNotFound``), and any token sent must be valid (else 401).
+:meth:`HubUploadStub.commit_files` commits files server-side, e.g. pickles that the client under test never
+uploads, to check that it never downloads them. Every request is recorded in :attr:`HubUploadStub.requests`
 (method, path, ``Authorization`` and ``User-Agent`` headers); anything else gets 501 and is listed in
 :attr:`HubUploadStub.unhandled`. Not implemented: pull requests, tags, copies, deletions of repos, and the
 Xet transfer protocol (``hf_xet``): run the client with ``HF_HUB_DISABLE_XET=1`` (in a process that has
 already imported huggingface_hub, set ``huggingface_hub.constants.HF_HUB_DISABLE_XET = True``) so that
-large files go through the LFS endpoints above. Usage::
+large files go through the LFS endpoints above. For downloads, pass ``endpoint=hub.endpoint`` (as
+tclr_zoo.hub_client does from ``HF_ENDPOINT`` at call time): huggingface_hub builds file URLs from
+``constants.HUGGINGFACE_CO_URL_TEMPLATE`` and swaps the endpoint only where the URL starts with
+``constants.ENDPOINT``, so a test that patches ``constants.ENDPOINT`` must patch the template alike. Usage::
 
-    with HubUploadStub() as hub:               # or the ``upload_hub`` fixture of test_push.py
+    with HubUploadStub() as hub:               # or the ``hub`` fixture of test_push.py
         HfApi(endpoint=hub.endpoint, token="hf_x").upload_folder(...)
         assert hub.files("org/model")["config.json"] == b"..."
+        snapshot_download("org/model", endpoint=hub.endpoint, cache_dir=...)
 """
 
 from __future__ import annotations
@@ -55,17 +73,24 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 #: Paths the Hub's default .gitattributes stores with LFS (a subset of it).
 LFS_PATTERNS: tuple[str, ...] = ("*.safetensors", "*.onnx", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
                                  "*.h5", "*.msgpack", "*.npy", "*.npz", "*.zip", "*.tar.gz", "*.onnx_data")
 REGULAR_MAX_SIZE = 10 * 1024 * 1024
+TREE_PAGE_SIZE = 1000  # the Hub's page size for tree listings (50 with expand)
 GITATTRIBUTES = "".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS).encode()
 
 
 def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(data: bytes) -> bytes:
+    """The git-LFS pointer file that git stores in place of an LFS file."""
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+            f"size {len(data)}\n").encode()
 
 
 @dataclass
@@ -88,17 +113,19 @@ class StubRepo:
 
 
 class StubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None):
+    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None):
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.headers = status, message, code, dict(headers or {})
 
 
 class HubUploadStub:
     """The stub server (see the module docstring); ``start()``/``close()`` or use it as a context manager."""
 
-    def __init__(self, *, tokens: set[str] | None = None, multipart_chunk_size: int | None = None):
+    def __init__(self, *, tokens: set[str] | None = None, multipart_chunk_size: int | None = None,
+                 tree_page_size: int = TREE_PAGE_SIZE):
         self.tokens = tokens
         self.multipart_chunk_size = multipart_chunk_size
+        self.tree_page_size = tree_page_size
         self.repos: dict[str, StubRepo] = {}
         self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content
         self.requests: list[dict[str, Any]] = []
@@ -159,6 +186,27 @@ class HubUploadStub:
         """The request paths received (of ``method`` only, if given), in order."""
         return [r["path"] for r in self.requests if method is None or r["method"] == method]
 
+    def commit_files(self, repo_id: str, files: dict[str, bytes], *, message: str = "direct commit",
+                     branch: str = "main", delete: tuple[str, ...] | list[str] = ()) -> StubCommit:
+        """Commit ``files`` (path -> bytes) and the deletion of ``delete`` to ``branch`` server-side, without
+        the HTTP API: e.g. files that the client under test would never upload (pickles). A path is stored
+        with LFS as the preupload answer would say (:data:`LFS_PATTERNS`, binary or over 10 MB)."""
+        with self._lock:
+            commits = self.repos[repo_id].branches[branch]
+            parent = commits[-1]
+            tree, lfs = dict(parent.files), set(parent.lfs)
+            for path, data in files.items():
+                tree[path] = data
+                if _is_lfs_path(path) or len(data) > REGULAR_MAX_SIZE or b"\0" in data[:512]:
+                    lfs.add(path)
+                    self.lfs_objects[hashlib.sha256(data).hexdigest()] = data
+                else:
+                    lfs.discard(path)
+            for path in delete:
+                del tree[path]
+                lfs.discard(path)
+            return self._append_commit(repo_id, branch, message, "", tree, lfs, list(files), list(delete))
+
     # ------------------------------------------------------------------------------------------ routes
 
     def handle(self, method: str, path: str, query: dict[str, list[str]], headers: Any,
@@ -175,15 +223,20 @@ class HubUploadStub:
             self._check_token(headers)
         if "create_pr" in query:
             raise StubError(400, "hub_upload_stub does not implement pull requests")
+        kwargs: dict[str, Any] = {"body": body}
+        if name in _READ:
+            kwargs.update(query=query, headers=headers)
         with self._lock:
-            return getattr(self, f"_{name}")(*args, body=body)
+            if name in _READ:
+                self._check_read(args[0], headers)
+            return getattr(self, f"_{name}")(*args, **kwargs)
 
-    def _route(self, method: str, path: str) -> tuple[str, tuple[str, ...]] | None:
+    def _route(self, method: str, path: str) -> tuple[str, tuple[str | None, ...]] | None:
         for verb, pattern, name in _ROUTES:
             if verb == method:
                 match = pattern.fullmatch(path)
                 if match:
-                    return name, tuple(unquote(g) for g in match.groups())
+                    return name, tuple(None if g is None else unquote(g) for g in match.groups())
         return None
 
     def _check_token(self, headers: Any) -> None:
@@ -193,6 +246,18 @@ class HubUploadStub:
         if not auth.startswith("Bearer ") or auth[len("Bearer "):] not in self.tokens:
             raise StubError(401, "Invalid username or password." if not auth else
                             "Invalid credentials in Authorization header")
+
+    def _check_read(self, repo_id: str, headers: Any) -> None:
+        """Reads, as on the Hub: a public repository needs no token, but a token sent must be valid; a private
+        one needs a valid token, and without one is answered 401 ``RepoNotFound`` (its existence is not told)."""
+        if self.tokens is None:
+            return
+        if headers.get("Authorization"):
+            self._check_token(headers)
+            return
+        repo = self.repos.get(repo_id)
+        if repo is not None and repo.private:
+            raise StubError(401, "Repository not found", "RepoNotFound")
 
     def _repo(self, repo_id: str) -> StubRepo:
         repo = self.repos.get(repo_id)
@@ -242,20 +307,86 @@ class HubUploadStub:
         repo.branches[branch] = list(self._branch(repo_id, start))
         return 200, {}, {}
 
-    def _refs(self, repo_id: str, *, body: bytes):
+    def _refs(self, repo_id: str, **_: Any):
         repo = self._repo(repo_id)
         branches = [{"name": name, "ref": f"refs/heads/{name}", "targetCommit": commits[-1].oid}
                     for name, commits in repo.branches.items()]
         return 200, {}, {"branches": branches, "tags": [], "converts": []}
 
-    def _repo_info(self, repo_id: str, revision: str = "main", *, body: bytes):
+    def _repo_info(self, repo_id: str, revision: str = "main", **_: Any):
         repo = self._repo(repo_id)
         head = self._branch(repo_id, revision)[-1]
         return 200, {}, {"id": repo_id, "modelId": repo_id, "sha": head.oid, "private": bool(repo.private),
                          "siblings": [{"rfilename": path} for path in sorted(head.files)]}
 
-    def _repo_info_at(self, repo_id: str, revision: str, *, body: bytes):
-        return self._repo_info(repo_id, revision, body=body)
+    def _repo_info_at(self, repo_id: str, revision: str, **kwargs: Any):
+        return self._repo_info(repo_id, revision, **kwargs)
+
+    def _tree_entries(self, commit: StubCommit, folder: str | None, recursive: bool) -> list[dict[str, Any]]:
+        """The Hub's tree listing of ``commit`` under ``folder`` (the root if None), sorted by path."""
+        prefix = "" if not folder else folder.strip("/") + "/"
+        entries: dict[str, dict[str, Any]] = {}
+        for path, data in commit.files.items():
+            if not path.startswith(prefix):
+                continue
+            parts = path[len(prefix):].split("/")
+            depth = len(parts) if recursive else 1
+            for n in range(1, min(depth, len(parts) - 1) + 1):  # the folders on the way
+                sub = prefix + "/".join(parts[:n])
+                entries.setdefault(sub, {"type": "directory", "oid": hashlib.sha1(f"tree {commit.oid} {sub}".encode())
+                                         .hexdigest(), "size": 0, "path": sub})
+            if len(parts) > depth:
+                continue
+            if path in commit.lfs:
+                pointer = lfs_pointer(data)
+                entries[path] = {"type": "file", "oid": git_blob_sha1(pointer), "size": len(data), "path": path,
+                                 "lfs": {"oid": hashlib.sha256(data).hexdigest(), "size": len(data),
+                                         "pointerSize": len(pointer)}}
+            else:
+                entries[path] = {"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": path}
+        return [entries[path] for path in sorted(entries)]
+
+    def _tree(self, repo_id: str, revision: str, folder: str | None, *, query: dict[str, list[str]], **_: Any):
+        commit = self._branch(repo_id, revision)[-1]
+        recursive = (query.get("recursive") or ["false"])[-1].lower() in ("1", "true")
+        entries = self._tree_entries(commit, folder, recursive)
+        if folder and not entries:
+            raise StubError(404, f"{folder} does not exist on \"{revision}\"", "EntryNotFound")
+        start = int((query.get("cursor") or ["0"])[-1])
+        page = entries[start:start + self.tree_page_size]
+        headers = {}
+        if start + self.tree_page_size < len(entries):  # cursor pagination, GitHub-style Link header
+            params = {k: v[-1] for k, v in query.items() if k != "cursor"}
+            url = (f"{self.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
+                   + (f"/{quote(folder, safe='')}" if folder else "")
+                   + "?" + urlencode({**params, "cursor": start + self.tree_page_size}))
+            headers["Link"] = f'<{url}>; rel="next"'
+        return 200, headers, page
+
+    def _resolve(self, repo_id: str, revision: str, path: str, *, headers: Any, **_: Any):
+        """``/{repo}/resolve/{rev}/{path}`` (HEAD or GET): the file, with the metadata headers that
+        huggingface_hub's ``get_hf_file_metadata`` reads. LFS files are served here directly (the Hub redirects
+        them to its CDN, with the same ``X-Linked-*`` headers on the redirect)."""
+        commit = self._branch(repo_id, revision)[-1]
+        data = commit.files.get(path)
+        if data is None:
+            raise StubError(404, "Entry not found", "EntryNotFound", {"X-Repo-Commit": commit.oid})
+        answer = {"Content-Type": "application/octet-stream", "X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes"}
+        if path in commit.lfs:
+            sha256 = hashlib.sha256(data).hexdigest()
+            answer.update({"ETag": f'"{sha256}"', "X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data))})
+        else:
+            answer["ETag"] = f'"{git_blob_sha1(data)}"'
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", (headers.get("Range") or "").strip())
+        if match and data:
+            first = int(match.group(1))
+            last = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
+            if first > last:
+                raise StubError(416, f"range {headers.get('Range')} outside of {len(data)} bytes",
+                                headers={"Content-Range": f"bytes */{len(data)}"})
+            answer["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+            return 206, answer, data[first:last + 1]
+        return 200, answer, data
 
     def _validate_yaml(self, *, body: bytes):
         content = _json(body).get("content", "")
@@ -400,11 +531,18 @@ class HubUploadStub:
         summary = header.get("summary") or ""
         if not summary.strip():
             raise StubError(400, "the commit message (summary) is empty")
-        oid = self._new_oid(repo_id, revision, parent.oid, summary, *sorted(changed), *sorted(deleted))
-        commits.append(StubCommit(oid, summary, header.get("description", ""), files, lfs, changed, deleted,
-                                  parent.oid))
+        oid = self._append_commit(repo_id, revision, summary, header.get("description", ""), files, lfs, changed,
+                                  deleted).oid
         return 200, {}, {"success": True, "commitOid": oid, "commitUrl": f"{self.endpoint}/{repo_id}/commit/{oid}",
                          "hookOutput": "", "pullRequestUrl": None}
+
+    def _append_commit(self, repo_id: str, branch: str, summary: str, description: str, files: dict[str, bytes],
+                       lfs: set[str], changed: list[str], deleted: list[str]) -> StubCommit:
+        commits = self.repos[repo_id].branches[branch]
+        parent = commits[-1]
+        oid = self._new_oid(repo_id, branch, parent.oid, summary, *sorted(changed), *sorted(deleted))
+        commits.append(StubCommit(oid, summary, description, files, lfs, changed, deleted, parent.oid))
+        return commits[-1]
 
 
 _REPO = r"([^/]+/[^/]+)"
@@ -423,10 +561,14 @@ _ROUTES = [
     ("PUT", re.compile(r"/lfs-upload/([0-9a-f]{64})/part/(\d+)"), "lfs_put_part"),
     ("POST", re.compile(r"/lfs-upload/([0-9a-f]{64})"), "lfs_complete"),
     ("POST", re.compile(r"/lfs-verify/([0-9a-f]{64})"), "lfs_verify"),
+    ("GET", re.compile(rf"/api/models/{_REPO}/tree/([^/]+)(?:/(.+))?"), "tree"),
+    ("GET", re.compile(rf"/{_REPO}/resolve/([^/]+)/(.+)"), "resolve"),
+    ("HEAD", re.compile(rf"/{_REPO}/resolve/([^/]+)/(.+)"), "resolve"),
 ]
-# The pre-signed storage URLs (/lfs-upload, /lfs-verify) carry no token, as on the Hub.
-_AUTHENTICATED = {"create_repo", "create_branch", "refs", "repo_info", "repo_info_at", "validate_yaml", "preupload",
-                  "commit", "lfs_batch"}
+# Writes need a valid token. The pre-signed storage URLs (/lfs-upload, /lfs-verify) carry no token, as on the Hub.
+_AUTHENTICATED = {"create_repo", "create_branch", "validate_yaml", "preupload", "commit", "lfs_batch"}
+# Reads (first argument: the repository): see HubUploadStub._check_read.
+_READ = {"refs", "repo_info", "repo_info_at", "tree", "resolve"}
 
 
 def _is_lfs_path(path: str) -> bool:
@@ -479,7 +621,7 @@ class _Handler(BaseHTTPRequestHandler):
             status, headers, payload = stub.handle(self.command, path, parse_qs(url.query), self.headers, body)
         except StubError as err:
             status, payload = err.status, {"error": err.message}
-            headers = {"X-Error-Message": err.message}
+            headers = {**err.headers, "X-Error-Message": err.message}
             if err.code:
                 headers["X-Error-Code"] = err.code
         except Exception as err:  # noqa: BLE001 - a bug in the stub: say so to the client

@@ -184,3 +184,30 @@ def test_piped_output_is_clean_and_says_how_numbers_were_measured(tiny_run, tiny
     assert results["knn_protocol"] == {"protocol": "retrieval", "dataset": "synthetic (tclr-zoo generated, ucf101 "
                                        "layout)", "split": 1, "clips": 2, "frames": 16, "stride": 2, "size": 32,
                                        "crop_fraction": 0.8, "pooling": "temporal"}
+
+
+def test_classify_from_the_command_line_matches_the_sdk(videos, tmp_path):
+    """`tclr-zoo classify` prints and writes the SDK's top-k (labels in config order, softmax averaged)."""
+    import tclr_zoo
+
+    torch.manual_seed(1)
+    labels = ["walk", "run", "jump"]
+    model = create_model("r3d_10_025", head_dim=32, num_classes=len(labels))
+    with torch.no_grad():  # logits = the bias whatever the video: probabilities softmax([0, 2, -1])
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 2.0, -1.0]))
+    config = model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
+                          preprocessing=SMALL, labels=labels)
+    folder = save_pretrained(model.eval(), tmp_path / "classifier", config)
+    done = run("classify", folder, *videos, "--top-k", "2", "--json", tmp_path / "top.json", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    expected = tclr_zoo.load_model(folder, device="cpu").classify([str(v) for v in videos], top_k=2)
+    written = json.loads((tmp_path / "top.json").read_text())
+    assert [[(t["label"], t["probability"]) for t in r["top"]] for r in written["results"]] == expected
+    assert [r["path"] for r in written["results"]] == [str(v) for v in videos] and written["failed"] == []
+    for video, top in zip(videos, expected):
+        assert f"{video}: {top[0][0]} {top[0][1]:.3f}, {top[1][0]} {top[1][1]:.3f}" in done.stdout
+    known = torch.tensor([0.0, 2.0, -1.0]).softmax(0)
+    for top in expected:
+        assert [label for label, _ in top] == ["run", "walk"]
+        assert [p for _, p in top] == pytest.approx([known[1].item(), known[0].item()], abs=1e-6)

@@ -78,7 +78,8 @@ def test_disk_full_while_writing_keeps_what_was_there(saved, videos, tmp_path):
     code, _, err = _finish(_cli("embed", saved, *videos[:2], "--out", out, "--no-progress"))
     assert code == 0, err
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    code, _, err = _finish(_cli("embed", saved, *videos, "--out", out, "--no-progress", limit_bytes=600))
+    code, _, err = _finish(_cli("embed", saved, *videos, "--out", out, "--overwrite", "--no-progress",
+                                limit_bytes=600))
     assert code == 2 and err.count("\n") == 1 and "e.npy" in err and "too large" in err.lower(), err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old files intact, no temporaries
     index = tmp_path / "idx"

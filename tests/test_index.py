@@ -16,6 +16,7 @@ import tclr_zoo.index as index_module
 from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
 from tclr_zoo.index import IndexFormatError, SearchHit, VideoIndex, contact_sheet, exact_topk
+from tclr_zoo.registry import ModelNotFoundError
 
 DIM = 64
 
@@ -109,7 +110,7 @@ def test_query_forms_and_empty_index():
         index.search(torch.randn(DIM + 1))
     with pytest.raises(ValueError, match="k must be"):
         index.search(vector, 0)
-    with pytest.raises(ValueError, match="needs the model"):
+    with pytest.raises(ModelNotFoundError, match="records no loadable model.*model="):  # no model id recorded
         index.search("some/video.mp4")
 
 

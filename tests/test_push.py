@@ -2,10 +2,10 @@
 
 The public Hub cannot be reached from here, so uploads go to ``hub_upload_stub``, a loopback stand-in
 for the Hub's upload API (repository and branch creation, preupload, git-LFS batch and upload, ndjson
-commits) that records what arrived. Large files (``*.safetensors``, ``*.onnx``) take the LFS path;
-huggingface_hub would use the Xet protocol for them when ``hf_xet`` is installed, which the stub does not
-speak, so the client runs with ``HF_HUB_DISABLE_XET``. The commands run as real subprocesses, because
-huggingface_hub reads ``HF_ENDPOINT`` and friends once, at import.
+commits) that records what arrived, and serves it back to ``download`` (repository info, tree listing,
+resolve). Large files (``*.safetensors``, ``*.onnx``) take the LFS path; huggingface_hub would use the
+Xet protocol for them when ``hf_xet`` is installed, which the stub does not speak, so the client runs with
+``HF_HUB_DISABLE_XET`` (read once, at import). The commands run as real subprocesses, several at once.
 """
 
 from __future__ import annotations
@@ -28,12 +28,15 @@ import tclr_zoo
 from hub_upload_stub import GITATTRIBUTES, HubUploadStub
 from tclr_zoo import __version__
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub_client import PICKLE_PATTERNS, HubError, push_folder
+from tclr_zoo.hub_client import PICKLE_PATTERNS, HubError, download, push_folder
 
 ARCH = "r3d_10_025"
 TOKEN = "hf_stub_write_token"
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
+# huggingface_hub's endpoint constants as imported (before any fixture): what a process gets that imported it
+# before HF_ENDPOINT was set, e.g. CLI commands run in-process by click's CliRunner
+IMPORTED_ENDPOINT = (huggingface_hub.constants.ENDPOINT, huggingface_hub.constants.HUGGINGFACE_CO_URL_TEMPLATE)
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +60,14 @@ def hub(tmp_path, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no saved login
     with HubUploadStub(tokens={TOKEN}) as stub:
-        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)  # what push_folder reads (hub_settings)
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", stub.endpoint)  # the rest of the client
+        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)  # what push_folder and download read (hub_settings)
+        # the rest of the client; file URLs are built from the template and the endpoint swapped in only where
+        # they start with ENDPOINT: patch both alike, as an import with HF_ENDPOINT set would have made them
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", stub.endpoint)
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
         # the client's agent-registry cache was placed under the real HF_HOME at import: keep it out of there
         monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
         yield stub
@@ -188,6 +196,52 @@ def test_push_folder_refusals(hub, saved, tmp_path, monkeypatch):
     assert str(err.value) == (f"push of {bad_card} to org/model refused: Invalid metadata in README.md. "
                               "- metadata must be a YAML mapping")
     assert len(hub.commits("org/model")) == 1  # the repository was created, nothing was committed
+
+
+# ------------------------------------------------------------------------------------------------ download
+
+
+def test_download_gets_what_was_pushed_at_each_commit_and_never_pickles(hub, saved, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)  # read at call time, like HF_ENDPOINT: sent with the reads too
+    folder = copy_folder(saved, tmp_path / "model")
+    (folder / "onnx").mkdir()
+    (folder / "onnx" / "model.onnx").write_bytes(b"\x08\x07not a graph\x00" * 64)  # a nested path, stored with LFS
+    first = push_folder(folder, "org/model").rsplit("/", 1)[-1]
+    first_files = listing(folder)
+    # pickles committed behind the client's back, beside the model and inside onnx/ (an allowed folder)
+    pickles = {"training_state.pt": b"\x80\x04pickled", "onnx/weights.pt": b"\x80\x04pickled too"}
+    hub.commit_files("org/model", pickles, message="add pickles")
+    (folder / "README.md").write_text(first_files["README.md"].decode() + "\nRetrained.\n")
+    head = push_folder(folder, "org/model").rsplit("/", 1)[-1]
+    assert head == hub.head("org/model").oid and len(hub.commits("org/model")) == 4
+    assert set(pickles) <= set(hub.files("org/model"))
+
+    snapshot, commit = download("org/model", progress=False)
+    assert commit == head and snapshot == (tmp_path / "hub-cache" / "models--org--model" / "snapshots" / head).resolve()
+    assert listing(snapshot) == listing(folder)  # byte for byte: no pickle, no .gitattributes
+    assert {"/org/model/resolve/" + head + "/" + p for p in listing(folder)} <= set(hub.paths("GET"))
+    assert not any(p.endswith(".pt") for p in hub.paths())  # not even asked about
+    model = tclr_zoo.load_model(f"hf-hub:org/model@{commit}")  # from the cache
+    assert (model.model_id, model.revision) == ("hf-hub:org/model", head)
+
+    # the older commit, pinned, and anonymously (a public repository), with huggingface_hub's constants as imported
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", IMPORTED_ENDPOINT[0])
+    monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE", IMPORTED_ENDPOINT[1])
+    before = len(hub.requests)
+    old, old_commit = download("org/model", first, progress=False)
+    assert old_commit == first and old.name == first and listing(old) == first_files
+    assert (old / "README.md").read_bytes() != (snapshot / "README.md").read_bytes()
+    assert all(r["authorization"] is None for r in hub.requests[before:])
+
+    # what the Hub answers for unknown revisions and repositories, in hub_client's words
+    with pytest.raises(HubError, match=r"org/model: revision 'nope' not found on .* \(branches and tags: main\)"):
+        download("org/model", "nope", progress=False)
+    with pytest.raises(HubError, match=f"org/model: revision '{'0' * 40}' not found"):
+        download("org/model", "0" * 40, progress=False)
+    with pytest.raises(HubError, match=f"repository org/missing not found on {hub.endpoint}"):
+        download("org/missing", progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ commands

@@ -201,8 +201,8 @@ def test_classify_returns_labels_with_probabilities(tmp_path):
 
 
 @pytest.mark.parametrize("name, message", [
-    ("some/folder", "local-dir:some/folder"),
-    ("./missing", "local-dir:./missing"),
+    ("some/folder", "some/folder: no such folder .*; for the Hub repository some/folder write hf-hub:some/folder"),
+    ("./missing", r"./missing: no such folder \(nor is there|./missing: no such folder\. A model is"),
     ("r3d_99", "unknown architecture"),
     ("local-dir:/no/such/dir", "no such folder"),
     ("hf-hub:just-a-name", "hf-hub:ORG/REPO"),

@@ -4,7 +4,9 @@ The HMDB51 and Kinetics-400 layouts are read back in test_layouts.py."""
 
 from __future__ import annotations
 
+import io
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -343,9 +345,18 @@ def test_render_video_all_classes_shape_and_motion():
         render_video("Dance", np.random.default_rng(0), cfg)
 
 
-def test_progress_bar(tmp_path, capsys):
-    generate(tmp_path / "p", replace(TINY, num_classes=1, frames=4), progress=True)
-    assert "synthetic videos" in capsys.readouterr().err
+def test_progress_bar_on_a_terminal_only(tmp_path, capsys, monkeypatch):
+    generate(tmp_path / "pipe", replace(TINY, num_classes=1, frames=4), progress=True)
+    assert capsys.readouterr().err == ""  # stderr is no terminal here: no bar, no carriage returns in a log
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    generate(tmp_path / "tty", replace(TINY, num_classes=1, frames=4), progress=True)
+    assert "synthetic videos" in terminal.getvalue() and "\r" in terminal.getvalue()
 
 
 def test_shared_scenes_give_every_class_the_same_group_appearance():

@@ -102,7 +102,7 @@ def preprocessing_md(config: dict, name: str) -> str:
     crop = pre.get("crop_fraction")
     norm = (f"then per channel (in {order} order) `(x - mean) / std` with mean = {mean}, std = {std}"
             if mean is not None or std is not None else
-            "no mean/std normalisation (mean = None, std = None): feed the scaled pixels as they are")
+            "no mean/std normalisation: feed the scaled pixels as they are")
     shape = ", ".join(str(d) for d in inp["shape"])
     return f"""# Preprocessing for `{name}`
 
