@@ -484,14 +484,14 @@ def dry_cuda_rows() -> list[Result]:
 
 def _cpu_rows(quick: bool) -> list[Result]:
     if quick:
-        shapes = {"arch": "r3d_10_025", "videos": 4, "frames": 16, "size": 64}
-        rows = [measure("P1", **shapes, repeats=5, notes="quick: small network at 64 px; the recipe's CPU default")]
+        shapes = {"arch": "r3d_10_025", "videos": 4, "frames": 16, "size": 32}
+        rows = [measure("P1", **shapes, repeats=3, notes="quick: small network at 32 px; the recipe's CPU default")]
     else:
         shapes = {"arch": "r3d_18", "videos": 2, "frames": 16, "size": 112}
         rows = [measure("P1", **shapes, repeats=3,
                         notes="paper network and clip size, 2 videos; the recipe's CPU default")]
     if cpu_has_native_bf16():
-        rows.append(measure("P1-bf16", **shapes, repeats=5 if quick else 3, amp="bf16",
+        rows.append(measure("P1-bf16", **shapes, repeats=3, amp="bf16",
                             notes="recipe option train.amp=bf16 (auto then also picks channels_last_3d and one "
                                   "clip group per pass); B stays fp32, as for the CUDA target"))
     else:

@@ -613,7 +613,8 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
 @click.option("--json", "as_json", is_flag=True, help="Print the hits as JSON.")
 @click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
               help="Backend that embeds QUERY.")
-@click.option("--device", default=None, callback=checked_device, help="cpu, cuda, cuda:N [default: a GPU when present].")
+@click.option("--device", default=None, callback=checked_device,
+              help="cpu, cuda, cuda:N [default: a GPU when present].")
 @user_errors_exit_2
 def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: str | None, overwrite: bool,
                  as_json: bool, backend: str, device: str | None) -> None:

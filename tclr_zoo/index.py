@@ -530,8 +530,8 @@ class VideoIndex:
         """The ``k`` nearest rows (cosine) of each query, best first: one list of hits per query.
 
         ``query``: a vector ``[D]``, a matrix ``[Q, D]``, or a video path / list of paths (then
-        ``model`` embeds them, with the index's head; without it, the model the index records). Fewer than ``k`` hits when the index has
-        fewer rows (approximate search may also return fewer).
+        ``model`` embeds them, with the index's head; without it, the model the index records). Fewer
+        than ``k`` hits when the index has fewer rows (approximate search may also return fewer).
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")

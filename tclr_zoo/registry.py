@@ -69,7 +69,8 @@ def get_arch(name: str) -> ArchSpec:
     except KeyError:
         close = difflib.get_close_matches(str(name), list(_ARCHS), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ModelNotFoundError(f"unknown architecture {name!r}{hint}; available: {', '.join(sorted(_ARCHS))}") from None
+        known = ", ".join(sorted(_ARCHS))
+        raise ModelNotFoundError(f"unknown architecture {name!r}{hint}; available: {known}") from None
 
 
 def resolve_model_args(arch: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

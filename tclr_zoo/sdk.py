@@ -30,8 +30,8 @@ from torchvision.transforms.v2 import functional as TF
 from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
 from .data.transforms import eval_clip, eval_crop_box, normalize_clip
 from .data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from .hub import (CARD_NAME, CONFIG_NAME, LOCAL_PREFIX, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card, model_config,
-                  read_config, resolve, save_pretrained)
+from .hub import (CARD_NAME, CONFIG_NAME, LOCAL_PREFIX, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card,
+                  model_config, read_config, resolve, save_pretrained)
 from .pretrained import FAITHFUL_PREPROCESSING
 from .registry import create_model, resolve_model_args
 

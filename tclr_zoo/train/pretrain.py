@@ -33,14 +33,15 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.datasets import (
-    DATASETS, BadFileLog, EpochShuffleSampler, cpu_share, describe_dataset, TCLRPretrainDataset, VideoItem, collate_pretrain, load_split,
+    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, cpu_share,
+    describe_dataset, load_split,
 )
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
 from ..data.transforms import AugmentConfig
 from ..hub import model_card, model_config, save_pretrained
-from ..model_card import protocol_text
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
+from ..model_card import protocol_text
 from ..registry import create_model, resolve_model_args
 from . import distributed
 from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, staged_directory
