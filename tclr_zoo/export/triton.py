@@ -17,6 +17,7 @@ from pathlib import Path
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
+KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU")  # instance_group kinds; AUTO: a GPU when the server has one
 
 
 class TritonError(ValueError):
@@ -66,9 +67,6 @@ def _tensor(name: str, dtype: str, dims: list[int]) -> str:
         raise TritonError(f"tensor {name!r}: unsupported dtype {dtype!r}")
     return (f"  {{\n    name: \"{name}\"\n    data_type: {TYPES[dtype]}\n"
             f"    dims: [ {', '.join(map(str, dims))} ]\n  }}")
-
-
-KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU")
 
 
 def config_pbtxt(config: dict, *, name: str, platform: str, max_batch: int, preferred: list[int],
