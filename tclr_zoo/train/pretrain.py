@@ -560,7 +560,7 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
         results["knn_protocol"] = {"protocol": "retrieval", "dataset": data.name, "split": data.split,
                                    **record["settings"]}
         evaluation.append(record)
-        log(f"{protocol_text(record)}\n  R@1 trained {trained['R@1']:.3f}, random init {baseline['R@1']:.3f} "
+        log(f"{protocol_text(record)}\n  R@1: trained {trained['R@1']:.3f}, random init {baseline['R@1']:.3f} "
             f"({trained['queries']} queries, {trained['gallery']} gallery)")
     config = model_config(model, arch=recipe.model.arch,
                           model_args=resolve_model_args(recipe.model.arch, recipe.model.model_args),
