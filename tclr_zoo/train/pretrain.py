@@ -452,7 +452,6 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     schedule = WarmupPlateauSchedule(optimizer, o.lr, o.warmup, o.plateau_patience, o.plateau_factor)
     start_epoch, best_loss, history = 0, math.inf, []
     if resumed is not None:
-        schedule.set_base_lr(recipe.settings_from(int(resumed.state["epoch"]) + 2).optim.lr)
         start_epoch, best_loss, history = _restore(resumed.state, model, optimizer, schedule)
         log(f"resumed from {resumed.source} at epoch {start_epoch + 1}")
         resumed = None  # the checkpoint's tensors are in the model and optimizer now
