@@ -17,12 +17,12 @@ from pathlib import Path
 
 import torch
 
+from tclr_zoo.constants import HEADS
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub import model_config
-from tclr_zoo.pretrained import FAITHFUL_PREPROCESSING
-from tclr_zoo.registry import create_model, resolve_model_args
+from tclr_zoo.hub.format import model_config
+from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.models.registry import create_model, resolve_model_args
 
-HEADS = ("backbone", "retrieval", "projection", "logits")
 
 
 def sweep(archs: list[str], max_batch: int, fp16: bool) -> list[dict]:

@@ -49,8 +49,8 @@ import torch.nn.functional as F
 
 from bench.core import Result, compare, machine
 from tclr_zoo.losses import LOSS_KEYS
-from tclr_zoo.registry import create_model
-from tclr_zoo.train import distributed, pretrain
+from tclr_zoo.models.registry import create_model
+from tclr_zoo.train import distributed, pretrain, runtime
 from tclr_zoo.train.config import Recipe
 
 TAU = 0.1
@@ -107,7 +107,7 @@ class Side:
 
 def our_side(model, recipe: Recipe, batch: dict, device: torch.device, forward=None) -> Side:
     """A: the training loop's step on ``model`` configured exactly as ``tclr-zoo pretrain`` does."""
-    pretrain.configure_model(model, recipe, device)
+    runtime.configure_model(model, recipe, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
     forward = forward or distributed.pretraining_forward(model)
     weights = pretrain.loss_weights(recipe)
@@ -289,7 +289,7 @@ def _pair(arch: str, videos: int, frames: int, size: int, device: torch.device, 
     reference_model = copy.deepcopy(model)  # same weights; plain layout, called per clip group
     forward = None
     if compile_forward:
-        pretrain.configure_model(model, recipe, device)
+        runtime.configure_model(model, recipe, device)
         forward = torch.compile(model.forward_pretrain)
     a = our_side(model, recipe, batch, device, forward)
     b = reference_side(reference_model, recipe, batch, device, amp=b_amp)
@@ -305,7 +305,7 @@ def _checks(a: Side, b: Side, recipe: Recipe, batch: dict, device: torch.device,
     then B is put back at its start and A's bf16 step is compared to it within 10%.
     """
     tight_tol = 1e-3 if device.type == "cpu" else 1e-2  # cuDNN convolutions run in TF32 by default
-    if pretrain.amp_mode(device, recipe.train.amp) == "none" and b_amp == "none":
+    if runtime.amp_mode(device, recipe.train.amp) == "none" and b_amp == "none":
         return {"A_vs_B": check_same_computation(a, b, rel_tol=tight_tol)}
     fp32 = copy.deepcopy(recipe)
     fp32.train.amp = "none"
@@ -337,7 +337,7 @@ def measure(row_id: str, arch: str, videos: int, frames: int, size: int, *, repe
     ratio = t_b / t_a
     model = a.model
     config = {"groups_per_pass": model.groups_per_pass or "all", "channels_last_3d": model._uses_channels_last(),
-              "amp": pretrain.amp_mode(device, recipe.train.amp)}
+              "amp": runtime.amp_mode(device, recipe.train.amp)}
     extra: dict[str, Any] = {**checks, "clips_per_s_a": _round(clips / t_a), "clips_per_s_b": _round(clips / t_b),
                              "times_a": [_round(t) for t in times["a"]], "times_b": [_round(t) for t in times["b"]],
                              "repeats": repeats, "warmup": "the agreement-check step of each side", **config}
@@ -446,7 +446,7 @@ def _a_only(row_id, arch, videos, frames, size, device, repeats, failure, **opti
         model = create_model(arch, head_dim=recipe.model.head_dim).train()
         forward = None
         if options.get("compile_forward"):
-            pretrain.configure_model(model, recipe, device)
+            runtime.configure_model(model, recipe, device)
             forward = torch.compile(model.forward_pretrain)
         a = our_side(model, recipe, batch, device, forward)
         if device.type == "cuda":

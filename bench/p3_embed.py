@@ -63,7 +63,7 @@ class NaiveEmbedder:
 
     @torch.no_grad()
     def __call__(self, path: str) -> torch.Tensor:
-        from tclr_zoo.export.heads import head_forward
+        from tclr_zoo.models.outputs import head_forward
 
         with av.open(path) as container:
             frames = [self.frame(f.to_ndarray(format="rgb24")) for f in container.decode(video=0)]
@@ -102,7 +102,7 @@ def breakdown(vm, path: str) -> dict[str, float]:
 def forward_and_batch(vm, naive: NaiveEmbedder, path: str) -> dict[str, float]:
     """Full mode: the forward alone, A's channels_last_3d model against B's contiguous one (all windows
     in one batch), and A's embed with 16 clips per batch instead of 8."""
-    from tclr_zoo.export.heads import head_forward
+    from tclr_zoo.models.outputs import head_forward
 
     clips = vm._batch([w.frames for w in vm._windows(path, None)])
     contiguous = clips.contiguous()

@@ -27,7 +27,7 @@ def _data(n: int, queries: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def run(quick: bool) -> list[Result]:
-    from tclr_zoo.index import VideoIndex
+    from tclr_zoo.retrieval.index import VideoIndex
 
     n = 100_000 if quick else 1_000_000
     x, q = _data(n, 200)
@@ -57,7 +57,7 @@ def _faiss_row(index, q: torch.Tensor, n: int, quick: bool) -> Result:
     except ImportError:
         return Result("P5-faiss", what, "approximate search", "exact search", float("nan"), None,
                       target="<= 5 ms, recall@10 >= 0.95", met=None, notes="faiss-cpu not installed")
-    from tclr_zoo.index import VideoIndex
+    from tclr_zoo.retrieval.index import VideoIndex
 
     rows = min(n, 20_000) if quick else n  # building HNSW over 100k rows alone takes ~20 s on 2 cores
     approx = VideoIndex(DIM, approximate=True)

@@ -9,9 +9,11 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 _PUBLIC = {
-    "ModelNotFoundError": "registry", "create_model": "registry", "list_models": "registry",
-    "VideoModel": "sdk", "WindowEmbeddings": "sdk", "load_model": "sdk",
-    "VideoIndex": "index", "SearchHit": "index", "contact_sheet": "sheets",
+    "ModelNotFoundError": "models.registry", "create_model": "models.registry", "list_models": "models.registry",
+    "list_pretrained": "models.pretrained",
+    "VideoModel": "inference.model", "WindowEmbeddings": "inference.model", "load_model": "inference.model",
+    "VideoIndex": "retrieval.index", "SearchHit": "retrieval.index", "contact_sheet": "retrieval.sheets",
+    "export_model": "export.exporter",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -3,9 +3,11 @@ the old version or the new one -- never half of the new one, and never no versio
 
 * :func:`atomic_write` writes one file through a temporary sibling, fsyncs it and renames it into
   place (``rename`` within a folder is atomic on POSIX file systems).
-* :func:`staged_directory` does the same for a folder of files (a saved model, an export, an index):
-  the caller fills a hidden sibling folder; only when the block finishes does it replace the target,
-  and the old target is deleted only after the new one is in place.
+* :func:`staged_directory` does the same for a folder of files (a saved model, an export, an index,
+  a Triton repository): the caller fills a hidden sibling folder; only when the block finishes are
+  its files fsynced (:func:`fsync_tree`, the one place folder writers do it) and it replaces the
+  target, and the old target is deleted only after the new one is in place.
+* :func:`refuse_to_replace` is the one "may I put this here?" check every writer makes first.
 
 Leftovers of a process killed mid-write (``SIGKILL`` cannot be caught) are hidden siblings named
 after the target and the writer's process id; :func:`remove_stale_siblings` deletes those whose
@@ -48,18 +50,26 @@ def _as_write_error(target: Path, err: BaseException) -> BaseException:
     return err
 
 
-class OutputExistsError(FileExistsError):
-    """An output that is already there and would be replaced without ``--overwrite`` (exit 2)."""
+class OutputExistsError(FileExistsError, ValueError):
+    """An output that is already there and would be replaced without ``--overwrite`` (exit 2).
+
+    Also a ``ValueError``, like ``io.UnsupportedOperation``: library callers of ``VideoIndex.save``
+    have always caught a refused target as one."""
 
 
 def refuse_to_replace(path: str | os.PathLike, *, overwrite: bool, kind: str = "file",
-                      flag: str = "--overwrite") -> None:
+                      flag: str = "--overwrite", ours: Callable[[Path], bool] | None = None,
+                      ours_name: str = "") -> None:
     """The one check every writer makes before any work: is it allowed to put ``path`` there?
 
     An absent path or an empty folder is always fine; an existing file, or a folder with anything
     in it, only with ``overwrite`` (a user's README, config or videos are never replaced silently).
     ``kind`` is what the writer makes (``"file"`` or ``"folder"``): a file where a folder goes, or
     the other way round, is refused even with ``overwrite``.
+
+    ``ours`` (folders only) recognises this writer's own earlier output, which it may always
+    replace -- a saved index, the generated dataset; ``ours_name`` says what it looks for (e.g.
+    "manifest.json") in the refusal.
     """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
@@ -67,8 +77,11 @@ def refuse_to_replace(path: str | os.PathLike, *, overwrite: bool, kind: str = "
     if kind == "folder":
         if not path.is_dir():
             raise OutputExistsError(f"{path}: exists and is not a folder; choose another name")
-        if overwrite or not any(path.iterdir()):
+        if overwrite or not any(path.iterdir()) or (ours is not None and ours(path)):
             return
+        if ours is not None:
+            raise OutputExistsError(f"{path}: folder is not empty and holds no {ours_name}; refusing to replace it "
+                                    f"(choose another name or pass {flag})")
         raise OutputExistsError(f"{path}: folder exists and is not empty; choose another name or pass {flag} "
                                 "to replace it")
     if path.is_dir():
@@ -159,6 +172,20 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def fsync_tree(folder: Path) -> None:
+    """fsync every file under ``folder``, then its folders: what :func:`staged_directory` does
+    before it publishes, so no writer has to remember to (a rename is only as durable as the data
+    it points at)."""
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                continue
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        fsync_dir(Path(dirpath))
+
+
 def fault_injection_pause() -> None:
     """Fault injection for the crash tests (``TCLR_ZOO_TEST_SLOW_WRITE=SECONDS``): a window in which
     a test can SIGKILL the process with the new bytes written but not yet renamed into place."""
@@ -222,6 +249,7 @@ def staged_directory(target: str | os.PathLike) -> Iterator[Path]:
         remove_stale_siblings(target)
         staging.mkdir()  # with the user's umask (mkdtemp would make it private)
         yield staging
+        fsync_tree(staging)
         fault_injection_pause()
         publish_directory(staging, target)
     except BaseException as err:

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from hostile_videos import write_video
-from tclr_zoo.hub import model_config, save_pretrained
-from tclr_zoo.registry import create_model, list_models, resolve_model_args
+from tclr_zoo.hub.format import model_config, save_pretrained
+from tclr_zoo.models.registry import create_model, list_models, resolve_model_args
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 SMALL = {"channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 32,

@@ -11,8 +11,10 @@ import pickle
 import pytest
 import torch
 
-from tclr_zoo import convert, hub
-from tclr_zoo.convert import ConversionError, convert_reference_checkpoint, load_reference_checkpoint
+from tclr_zoo.constants import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
+from tclr_zoo.hub import convert
+from tclr_zoo.hub.format import load_pretrained_dir
+from tclr_zoo.hub.convert import ConversionError, convert_reference_checkpoint, load_reference_checkpoint
 from tclr_zoo.models import TCLRModel, TCLRVideoResNet
 
 import reference_net
@@ -44,7 +46,7 @@ def test_round_trip_reproduces_reference_network(arch, nets, checkpoints, tmp_pa
     assert report["checked"] and report["max_abs_error"] <= 1e-5
     assert report["dropped_keys"] == [] and report["source"]["epoch"] == 247
 
-    model, config = hub.load_pretrained_dir(out)
+    model, config = load_pretrained_dir(out)
     clips = torch.rand(1, 3, 16, 112, 112, generator=torch.Generator().manual_seed(7))
     ref_feats, ref_z = reference_net.outputs(nets[arch], clips)
     with torch.no_grad():
@@ -62,7 +64,7 @@ def test_round_trip_reproduces_reference_network(arch, nets, checkpoints, tmp_pa
     assert (pre["channel_order"], pre["value_range"], pre["mean"], pre["std"]) == ("bgr", [0.0, 1.0], None, None)
     assert (pre["size"], pre["frames"], pre["eval_frame_stride"], pre["crop_fraction"]) == (112, 16, 2, 0.8)
     assert config["architecture"] == arch and config["embedding_dims"]["retrieval"] == 2048
-    assert source["sha256"] in (out / hub.CARD_NAME).read_text()
+    assert source["sha256"] in (out / CARD_NAME).read_text()
     assert _listing(tmp_path) == ["converted", *(f"converted/{n}" for n in sorted(os.listdir(out)))]
 
 
@@ -72,7 +74,7 @@ def test_key_layouts(key, data_parallel, nets, tmp_path):
     src = reference_net.save_checkpoint(tmp_path / "ckpt.pth", net, key=key, data_parallel=data_parallel)
     report = convert_reference_checkpoint(src, tmp_path / "out", arch="r3d_18", check=False)
     assert report["max_abs_error"] is None and report["source"]["state_dict_key"] == key
-    model, _ = hub.load_pretrained_dir(tmp_path / "out")
+    model, _ = load_pretrained_dir(tmp_path / "out")
     ours = model.state_dict()
     for name, value in net.state_dict().items():
         mapped = ("backbone." if name.startswith("0.") else "head.") + name[2:]
@@ -170,9 +172,9 @@ def test_out_dir_is_protected_and_writes_are_atomic(checkpoints, tmp_path, monke
     monkeypatch.undo()
 
     convert_reference_checkpoint(src, out, arch="r3d_18", overwrite=True, check=False)
-    assert sorted(os.listdir(out)) == sorted([hub.CONFIG_NAME, hub.WEIGHTS_NAME, hub.CARD_NAME])
+    assert sorted(os.listdir(out)) == sorted([CONFIG_NAME, WEIGHTS_NAME, CARD_NAME])
     assert os.listdir(tmp_path) == ["out"]
-    assert json.loads((out / hub.CONFIG_NAME).read_text())["source"]["file"] == src.name
+    assert json.loads((out / CONFIG_NAME).read_text())["source"]["file"] == src.name
 
 
 def test_layer4_change_is_required():

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub import model_config
-from tclr_zoo.registry import create_model, resolve_model_args
+from tclr_zoo.hub.format import model_config
+from tclr_zoo.models.registry import create_model, resolve_model_args
 
 ROOT = Path(__file__).resolve().parents[1]
 TRITON = ROOT / "export" / "triton_repository.py"
@@ -161,7 +161,7 @@ def test_cli_export_triton_writes_a_repository_beside_the_export(tmp_path):
     model = create_model("r3d_10_025", head_dim=32)
     config = model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
                           preprocessing=PREPROCESSING)
-    from tclr_zoo.hub import save_pretrained
+    from tclr_zoo.hub.format import save_pretrained
 
     save_pretrained(model, tmp_path / "saved", config)
     out = tmp_path / "served"

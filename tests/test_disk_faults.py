@@ -23,7 +23,7 @@ import torch
 
 import tclr_zoo
 from hostile_videos import write_video
-from tclr_zoo.index import VideoIndex
+from tclr_zoo.retrieval.index import VideoIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 

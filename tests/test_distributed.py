@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from conftest import tiny_overrides
 from tclr_zoo.data.datasets import EpochShuffleSampler
-from tclr_zoo.hub import load_pretrained_dir
+from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.losses import tclr_losses
 from tclr_zoo.train import distributed
 from tclr_zoo.train.checkpoint import load_checkpoint

@@ -61,9 +61,9 @@ def test_build_index_example_finds_every_video_itself(saved, folder, tmp_path):
 def test_classify_example(tmp_path, folder):
     torch.manual_seed(0)
     net = tclr_zoo.create_model("r3d_10_025", num_classes=2)
-    from tclr_zoo.hub import model_config, save_pretrained
-    from tclr_zoo.pretrained import FAITHFUL_PREPROCESSING
-    from tclr_zoo.registry import resolve_model_args
+    from tclr_zoo.hub.format import model_config, save_pretrained
+    from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+    from tclr_zoo.models.registry import resolve_model_args
 
     config = model_config(net, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
                           preprocessing=dict(FAITHFUL_PREPROCESSING), labels=["cars", "bikes"])

@@ -15,14 +15,14 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from tclr_zoo import cli
+from tclr_zoo.cli import main as cli
 from tclr_zoo.export import exporter
 from tclr_zoo.export.exporter import ExportError, export_model
 from tclr_zoo.export.graph_checks import GraphCheckError, check_graph
-from tclr_zoo.export.heads import build_head, fold_batchnorm
+from tclr_zoo.models.outputs import build_head, fold_batchnorm
 from tclr_zoo.export.parity import ParityError
-from tclr_zoo.hub import load_pretrained_dir, model_config, save_pretrained
-from tclr_zoo.registry import create_model, resolve_model_args
+from tclr_zoo.hub.format import load_pretrained_dir, model_config, save_pretrained
+from tclr_zoo.models.registry import create_model, resolve_model_args
 
 ARCHS = ("r3d_10_025", "r2plus1d_10_025", "c3d_025")
 HEADS = ("backbone", "retrieval", "projection", "logits")
@@ -82,7 +82,7 @@ def test_torch_backend_runs_a_folded_copy_that_follows_the_model(arch):
     """The SDK's torch backend serves a BatchNorm-folded copy: same outputs as the model within float32
     rounding, the model itself left unfolded (it is what save_pretrained writes), and the copy rebuilt
     after the model's weights change in place."""
-    from tclr_zoo.backends import TorchBackend
+    from tclr_zoo.inference.backends import TorchBackend
 
     model, _ = _make(arch)
     folded, plain = TorchBackend(model, "cpu"), TorchBackend(copy.deepcopy(model), "cpu", fold_bn=False)

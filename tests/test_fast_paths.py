@@ -7,11 +7,10 @@ import copy
 import pytest
 import torch
 
-from tclr_zoo.registry import create_model
+from tclr_zoo.models.registry import create_model
 from tclr_zoo.train.config import Recipe
-from tclr_zoo.train.pretrain import (
-    _groups_per_pass, _use_channels_last, configure_model, loss_weights, train_step,
-)
+from tclr_zoo.train.pretrain import loss_weights, train_step
+from tclr_zoo.train.runtime import configure_model, groups_per_pass, use_channels_last
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # resolution only looks at the device type
 
@@ -33,9 +32,9 @@ def _recipe(**train) -> Recipe:
     ({"amp": "none", "groups_per_pass": "all"}, CPU, (False, None)),
     ({}, CUDA, (True, None)),
 ])
-def test_auto_layout_and_groups_per_pass(train, device, expected):
+def test_auto_layout_andgroups_per_pass(train, device, expected):
     recipe = _recipe(**train)
-    assert (_use_channels_last(recipe, device), _groups_per_pass(recipe, device)) == expected
+    assert (use_channels_last(recipe, device), groups_per_pass(recipe, device)) == expected
 
 
 def _batch(videos: int = 4, size: int = 32, seed: int = 0) -> dict:

@@ -18,9 +18,9 @@ import torch
 import tclr_zoo
 from hub_server import local_hub  # noqa: F401  (fixture)
 from real_videos import real_video
-from tclr_zoo import pretrained
+from tclr_zoo.models import pretrained
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub_client import HubError
+from tclr_zoo.hub.client import HubError
 
 ARCH = "r3d_10_025"
 

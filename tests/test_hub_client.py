@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import save_file
 
 from hub_server import free_port, local_hub  # noqa: F401  (local_hub is a fixture)
-from tclr_zoo.hub_client import HubError, download, fetch_snapshot, hub_settings
+from tclr_zoo.hub.client import HubError, download, fetch_snapshot, hub_settings
 
 
 @pytest.fixture(autouse=True)

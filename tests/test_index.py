@@ -12,11 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tclr_zoo.index as index_module
+import tclr_zoo.retrieval.index as index_module
 from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
-from tclr_zoo.index import IndexFormatError, SearchHit, VideoIndex, contact_sheet, exact_topk
-from tclr_zoo.registry import ModelNotFoundError
+from tclr_zoo.retrieval.index import IndexFormatError, SearchHit, VideoIndex, exact_topk
+from tclr_zoo.retrieval.sheets import contact_sheet
+from tclr_zoo.models.registry import ModelNotFoundError
 
 DIM = 64
 

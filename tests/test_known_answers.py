@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from tclr_zoo.data.datasets import EvalClipsDataset, VideoItem
-from tclr_zoo.hub import model_config, save_pretrained
-from tclr_zoo.registry import create_model, resolve_model_args
-from tclr_zoo.sdk import load_model
+from tclr_zoo.hub.format import model_config, save_pretrained
+from tclr_zoo.models.registry import create_model, resolve_model_args
+from tclr_zoo.inference.model import load_model
 from tclr_zoo.train.evaluate import extract_features, knn_retrieval, retrieval_recall
 from tclr_zoo.train.finetune import ClassifyConfig, VideoClassifier, multi_clip_test, topk_accuracy
 from tclr_zoo.train.protocols import run_protocol

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from tclr_zoo import hub
-from tclr_zoo.model_card import card_results, parse_front_matter, render_model_card
-from tclr_zoo.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.hub.format import model_config, save_pretrained
+from tclr_zoo.hub.card import card_results, parse_front_matter, render_model_card
+from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
 
 DEMO_PRE = {**FAITHFUL_PREPROCESSING, "size": 32, "eval_protocol": {"clips": 5, "pooling": "temporal",
                                                                      "similarity": "cosine"}}
@@ -158,8 +158,8 @@ def test_classifier_card(cards):
 
 def test_card_states_the_values_of_its_config():
     """What the demo card says about the model comes from config.json (through the public
-    ``hub.model_card``): change a value in the config and the sentence changes with it."""
-    card = hub.model_card(demo_config(), DEMO_RESULTS)
+    ``render_model_card``): change a value in the config and the sentence changes with it."""
+    card = render_model_card(demo_config(), DEMO_RESULTS)
     for line in ("# TCLR video encoder: r3d_10_025",
                  "saved by tclr_zoo 0.1.0",
                  '`r3d_10_025`: R3D-10 at quarter width (CPU demo); arguments `{"kind": "r3d", "widths": '
@@ -181,7 +181,7 @@ def test_card_states_the_values_of_its_config():
                                          "eval_frame_stride": 4,
                                          "eval_protocol": {**DEMO_PRE["eval_protocol"], "clips": 9}},
                           training={"recipe": "demo", "dataset": "synthetic/split1", "epochs": 3})
-    card = hub.model_card(changed, {**DEMO_RESULTS, "knn_r1": 0.25})
+    card = render_model_card(changed, {**DEMO_RESULTS, "knn_r1": 0.25})
     for line in ("# TCLR video encoder: r3d_18", "`retrieval`: 2048 values", "`backbone`: 512 values",
                  "`projection`: 128 values", "for 3 epochs", "- clip: 8 frames, frame stride 4 at inference",
                  "- spatial: centre crop of 0.875 of the short side, resized to 112x112",
@@ -193,12 +193,12 @@ def test_card_states_the_values_of_its_config():
 
 def test_resaved_model_keeps_measured_numbers(tmp_path):
     from tclr_zoo import load_model
-    from tclr_zoo.registry import create_model, resolve_model_args
+    from tclr_zoo.models.registry import create_model, resolve_model_args
 
     model = create_model("r3d_10_025", head_dim=64)
-    config = hub.model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
+    config = model_config(model, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
                               preprocessing=copy.deepcopy(DEMO_PRE), extra={"training": demo_config()["training"]})
-    hub.save_pretrained(model, tmp_path / "a", config, card=hub.model_card(config, DEMO_RESULTS))
+    save_pretrained(model, tmp_path / "a", config, card=render_model_card(config, DEMO_RESULTS))
     assert card_results(tmp_path / "a" / "README.md")["knn_r1"] == 0.8611
     load_model(tmp_path / "a").save_pretrained(tmp_path / "b")
     card = (tmp_path / "b" / "README.md").read_text()

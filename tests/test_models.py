@@ -10,7 +10,7 @@ import torchvision
 
 from tclr_zoo import create_model, list_models
 from tclr_zoo.models import GroupedBatchNorm1d, GroupedBatchNorm3d, apply_tclr_layer4, clip_groups
-from tclr_zoo.registry import ModelNotFoundError, create_backbone
+from tclr_zoo.models.registry import ModelNotFoundError, create_backbone
 
 
 def _bn_layers(model):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tclr_zoo.hub import load_pretrained_dir
+from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.train.checkpoint import load_checkpoint
 from tclr_zoo.train.config import RecipeError
 from tclr_zoo.train.pretrain import pretrain

@@ -9,8 +9,8 @@ import sys
 import pytest
 import torch
 
-from tclr_zoo.hub import load_pretrained_dir, model_config, save_pretrained
-from tclr_zoo.registry import create_model, resolve_model_args
+from tclr_zoo.hub.format import load_pretrained_dir, model_config, save_pretrained
+from tclr_zoo.models.registry import create_model, resolve_model_args
 from tclr_zoo.train.config import RecipeError
 from tclr_zoo.train.protocols import load_encoder, protocol_settings, run_protocol
 

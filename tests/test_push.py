@@ -28,7 +28,7 @@ import tclr_zoo
 from hub_upload_stub import GITATTRIBUTES, HubUploadStub
 from tclr_zoo import __version__
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub_client import PICKLE_PATTERNS, HubError, download, push_folder
+from tclr_zoo.hub.client import PICKLE_PATTERNS, HubError, download, push_folder
 
 ARCH = "r3d_10_025"
 TOKEN = "hf_stub_write_token"

@@ -12,12 +12,12 @@ import torch
 
 import tclr_zoo
 from real_videos import real_video
-from tclr_zoo.backends import CPU, CUDA, TENSORRT, BackendError, choose_providers
+from tclr_zoo.inference.backends import CPU, CUDA, TENSORRT, BackendError, choose_providers
 from tclr_zoo.data.decode import decode_frames, probe
 from tclr_zoo.data.windows import WindowPlan, iter_video_windows
 from tclr_zoo.export.exporter import export_model
-from tclr_zoo.hub import ModelLoadError
-from tclr_zoo.registry import ModelNotFoundError
+from tclr_zoo.hub.format import ModelLoadError
+from tclr_zoo.models.registry import ModelNotFoundError
 
 ARCH = "r3d_10_025"
 
@@ -183,9 +183,9 @@ def test_silent_onnxruntime_fallback_is_reported(exported):
 def test_classify_returns_labels_with_probabilities(tmp_path):
     torch.manual_seed(1)
     net = tclr_zoo.create_model(ARCH, num_classes=3)
-    from tclr_zoo.hub import model_config, save_pretrained
-    from tclr_zoo.pretrained import FAITHFUL_PREPROCESSING
-    from tclr_zoo.registry import resolve_model_args
+    from tclr_zoo.hub.format import model_config, save_pretrained
+    from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+    from tclr_zoo.models.registry import resolve_model_args
 
     config = model_config(net, arch=ARCH, model_args=resolve_model_args(ARCH),
                           preprocessing=dict(FAITHFUL_PREPROCESSING), labels=["jump", "run", "swim"])

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import tclr_zoo
-from tclr_zoo.backends import BackendError
+from tclr_zoo.inference.backends import BackendError
 from tclr_zoo.train.checkpoint import FORMAT, CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..constants import DATASET_NAMES
 from .decode import VideoDecodeError, decode_frames, probe
 from .layouts import (  # noqa: F401  (re-exported: the public home of the dataset readers)
     DATASETS, VIDEO_EXTENSIONS, DatasetError, DatasetNotFoundError, VideoItem, VideoList, load_split, read_ucf_split,
@@ -33,7 +34,6 @@ from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
 from .transforms import AugmentConfig, augment_clip, eval_clip, normalize_clip, sample_clip_params
 
 # How results name the datasets of the official layouts (the Hub's model-index reads these names).
-DATASET_NAMES = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics400": "Kinetics-400"}
 SYNTHETIC_NAME = "synthetic"
 
 

@@ -74,6 +74,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..atomic import staged_directory
+from ..constants import DATASET_NAMES
 
 __all__ = [
     "CLASS_NAMES",
@@ -98,7 +99,7 @@ __all__ = [
 GENERATOR_VERSION = 3
 
 #: The official dataset layouts the generator can write (see the module docstring).
-LAYOUTS: tuple[str, ...] = ("ucf101", "hmdb51", "kinetics400")
+LAYOUTS: tuple[str, ...] = tuple(DATASET_NAMES)
 
 #: Splits written for the ucf101 and hmdb51 layouts (kinetics400 has one: train/val).
 NUM_SPLITS = 3

@@ -27,17 +27,15 @@ import torch
 
 from .. import __version__
 from ..atomic import refuse_to_replace, staged_directory
-from ..hub import CARD_NAME, model_card, save_pretrained
+from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, ONNX_DIR, REPORT_NAME
+from ..hub.card import render_model_card
+from ..hub.format import write_model_files
 from ..models import TCLRModel
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
-from .heads import HEADS, build_head, check_head, head_output_dim
+from ..models.outputs import build_head, check_head, head_output_dim
 from .onnx_export import DEFAULT_OPSET, INPUT_NAME, TORCHSCRIPT_MAX_OPSET, export_onnx
 from .parity import check_parity
 
-ONNX_DIR = "onnx"
-FP32_NAME = "model.onnx"
-FP16_NAME = "model.fp16.onnx"
-REPORT_NAME = "export_report.json"
 ODD_BATCH = 3
 PARITY_SEED = 0
 
@@ -94,7 +92,7 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     }
 
     with staged_directory(out_dir) as staging:
-        save_pretrained(model, staging, config, card=card if card is not None else model_card(config))
+        write_model_files(model, staging, config, card=card if card is not None else render_model_card(config))
         report: dict[str, Any] = {"head": head, "input": config["export"]["input"],
                                   "output": config["export"]["output"], "max_batch": max_batch,
                                   "versions": _versions(), "files": {}}
@@ -104,7 +102,7 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
                                             sample_inputs=sample_inputs))
             (staging / ONNX_DIR / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
             # The card now carries the export (graphs, parity numbers) and keeps the source card's results.
-            (staging / CARD_NAME).write_text(model_card(config, folder=staging))
+            (staging / CARD_NAME).write_text(render_model_card(config, folder=staging))
     report["out_dir"] = str(out_dir)
     return report
 
@@ -123,7 +121,7 @@ def _resolve(ref, config):
 
         model, loaded = load_encoder(path)
         return model, config or loaded, None
-    from ..sdk import load_model  # a saved folder, local-dir:, hf-hub: or registry name
+    from ..inference.model import load_model  # a saved folder, local-dir:, hf-hub: or registry name
 
     loaded_model = load_model(str(ref))
     directory = loaded_model.source.directory

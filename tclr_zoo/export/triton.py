@@ -15,6 +15,8 @@ import json
 import shutil
 from pathlib import Path
 
+from ..atomic import refuse_to_replace, staged_directory
+
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
 KINDS = ("KIND_AUTO", "KIND_GPU", "KIND_CPU")  # instance_group kinds; AUTO: a GPU when the server has one
@@ -164,17 +166,15 @@ def write_model_repository(export_dir: str | Path, out: str | Path, *, name: str
 
     name = name or export_dir.resolve().name
     model_dir = Path(out) / name
-    if model_dir.exists():
-        if not overwrite:
-            raise TritonError(f"{model_dir}: exists; pass --overwrite to replace it")
-        shutil.rmtree(model_dir)
-    (model_dir / "1").mkdir(parents=True)
-    shutil.copyfile(source, model_dir / "1" / PLATFORMS[platform][1])
+    refuse_to_replace(model_dir, overwrite=overwrite, kind="folder")
     graph = str(Path(source).relative_to(export_dir)) if Path(source).is_relative_to(export_dir) else str(source)
-    (model_dir / "config.pbtxt").write_text(config_pbtxt(
-        config, name=name, platform=platform, max_batch=max_batch, preferred=preferred,
-        queue_delay_us=queue_delay_us, instances=instances, kind=kind, graph=graph, generator=generator))
-    (model_dir / "PREPROCESSING.md").write_text(preprocessing_md(config, name))
+    with staged_directory(model_dir) as staging:  # the old repository stays until the new one is complete
+        (staging / "1").mkdir()
+        shutil.copyfile(source, staging / "1" / PLATFORMS[platform][1])
+        (staging / "config.pbtxt").write_text(config_pbtxt(
+            config, name=name, platform=platform, max_batch=max_batch, preferred=preferred,
+            queue_delay_us=queue_delay_us, instances=instances, kind=kind, graph=graph, generator=generator))
+        (staging / "PREPROCESSING.md").write_text(preprocessing_md(config, name))
     return model_dir
 
 

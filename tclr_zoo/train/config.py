@@ -172,7 +172,7 @@ def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
     from ..data.synthetic import SyntheticConfig
     from ..data.transforms import AugmentConfig
     from ..losses import LossWeights
-    from ..registry import resolve_model_args
+    from ..models.registry import resolve_model_args
 
     final = recipe.settings_from(None)
     checks = (("model.arch / model.model_args", lambda: resolve_model_args(final.model.arch, final.model.model_args)),

@@ -13,11 +13,9 @@ Under ``torchrun`` the same function runs once per process: see distributed.py f
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import json
 import math
-import random
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -25,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 import av
-import numpy as np
 import torch
 import yaml
 from torch.utils.data import DataLoader
@@ -39,15 +36,17 @@ from ..data.datasets import (
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
 from ..data.transforms import AugmentConfig
-from ..hub import model_card, model_config, save_pretrained
+from ..hub.card import render_model_card
+from ..hub.format import model_config, write_model_files
 from ..losses import LOSS_KEYS, LossWeights, tclr_losses
-from ..model_card import protocol_text
-from ..registry import create_model, resolve_model_args
+from ..hub.card import protocol_text
+from ..models.registry import create_model, resolve_model_args
 from . import distributed
 from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, staged_directory
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
 from .config import Recipe, RecipeError, recipe_from_dict, resume_changes
 from .evaluate import knn_retrieval
+from .runtime import autocast_for, configure_model, resolve_device, seed_everything
 from .scalars import ScalarLogger
 from .schedule import WarmupPlateauSchedule
 
@@ -91,42 +90,6 @@ def prepare_data(recipe: Recipe, progress: bool = False) -> RunData:
     train = load_split(layout, root, split=data.split, subset="train")
     test = load_split(layout, root, split=data.split, subset="test")
     return RunData(train.items, test.items, train.class_names, describe_dataset(layout, root), data.split)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RecipeError(f"train.device={name!r} but no CUDA device is available")
-    return torch.device(name)
-
-
-def amp_mode(device: torch.device, amp: str) -> str:
-    """``train.amp`` resolved for ``device``: ``"bf16"`` or ``"none"``."""
-    mode = ("bf16" if device.type == "cuda" else "none") if amp == "auto" else amp
-    if mode not in ("bf16", "none"):
-        raise RecipeError(f"train.amp must be auto, bf16 or none, got {amp!r}")
-    return mode
-
-
-def autocast_for(device: torch.device, amp: str):
-    """bf16 autocast on CUDA by default; fp32 on CPU.
-
-    On CPUs with native bf16 (AMX / avx512_bf16) ``train.amp=bf16`` makes the CPU step several
-    times faster (R3D-18, 2 videos at 112 px, 2 cores with AMX: 7.6 s vs 30.3 s per step; BENCHMARKS.md P1),
-    but it changes the numbers and is slow on CPUs without bf16 units, so CPU runs stay fp32 unless
-    the recipe asks for it.
-    fp16 is not offered: it would need loss scaling, and bf16 has fp32's range without it.
-    """
-    if amp_mode(device, amp) == "none":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def build_dataset(recipe: Recipe, items: list[VideoItem]) -> TCLRPretrainDataset:
@@ -249,44 +212,6 @@ def _worker_count(recipe: Recipe, log: Callable[[str], None], processes_per_node
         log(f"data.workers={recipe.data.workers} reduced to {share}, the number of CPUs available{per}")
         return share
     return recipe.data.workers
-
-
-def _groups_per_pass(recipe: Recipe, device: torch.device) -> int | None:
-    setting = recipe.train.groups_per_pass
-    if setting == "auto":
-        if device.type == "cuda":
-            return None
-        # On CPU a channels_last_3d pass over several clip groups takes grouped BatchNorm's strided
-        # path (explicit statistics), 1.5-2.7x slower per group than one group per pass with the
-        # native kernel (fp32 and bf16, 64-112 px); contiguous passes keep 2 groups.
-        return 1 if _use_channels_last(recipe, device) else 2
-    if setting == "all":
-        return None
-    if not isinstance(setting, int) or setting < 1:
-        raise RecipeError(f"train.groups_per_pass must be auto, all or a positive integer, got {setting!r}")
-    return setting
-
-
-def _use_channels_last(recipe: Recipe, device: torch.device) -> bool:
-    """``auto``: on CUDA, and on CPU with bf16 autocast, where oneDNN's channels-last bf16
-    convolutions make the step 1.2-1.3x faster than contiguous ones (R3D-18, 112 px). In fp32 on CPU
-    the layout gave no clear gain for training (-10% to +20% across sizes), so it stays off there."""
-    setting = recipe.train.channels_last
-    if setting == "auto":
-        return device.type == "cuda" or amp_mode(device, recipe.train.amp) == "bf16"
-    return bool(setting)
-
-
-def configure_model(model, recipe: Recipe, device: torch.device):
-    """Put ``model`` on ``device`` in the layout and with the backbone passes the recipe resolves to
-    there (the training loop's setup; bench/p1_train_step.py times the step with it)."""
-    model.groups_per_pass = _groups_per_pass(recipe, device)
-    model.to(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
-    if _use_channels_last(recipe, device):
-        model.to(memory_format=torch.channels_last_3d)
-    return model
 
 
 def _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe) -> dict:
@@ -568,9 +493,9 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
                                               "epochs": results["epochs"]},
                                  "evaluation": evaluation})
     model_dir = out / "model"
-    card = model_card(config, model_id=f"local-dir:{model_dir.absolute()}")
+    card = render_model_card(config, model_id=f"local-dir:{model_dir.absolute()}")
     with staged_directory(model_dir) as staging:
-        save_pretrained(model.to("cpu").eval(), staging, config, card=card)
+        write_model_files(model.to("cpu").eval(), staging, config, card=card)
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)
     results["versions"] = {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}
     atomic_write(out / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))

@@ -20,10 +20,11 @@ import torch
 from .. import __version__
 from ..atomic import refuse_to_replace, staged_directory
 from ..data.datasets import cpu_share, describe_dataset, load_split
-from ..hub import load_pretrained_dir, model_card, model_config, save_pretrained
-from ..model_card import protocol_text
+from ..hub.card import render_model_card
+from ..hub.format import load_pretrained_dir, model_config, write_model_files
+from ..hub.card import protocol_text
 from ..models import TCLRModel
-from ..registry import create_model, resolve_model_args
+from ..models.registry import create_model, resolve_model_args
 from .checkpoint import load_checkpoint
 from .config import RecipeError, checked_value
 from .evaluate import knn_retrieval
@@ -184,8 +185,8 @@ def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], s
     new_config = model_config(encoder, arch=config["architecture"], model_args=config["model_args"],
                               preprocessing=preprocessing, labels=list(class_names), extra=extra)
     with staged_directory(save_dir) as staging:
-        save_pretrained(encoder.to("cpu").eval(), staging, new_config,
-                        card=model_card(new_config, model_id=f"local-dir:{Path(save_dir).absolute()}"))
+        write_model_files(encoder.to("cpu").eval(), staging, new_config,
+                        card=render_model_card(new_config, model_id=f"local-dir:{Path(save_dir).absolute()}"))
 
 
 def format_table(result: dict) -> str:

@@ -26,11 +26,12 @@ import torch
 from torch import nn
 from torchvision.models import video
 
-from . import hub
-from .atomic import refuse_to_replace, staged_directory
-from .registry import create_model, resolve_model_args
+from ..constants import CARD_NAME, REFERENCE_ARCHS
+from .card import render_model_card
+from .format import file_sha256, load_pretrained_dir, model_config, write_model_files
+from ..atomic import refuse_to_replace, staged_directory
+from ..models.registry import create_model, resolve_model_args
 
-ARCHS = ("r3d_18", "r2plus1d_18")
 STATE_KEYS = ("state_dict", "bb_state_dict")  # the reference's loaders accept either
 DROPPED_KEYS = ("0.fc.weight", "0.fc.bias")  # a classifier the reference network never uses
 CHECK_SHAPE = (2, 3, 16, 112, 112)
@@ -203,8 +204,8 @@ def _head_outputs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 
 def _check_arch(arch: str) -> None:
-    if arch not in ARCHS:
-        raise ConversionError(f"cannot convert reference checkpoints for arch {arch!r}; choices: {', '.join(ARCHS)}")
+    if arch not in REFERENCE_ARCHS:
+        raise ConversionError(f"cannot convert reference checkpoints for arch {arch!r}; choices: {', '.join(REFERENCE_ARCHS)}")
 
 
 def _load_into_model(state: dict[str, torch.Tensor], arch: str, path: str | os.PathLike):
@@ -250,8 +251,8 @@ def verify_against_reference(model: nn.Module, state: dict[str, torch.Tensor], a
 
 def _reference_preprocessing() -> dict[str, Any]:
     """Faithful preprocessing (BGR, [0, 1], no mean/std) with the eval values of the reference recipe."""
-    from .train.config import load_recipe
-    from .train.pretrain import preprocessing_config
+    from ..train.config import load_recipe
+    from ..train.pretrain import preprocessing_config
 
     return preprocessing_config(load_recipe("tclr_r3d18_ucf101"))
 
@@ -282,21 +283,21 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
     key, raw = _state_dict_of(obj, src)
     state = _strip_module(raw)
     model, dropped = _load_into_model(state, arch, src)
-    source = {"file": os.path.basename(src), "sha256": hub.file_sha256(src), "format": "tclr-reference",
+    source = {"file": os.path.basename(src), "sha256": file_sha256(src), "format": "tclr-reference",
               "epoch": _plain(obj.get("epoch")), "state_dict_key": key}
-    config = hub.model_config(model, arch=arch, model_args=resolve_model_args(arch),
+    config = model_config(model, arch=arch, model_args=resolve_model_args(arch),
                               preprocessing=_reference_preprocessing(), extra={"source": source})
 
     with staged_directory(out) as staging:
-        hub.save_pretrained(model, staging, config)
+        write_model_files(model, staging, config)
         errors = None
         if check:
-            reloaded, _ = hub.load_pretrained_dir(staging)
+            reloaded, _ = load_pretrained_dir(staging)
             errors = verify_against_reference(reloaded, state, arch)
             if not errors["max"] <= CHECK_TOLERANCE:
                 raise ConversionError(f"{src}: the converted model differs from the reference network by "
                                       f"{errors['max']:.3g} (tolerance {CHECK_TOLERANCE:g}); nothing was written")
-        (staging / hub.CARD_NAME).write_text(_card(config, errors))
+        (staging / CARD_NAME).write_text(_card(config, errors))
         refuse_to_replace(out, overwrite=overwrite, kind="folder")  # again: it may have been filled meanwhile
     return {
         "out_dir": str(out), "arch": arch, "source": source, "tensors": len(state) - len(dropped),
@@ -311,4 +312,4 @@ def _card(config: dict[str, Any], errors: dict[str, float] | None) -> str:
     """The standard card; its source section names the file and sha256, plus the conversion check."""
     check = None if errors is None else {**errors, "tolerance": CHECK_TOLERANCE,
                                          "inputs": f"a seeded random {'x'.join(map(str, CHECK_SHAPE))} clip batch"}
-    return hub.model_card(config, conversion_check=check)
+    return render_model_card(config, conversion_check=check)

@@ -21,8 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .export.heads import check_head, fold_batchnorm, head_forward
-from .models import TCLRModel
+from ..constants import EMBED_HEADS, HEADS
+from ..models import TCLRModel
+from ..models.outputs import check_head, fold_batchnorm, head_forward
 
 TENSORRT = "TensorrtExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -74,8 +75,7 @@ class TorchBackend:
         self._folded: tuple[tuple[int, ...], torch.nn.Module] | None = None
 
     def heads(self) -> tuple[str, ...]:
-        heads = ("backbone", "retrieval", "projection")
-        return heads + ("logits",) if self.model.classifier is not None else heads
+        return HEADS if self.model.classifier is not None else EMBED_HEADS
 
     @torch.inference_mode()
     def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:

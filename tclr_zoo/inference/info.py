@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .hub import CARD_NAME, ModelSource, model_config, read_config, resolve
-from .model_card import card_results, protocol_text
-from .pretrained import FAITHFUL_PREPROCESSING
-from .registry import create_model, resolve_model_args
+from ..constants import CARD_NAME
+from ..hub.resolve import ModelSource, resolve
+from ..hub.format import model_config, read_config
+from ..hub.card import card_results, protocol_text
+from ..models.pretrained import FAITHFUL_PREPROCESSING
+from ..models.registry import create_model, resolve_model_args
 
 
 def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
@@ -16,7 +18,7 @@ def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
     a pretraining checkpoint (``.pt``) the model it holds (as ``tclr-zoo export`` would save it)."""
     path = Path(name).expanduser()
     if path.is_file() and path.suffix in (".pt", ".pth"):
-        from .train.protocols import load_encoder
+        from ..train.protocols import load_encoder
 
         return load_encoder(path)[1], ModelSource(f"checkpoint {path}", None)
     bare_arch = "." not in name and "/" not in name and ":" not in name

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from ..models import TCLRModel
+from ..constants import HEADS
+from .tclr import TCLRModel
 
-HEADS = ("backbone", "retrieval", "projection", "logits")
 EPS = 1e-12  # F.normalize's default
 
 

@@ -22,16 +22,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from .. import __version__
+from ..constants import CARD_NAME, CONFIG_NAME, HF_PREFIX, ONNX_DIR, WEIGHTS_NAME
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-HF_PREFIX = "hf-hub:"
-WEIGHTS_NAME = "model.safetensors"
 
 #: What loading a model needs (the default of :func:`fetch_snapshot`).
-MODEL_PATTERNS: tuple[str, ...] = ("config.json", WEIGHTS_NAME, "README.md")
+MODEL_PATTERNS: tuple[str, ...] = (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME)
 #: The same plus the exported ONNX graphs (the default of :func:`download` and :func:`push_folder`).
-ALL_PATTERNS: tuple[str, ...] = MODEL_PATTERNS + ("onnx/*",)
+ALL_PATTERNS: tuple[str, ...] = MODEL_PATTERNS + (f"{ONNX_DIR}/*",)
 #: Never downloaded nor uploaded, whatever ``allow_patterns`` says: pickled weights run code on load.
 PICKLE_PATTERNS: tuple[str, ...] = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.joblib")
 

@@ -22,7 +22,7 @@ CAPTION_HEIGHT = 32
 
 def _middle_frame(path: str | None, start: float | None, end: float | None) -> np.ndarray | None:
     """The middle frame (RGB) of the video, or of the window ``[start, end]`` when given."""
-    from .data.decode import VideoDecodeError, decode_frames, probe
+    from ..data.decode import VideoDecodeError, decode_frames, probe
 
     if path is None:
         return None

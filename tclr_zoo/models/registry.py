@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from torch import nn
 
-from .models import C3D, TCLRModel, TCLRVideoResNet
-from .models.resnet3d import scaled_widths
+from . import C3D, TCLRModel, TCLRVideoResNet
+from .resnet3d import scaled_widths
 
 
 class ModelNotFoundError(KeyError):

@@ -21,13 +21,14 @@ from typing import Any
 
 import yaml
 
+from ..constants import LOCAL_PREFIX, ONNX_DIR, REPORT_NAME
+
 TEMPLATE_NAME = "MODEL_CARD.md"
 MEASURED = "measured by this run"
 CARRIED = "measured by this run (copied from the source card)"
 PAPER = "paper (Dave et al., arXiv 2101.07974)"
 CONVERTED = "converted-reference (conversion check)"
 README_REF = "reference code README (DAVEISHAN/TCLR)"
-LOCAL = "local-dir:"
 
 # results keys -> (label, Hub metric type, task); R@k keys are added by _metric_info.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -97,7 +98,7 @@ def render_model_card(config: dict[str, Any], results: dict[str, Any] | None = N
 
 def _folder_report(config: dict[str, Any], folder: Path) -> dict[str, Any] | None:
     """``onnx/export_report.json`` of an exported folder (None when absent or unreadable)."""
-    path = folder / "onnx" / "export_report.json"
+    path = folder / ONNX_DIR / REPORT_NAME
     if not (config.get("export") or {}).get("onnx") or not path.is_file():
         return None
     try:
@@ -202,7 +203,7 @@ def _recipe_reference_rows(config: dict[str, Any]) -> list[Row]:
     if not name:
         return []
     try:
-        from .train.config import load_recipe
+        from ..train.config import load_recipe
 
         reference = load_recipe(name).reference or {}
     except Exception:  # a custom recipe file that is gone: no reference numbers, not an error
@@ -307,7 +308,7 @@ def _pretrained_spec(config: dict[str, Any], model_id: str | None):
     upload under a similar name never gets the paper's numbers)."""
     if not model_id:
         return None
-    from .pretrained import _PRETRAINED
+    from ..models.pretrained import _PRETRAINED
 
     name = model_id.removeprefix("hf-hub:").split("@", 1)[0]
     for spec in _PRETRAINED.values():
@@ -427,7 +428,7 @@ def architecture_section(config: dict[str, Any]) -> str:
 
 def _arch_description(arch: str) -> str:
     try:
-        from .registry import get_arch
+        from ..models.registry import get_arch
 
         description = get_arch(arch).description
     except Exception:  # an architecture this version does not register: the card still renders
@@ -526,7 +527,7 @@ def usage_snippet(config: dict[str, Any], model_id: str | None) -> str:
     if name is None:
         name = "path/to/this/folder"
         where = '  # the folder holding this card; "hf-hub:ORG/REPO" once pushed (tclr-zoo push)'
-    elif model_id and model_id.startswith(LOCAL):
+    elif model_id and model_id.startswith(LOCAL_PREFIX):
         where = '  # this folder; "hf-hub:ORG/REPO" once pushed (tclr-zoo push)'
     lines = ["from tclr_zoo import load_model", "", f'model = load_model("{name}"){where}',
              'embeddings = model.embed(["video1.mp4", "video2.mp4"])  # retrieval embeddings, one row per video']
@@ -542,8 +543,8 @@ def _usage_id(model_id: str | None) -> str | None:
     (as a plain path, relative to the working directory when it lies below it)."""
     if not model_id or "(" in model_id:
         return None
-    if model_id.startswith(LOCAL):
-        return _display_path(model_id[len(LOCAL):])
+    if model_id.startswith(LOCAL_PREFIX):
+        return _display_path(model_id[len(LOCAL_PREFIX):])
     return model_id if model_id.startswith("hf-hub:") or "/" not in model_id else f"hf-hub:{model_id}"
 
 
@@ -556,7 +557,7 @@ def _display_path(path: str) -> str:
 
 def _published_id(model_id: str | None) -> str | None:
     """Hub repos and registry names: names that mean the same on every machine."""
-    return None if not model_id or model_id.startswith(LOCAL) else _usage_id(model_id)
+    return None if not model_id or model_id.startswith(LOCAL_PREFIX) else _usage_id(model_id)
 
 
 def evaluation_section(config: dict[str, Any]) -> str:

@@ -28,16 +28,17 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
-from .data.transforms import eval_clip, eval_crop_box, normalize_clip
-from .data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from .hub import (CARD_NAME, CONFIG_NAME, LOCAL_PREFIX, WEIGHTS_NAME, ModelSource, load_pretrained_dir, model_card,
-                  model_config, read_config, resolve, save_pretrained)
-from .pretrained import FAITHFUL_PREPROCESSING
-from .registry import create_model, resolve_model_args
+from ..data.transforms import eval_clip, eval_crop_box, normalize_clip
+from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
+from ..constants import CARD_NAME, CONFIG_NAME, EMBED_HEADS, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR, WEIGHTS_NAME
+from ..hub.resolve import ModelSource, resolve
+from ..hub.card import render_model_card
+from ..atomic import staged_directory
+from ..hub.format import load_pretrained_dir, model_config, read_config, refuse_foreign_folder, write_model_files
+from ..models.pretrained import FAITHFUL_PREPROCESSING
+from ..models.registry import create_model, resolve_model_args
 
-EMBED_HEADS = ("backbone", "retrieval", "projection")
 POOLINGS = ("mean", "max")
-NORMALISED_HEADS = ("retrieval", "projection")
 
 
 @dataclass
@@ -263,7 +264,9 @@ class VideoModel:
 
     # ---- saving and sharing -----------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike, *, model_id: str | None = None) -> Path:
-        """Write the saved-model folder (config, weights, card; an exported ``onnx/`` folder is kept).
+        """Write the saved-model folder (config, weights, card; an exported ``onnx/`` folder is kept),
+        staged: a crash leaves the old folder or the new one. ``directory`` may hold an earlier saved
+        model, which is replaced, but no other files.
 
         ``model_id``: the name the card's usage snippet shows (default: the Hub repo or registry name
         this model was loaded from; for a model from a folder or a random init, ``directory`` itself).
@@ -272,25 +275,26 @@ class VideoModel:
         if model_id is None:
             local = self.model_id.startswith(LOCAL_PREFIX) or self.source.directory is None
             model_id = f"{LOCAL_PREFIX}{directory.absolute()}" if local else self.model_id
-        if isinstance(self.backend, TorchBackend):
-            card = model_card(self.config, model_id=model_id, folder=self.source.directory)
-            save_pretrained(self.backend.model, directory, self.config, card=card)
-        else:
-            directory.mkdir(parents=True, exist_ok=True)
-            for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
-                if (self.source.directory / name).is_file():
-                    shutil.copy2(self.source.directory / name, directory / name)
-        onnx_dir = self.source.directory / "onnx" if self.source.directory is not None else None
-        if onnx_dir is not None and onnx_dir.is_dir() and (self.config.get("export") or {}).get("onnx"):
-            shutil.copytree(onnx_dir, directory / "onnx", dirs_exist_ok=True)
+        refuse_foreign_folder(directory)
+        with staged_directory(directory) as staging:
+            if isinstance(self.backend, TorchBackend):
+                card = render_model_card(self.config, model_id=model_id, folder=self.source.directory)
+                write_model_files(self.backend.model, staging, self.config, card=card)
+            else:
+                for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+                    if (self.source.directory / name).is_file():
+                        shutil.copy2(self.source.directory / name, staging / name)
+            onnx_dir = self.source.directory / ONNX_DIR if self.source.directory is not None else None
+            if onnx_dir is not None and onnx_dir.is_dir() and (self.config.get("export") or {}).get("onnx"):
+                shutil.copytree(onnx_dir, staging / ONNX_DIR)
         return directory
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, commit_message: str | None = None,
                     private: bool = False, token: str | None = None) -> str:
         """Upload config, weights, card and ``onnx/`` (when present) to a Hub model repository."""
-        from .hub_client import push_folder
+        from ..hub.client import push_folder
 
-        from . import __version__
+        from .. import __version__
 
         # named after the model, not after the temporary folder it is re-saved in
         name = self.source.directory.name if self.source.directory is not None else self.model_id

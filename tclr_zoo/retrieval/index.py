@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .atomic import save_safetensors, staged_directory
+from ..atomic import save_safetensors, staged_directory
 
 __all__ = ["CAPTION_HEIGHT", "IndexFormatError", "SearchHit", "VideoIndex", "contact_sheet", "exact_topk"]
 
@@ -435,8 +435,8 @@ class VideoIndex:
         ``skip_bad``, unreadable videos are logged and skipped instead of aborting. Rows are
         added only once every video is embedded, so a failure leaves the index unchanged.
         """
-        from .data.decode import VideoDecodeError
-        from .data.layouts import expand_video_folders
+        from ..data.decode import VideoDecodeError
+        from ..data.layouts import expand_video_folders
 
         paths = expand_video_folders([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         ids = _checked_ids(paths if ids is None else ids, len(paths), self._row_of)
@@ -495,9 +495,9 @@ class VideoIndex:
     def recorded_model(self, *, backend: str = "torch", device: str | None = None) -> Any:
         """The model whose embeddings this index holds, loaded from the id it records (a Hub model at the
         recorded commit; a folder must still hold the same weights, which searching checks)."""
-        from .hub import HF_PREFIX, LOCAL_PREFIX
-        from .registry import ModelNotFoundError
-        from .sdk import load_model
+        from ..constants import HF_PREFIX, LOCAL_PREFIX
+        from ..models.registry import ModelNotFoundError
+        from ..inference.model import load_model
 
         if not self.model_id or not self.model_id.startswith((HF_PREFIX, LOCAL_PREFIX)):
             raise ModelNotFoundError(f"the index records no loadable model ({self.model_id!r}); pass the model "
@@ -584,7 +584,7 @@ class VideoIndex:
 
     # ---- saving and loading -----------------------------------------------------------------
     def _manifest(self, sha256: str) -> dict[str, Any]:
-        from . import __version__
+        from .. import __version__
 
         return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "library_version": __version__,
                 "model_id": self.model_id, "revision": self.revision, "head": self.head, "dim": self.dim,
@@ -683,7 +683,7 @@ def _progress_bar(total: int, enabled: bool):
 
 
 def _sha256(path: Path) -> str:
-    from .hub import file_sha256
+    from ..hub.format import file_sha256
 
     try:
         return file_sha256(path)

@@ -11,7 +11,8 @@ import sys
 
 import click
 
-from . import __version__
+from .. import __version__
+from ..constants import DATASET_LAYOUTS, EMBED_HEADS, HEADS, REFERENCE_ARCHS
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -19,18 +20,18 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     Importing them up front would load torch and torchvision and make every `--help` take seconds.
     """
-    from .atomic import WriteError
-    from .backends import BackendError
-    from .convert import ConversionError
-    from .data.datasets import DatasetError
-    from .data.decode import VideoDecodeError
-    from .hub import ModelLoadError
-    from .hub_client import HubError
-    from .registry import ModelNotFoundError
-    from .train.checkpoint import CheckpointError
-    from .train.config import RecipeError
+    from ..atomic import WriteError
+    from ..inference.backends import BackendError
+    from ..hub.convert import ConversionError
+    from ..data.datasets import DatasetError
+    from ..data.decode import VideoDecodeError
+    from ..hub.format import ModelLoadError
+    from ..hub.client import HubError
+    from ..models.registry import ModelNotFoundError
+    from ..train.checkpoint import CheckpointError
+    from ..train.config import RecipeError
 
-    from .index import IndexFormatError
+    from ..retrieval.index import IndexFormatError
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
@@ -50,7 +51,7 @@ def user_errors_exit_2(func):
         except Exception as err:
             if not isinstance(err, user_errors()):
                 raise
-            from .data.decode import VideoDecodeError
+            from ..data.decode import VideoDecodeError
 
             hint = SKIP_BAD_HINT if isinstance(err, VideoDecodeError) and kwargs.get("skip_bad") is False else ""
             click.echo(f"tclr-zoo: error: {err}{hint}", err=True)
@@ -124,7 +125,7 @@ def output_file(*suffixes: str):
 
 def refuse_existing(*paths, overwrite: bool, kind: str = "file") -> None:
     """Before any work: no output may replace a user's file (or fill a non-empty folder) unless --overwrite."""
-    from .atomic import refuse_to_replace
+    from ..atomic import refuse_to_replace
 
     for path in paths:
         if path is not None:
@@ -159,8 +160,8 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: b
     dataset for a few minutes, then kNN retrieval R@1 of the trained and of the randomly
     initialised network. Bundled recipes: see `tclr-zoo list --recipes`.
     """
-    from .train.config import load_recipe
-    from .train.pretrain import pretrain as run_pretrain
+    from ..train.config import load_recipe
+    from ..train.pretrain import pretrain as run_pretrain
 
     loaded = load_recipe(recipe, list(overrides))
     if resume and overwrite:
@@ -194,8 +195,8 @@ def _parse_settings(items: tuple[str, ...]) -> dict:
 def _write_result(result: dict, out: str | None) -> None:
     import json
 
-    from .atomic import atomic_write
-    from .train.protocols import format_table
+    from ..atomic import atomic_write
+    from ..train.protocols import format_table
 
     click.echo(format_table(result))
     if out:
@@ -225,7 +226,7 @@ def protocol_run_options(func):
 @click.option("--protocol", type=click.Choice(["retrieval", "linear", "finetune"]), required=True,
               help="retrieval: kNN R@k (TCLR's nearest-neighbour protocol, README 'Evaluating an encoder'); "
                    "linear: frozen backbone + linear layer; finetune: all layers.")
-@click.option("--dataset", type=click.Choice(["ucf101", "hmdb51", "kinetics400", "folder", "csv"]), required=True,
+@click.option("--dataset", type=click.Choice(DATASET_LAYOUTS), required=True,
               help="Layout of --root (the official one for ucf101, hmdb51, kinetics400).")
 @click.option("--root", required=True, type=click.Path(file_okay=False), help="Dataset folder.")
 @click.option("--split", default=1, show_default=True, help="Official split number (UCF101/HMDB51: 1-3).")
@@ -242,8 +243,8 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
     Prints the protocol's settings and a table of the metrics and, with --out, writes them as JSON
     with the model id, the protocol's parameters, dataset, split and library versions.
     """
-    from .train.pretrain import resolve_device
-    from .train.protocols import run_protocol
+    from ..train.runtime import resolve_device
+    from ..train.protocols import run_protocol
 
     refuse_existing(out_file, overwrite=overwrite)
     result = run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
@@ -266,8 +267,8 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
     The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
     protocol settings and the paper's number to compare with; see recipes/finetune_*.yaml.
     """
-    from .train.pretrain import resolve_device
-    from .train.protocols import load_protocol_recipe, run_protocol
+    from ..train.runtime import resolve_device
+    from ..train.protocols import load_protocol_recipe, run_protocol
 
     refuse_existing(out_file, overwrite=overwrite)
     loaded = load_protocol_recipe(recipe, list(overrides))
@@ -290,7 +291,7 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
 @click.option("--fp16", is_flag=True, help="Also write onnx/model.fp16.onnx (float16 compute, float32 in/out); implies --onnx.")
 @click.option("--opset", type=int, default=None,
               help="ONNX opset [default: 20, dynamo exporter, TensorRT 10]; 17 uses the TorchScript exporter (TensorRT 8.x).")
-@click.option("--head", type=click.Choice(["backbone", "retrieval", "projection", "logits"]), default="retrieval",
+@click.option("--head", type=click.Choice(HEADS), default="retrieval",
               show_default=True, help="What the graph outputs (one output, named after the head).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
               help="Largest batch the graph accepts (the batch axis is dynamic, 1..N); parity runs at 1, 3 and N.")
@@ -313,10 +314,10 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     graph rules and for parity with PyTorch in onnxruntime, and onnx/export_report.json. A failed
     check exits with status 1 and leaves no --out folder behind.
     """
-    from .export.exporter import ExportError, export_model
-    from .export.graph_checks import GraphCheckError
-    from .export.parity import ParityError
-    from .export.triton import TritonError, write_model_repository
+    from ..export.exporter import ExportError, export_model
+    from ..export.graph_checks import GraphCheckError
+    from ..export.parity import ParityError
+    from ..export.triton import TritonError, write_model_repository
 
     if triton_graph == "fp16" and not (fp16 and triton):
         raise click.UsageError("--triton-graph fp16 needs --triton and --fp16 (the fp16 graph must be exported)")
@@ -383,7 +384,7 @@ def model_options(func):
 
 
 def _load(model: str, backend: str, device: str | None):
-    from .sdk import load_model
+    from ..inference.model import load_model
 
     return load_model(model, backend=backend, device=device)
 
@@ -399,7 +400,7 @@ def _report_failed(failed: list[dict]) -> None:
 @click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
               callback=output_file(".safetensors", ".npy"),
               help="FILE.safetensors (embeddings + metadata) or FILE.npy (+ FILE.json with paths and model id).")
-@click.option("--head", type=click.Choice(["retrieval", "backbone", "projection"]), default="retrieval",
+@click.option("--head", type=click.Choice(EMBED_HEADS), default="retrieval",
               show_default=True, help="retrieval: TCLR's temporal feature (kNN protocol); backbone: pooled "
                                       "features; projection: the contrastive head.")
 @OVERWRITE_OUTPUTS
@@ -415,7 +416,7 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
     from pathlib import Path
 
     from .batch import embed_files, output_metadata, save_embeddings
-    from .data.layouts import find_videos
+    from ..data.layouts import find_videos
 
     sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
     refuse_existing(out_file, sidecar, overwrite=overwrite)
@@ -446,9 +447,9 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
     """
     import json
 
-    from .atomic import atomic_write
+    from ..atomic import atomic_write
     from .batch import classify_files
-    from .data.layouts import find_videos
+    from ..data.layouts import find_videos
 
     refuse_existing(json_file, overwrite=overwrite)
     paths = find_videos(videos)
@@ -478,7 +479,7 @@ def info(model: str, as_json: bool) -> None:
     """
     import json
 
-    from .model_info import describe, model_summary
+    from ..inference.info import describe, model_summary
 
     config, source = describe(model)
     click.echo(json.dumps(config, indent=2) if as_json else model_summary(config, source))
@@ -487,7 +488,7 @@ def info(model: str, as_json: bool) -> None:
 @main.command()
 @click.argument("reference", type=click.Path(dir_okay=False))
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--arch", type=click.Choice(["r3d_18", "r2plus1d_18"]), required=True,
+@click.option("--arch", type=click.Choice(REFERENCE_ARCHS), required=True,
               help="The network the reference checkpoint holds.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty OUT_DIR (only once the conversion passed).")
 @click.option("--no-check", is_flag=True, help="Skip comparing the converted model with the rebuilt reference network.")
@@ -500,7 +501,7 @@ def convert(reference: str, out_dir: str, arch: str, overwrite: bool, no_check: 
     BGR preprocessing are recorded in config.json, and the result is compared with the reference
     network on random clips.
     """
-    from .convert import convert_reference_checkpoint
+    from ..hub.convert import convert_reference_checkpoint
 
     report = convert_reference_checkpoint(reference, out_dir, arch=arch, overwrite=overwrite, check=not no_check)
     check = (f"matches the reference network, max abs error {report['max_abs_error']:.2e}"
@@ -518,8 +519,8 @@ def download(model: str, revision: str | None) -> None:
     Fetches config, weights, card and the exported onnx/ folder, so that machines without network
     can load the model with HF_HUB_OFFLINE=1 after the cache (HF_HOME or HF_HUB_CACHE) is copied.
     """
-    from .hub_client import download as hub_download
-    from .pretrained import get_pretrained
+    from ..hub.client import download as hub_download
+    from ..models.pretrained import get_pretrained
 
     repo = model[len("hf-hub:"):] if model.startswith("hf-hub:") else get_pretrained(model).repo_id
     repo, _, pinned = repo.partition("@")
@@ -540,7 +541,7 @@ def push(model: str, repo_id: str, revision: str | None, message: str | None, pr
     Uploads config.json, model.safetensors, the model card and, when present, the onnx/ folder.
     Authenticate with `hf auth login` or HF_TOKEN; HF_ENDPOINT selects another Hub.
     """
-    from .sdk import load_model
+    from ..inference.model import load_model
 
     loaded = load_model(model)
     url = loaded.push_to_hub(repo_id, revision=revision, commit_message=message, private=private)
@@ -557,7 +558,7 @@ def index() -> None:
 @click.argument("videos", nargs=-1, required=True)
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Index folder to write (embeddings.safetensors + manifest.json).")
-@click.option("--head", type=click.Choice(["retrieval", "backbone", "projection"]), default="retrieval",
+@click.option("--head", type=click.Choice(EMBED_HEADS), default="retrieval",
               show_default=True, help="Which embedding to index.")
 @click.option("--windows", is_flag=True, help="One row per sliding window (with start/end seconds), not per video.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
@@ -579,8 +580,8 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     """
     import shutil
 
-    from .batch import build_index_resumable, partial_index_dir
-    from .data.layouts import find_videos
+    from ..retrieval.build import build_index_resumable, partial_index_dir
+    from ..data.layouts import find_videos
 
     refuse_existing(out_dir, overwrite=overwrite, kind="folder")
     partial = partial_index_dir(out_dir)
@@ -626,12 +627,13 @@ def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: s
     import json
     from pathlib import Path
 
-    from .index import VideoIndex, contact_sheet
+    from ..retrieval.index import VideoIndex
+    from ..retrieval.sheets import contact_sheet
 
     refuse_existing(sheet, overwrite=overwrite)
     found = VideoIndex.load(index_dir)
     if Path(query).is_file():
-        from .batch import index_model
+        from ..retrieval.build import index_model
 
         try:
             hits = found.search(query, k, model=index_model(found, model, backend, device))[0]
@@ -662,8 +664,8 @@ def index_search(index_dir: str, query: str, k: int, model: str | None, sheet: s
 @user_errors_exit_2
 def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
     """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes."""
-    from .registry import get_arch, list_models
-    from .train.config import bundled_recipes
+    from ..models.registry import get_arch, list_models
+    from ..train.config import bundled_recipes
 
     if recipes:
         for kind, command in (("pretrain", "tclr-zoo pretrain"), ("downstream", "tclr-zoo finetune")):
@@ -671,7 +673,7 @@ def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
                 click.echo(f"{name:26s} {command}")
         return
     if pretrained:
-        from .pretrained import get_pretrained, list_pretrained
+        from ..models.pretrained import get_pretrained, list_pretrained
 
         names = list_pretrained(pattern if "." in pattern or pattern == "*" else f"{pattern}.*")
         for name in names:
@@ -693,6 +695,3 @@ def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
     for name in names:
         click.echo(f"{name:18s} {get_arch(name).description}")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

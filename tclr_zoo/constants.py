@@ -1,0 +1,38 @@
+"""Names that several layers share, defined once and free of torch so any module (and ``--help``)
+can import them cheaply: the heads a model exposes, the files of a saved model and of its export,
+the prefixes of model names, and the dataset layouts the data loaders understand.
+"""
+
+from __future__ import annotations
+
+#: Every output a TCLR model can give: the three embeddings and, with a classifier, the logits.
+HEADS: tuple[str, ...] = ("backbone", "retrieval", "projection", "logits")
+#: The embedding heads (what ``VideoModel.embed`` and a ``VideoIndex`` take; "retrieval" is the default).
+EMBED_HEADS: tuple[str, ...] = HEADS[:3]
+#: Heads whose rows are L2-normalised (cosine = dot product).
+NORMALISED_HEADS: tuple[str, ...] = ("retrieval", "projection")
+
+# A saved model folder (= Hub repository layout).
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+# Its exported graphs, in a subfolder.
+ONNX_DIR = "onnx"
+FP32_NAME = "model.onnx"
+FP16_NAME = "model.fp16.onnx"
+REPORT_NAME = "export_report.json"
+
+# Model names that are not registry names.
+HF_PREFIX = "hf-hub:"
+LOCAL_PREFIX = "local-dir:"
+
+#: Architectures the TCLR authors released checkpoints for (what ``tclr-zoo convert`` reads).
+REFERENCE_ARCHS: tuple[str, ...] = ("r3d_18", "r2plus1d_18")
+
+#: Dataset layouts with an official split (folder name -> display name).
+DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kinetics400": "Kinetics-400"}
+#: Every ``--dataset`` layout: the official ones plus a plain class-per-folder tree and a CSV list.
+DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
+
+__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "FP16_NAME", "FP32_NAME",
+           "HEADS", "HF_PREFIX", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR", "REFERENCE_ARCHS", "REPORT_NAME", "WEIGHTS_NAME"]

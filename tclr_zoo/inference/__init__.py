@@ -1,0 +1,2 @@
+"""Using a model: ``load_model`` -> ``VideoModel`` (``model``), the PyTorch and onnxruntime backends
+(``backends``) and the summary ``tclr-zoo info`` prints (``info``)."""

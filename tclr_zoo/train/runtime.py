@@ -1,0 +1,92 @@
+"""Where and how the training step runs: the device, bf16 autocast, the memory layout and how many
+clip groups share one backbone pass. The training loop, the CLI (``--device``) and bench/p1 make the
+same choices through these functions, so a benchmark times the step a run would take.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+
+import numpy as np
+import torch
+
+from .config import Recipe, RecipeError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RecipeError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def amp_mode(device: torch.device, amp: str) -> str:
+    """``train.amp`` resolved for ``device``: ``"bf16"`` or ``"none"``."""
+    mode = ("bf16" if device.type == "cuda" else "none") if amp == "auto" else amp
+    if mode not in ("bf16", "none"):
+        raise RecipeError(f"train.amp must be auto, bf16 or none, got {amp!r}")
+    return mode
+
+
+def autocast_for(device: torch.device, amp: str):
+    """bf16 autocast on CUDA by default; fp32 on CPU.
+
+    On CPUs with native bf16 (AMX / avx512_bf16) ``train.amp=bf16`` makes the CPU step several
+    times faster (R3D-18, 2 videos at 112 px, 2 cores with AMX: 7.6 s vs 30.3 s per step; BENCHMARKS.md P1),
+    but it changes the numbers and is slow on CPUs without bf16 units, so CPU runs stay fp32 unless
+    the recipe asks for it.
+    fp16 is not offered: it would need loss scaling, and bf16 has fp32's range without it.
+    """
+    if amp_mode(device, amp) == "none":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def groups_per_pass(recipe: Recipe, device: torch.device) -> int | None:
+    setting = recipe.train.groups_per_pass
+    if setting == "auto":
+        if device.type == "cuda":
+            return None
+        # On CPU a channels_last_3d pass over several clip groups takes grouped BatchNorm's strided
+        # path (explicit statistics), 1.5-2.7x slower per group than one group per pass with the
+        # native kernel (fp32 and bf16, 64-112 px); contiguous passes keep 2 groups.
+        return 1 if use_channels_last(recipe, device) else 2
+    if setting == "all":
+        return None
+    if not isinstance(setting, int) or setting < 1:
+        raise RecipeError(f"train.groups_per_pass must be auto, all or a positive integer, got {setting!r}")
+    return setting
+
+
+def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
+    """``auto``: on CUDA, and on CPU with bf16 autocast, where oneDNN's channels-last bf16
+    convolutions make the step 1.2-1.3x faster than contiguous ones (R3D-18, 112 px). In fp32 on CPU
+    the layout gave no clear gain for training (-10% to +20% across sizes), so it stays off there."""
+    setting = recipe.train.channels_last
+    if setting == "auto":
+        return device.type == "cuda" or amp_mode(device, recipe.train.amp) == "bf16"
+    return bool(setting)
+
+
+def configure_model(model, recipe: Recipe, device: torch.device):
+    """Put ``model`` on ``device`` in the layout and with the backbone passes the recipe resolves to
+    there (the training loop's setup; bench/p1_train_step.py times the step with it)."""
+    model.groups_per_pass = groups_per_pass(recipe, device)
+    model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed clip shapes: let cuDNN pick the fastest kernels
+    if use_channels_last(recipe, device):
+        model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
+__all__ = ["amp_mode", "autocast_for", "configure_model", "groups_per_pass", "resolve_device", "seed_everything",
+           "use_channels_last"]
