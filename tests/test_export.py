@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from tclr_zoo.cli import main as cli
+from tclr_zoo import cli
 from tclr_zoo.export import exporter
 from tclr_zoo.export.exporter import ExportError, export_model
 from tclr_zoo.export.graph_checks import GraphCheckError, check_graph

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 import tclr_zoo
 from conftest import TINY_SYNTHETIC
 from hostile_videos import write_video
-from tclr_zoo.cli import main as cli
+from tclr_zoo import cli
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.retrieval.index import VideoIndex
 

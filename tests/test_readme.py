@@ -30,7 +30,7 @@ from click.testing import CliRunner
 import reference_net
 from conftest import TINY_SYNTHETIC, tiny_overrides
 from hostile_videos import write_video
-from tclr_zoo.cli import main as cli
+from tclr_zoo import cli
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
 from test_push import TOKEN, hub  # noqa: F401  (the Hub stand-in fixture)
 
