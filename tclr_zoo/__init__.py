@@ -12,7 +12,7 @@ _PUBLIC = {
     "ModelNotFoundError": "models.registry", "create_model": "models.registry", "list_models": "models.registry",
     "list_pretrained": "models.pretrained",
     "VideoModel": "inference.model", "WindowEmbeddings": "inference.model", "load_model": "inference.model",
-    "VideoIndex": "retrieval.index", "SearchHit": "retrieval.index", "contact_sheet": "retrieval.sheets",
+    "VideoIndex": "retrieval.index", "SearchHit": "retrieval.types", "contact_sheet": "retrieval.sheets",
     "export_model": "export.exporter",
 }
 

@@ -69,7 +69,7 @@ def refuse_to_replace(path: str | os.PathLike, *, overwrite: bool, kind: str = "
 
     ``ours`` (folders only) recognises this writer's own earlier output, which it may always
     replace -- a saved index, the generated dataset; ``ours_name`` says what it looks for (e.g.
-    "manifest.json") in the refusal.
+    "manifest.json") in the refusal. ``flag=""`` for library writers that have no such option.
     """
     path = Path(path)
     if not (path.exists() or path.is_symlink()):
@@ -80,8 +80,9 @@ def refuse_to_replace(path: str | os.PathLike, *, overwrite: bool, kind: str = "
         if overwrite or not any(path.iterdir()) or (ours is not None and ours(path)):
             return
         if ours is not None:
+            fix = f"choose another name or pass {flag}" if flag else "choose another name or empty it"
             raise OutputExistsError(f"{path}: folder is not empty and holds no {ours_name}; refusing to replace it "
-                                    f"(choose another name or pass {flag})")
+                                    f"({fix})")
         raise OutputExistsError(f"{path}: folder exists and is not empty; choose another name or pass {flag} "
                                 "to replace it")
     if path.is_dir():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tclr_zoo.train.config import RecipeError, bundled_recipes, load_recipe
+from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING, PAPER_RESULTS, get_pretrained
+from tclr_zoo.train.config import RecipeError, bundled_recipes, load_recipe, preprocessing_config
 from tclr_zoo.train.schedule import WarmupPlateauSchedule
 
 
@@ -70,3 +71,36 @@ def test_schedule_warms_up_then_divides_on_plateau():
         schedule.end_epoch(loss)
     assert lrs[:5] == pytest.approx([1e-5, 5e-5, 1e-4, 5e-4, 1e-3])
     assert lrs[-1] == pytest.approx(1e-4)  # no improvement for more than 2 epochs after warm-up
+
+
+def test_paper_recipe_preprocessing_is_the_faithful_one():
+    """Converted reference checkpoints get FAITHFUL_PREPROCESSING; a model trained by the paper
+    recipe gets preprocessing_config(recipe): the two must describe the same input."""
+    assert preprocessing_config(load_recipe("tclr_r3d18_ucf101")) == FAITHFUL_PREPROCESSING
+
+
+def test_recipe_reference_names_its_row_of_the_paper_results():
+    r = load_recipe("tclr_r3d18_ucf101")
+    assert r.reference == PAPER_RESULTS["r3d_18.tclr_ucf101"] and r.reference is not PAPER_RESULTS["r3d_18.tclr_ucf101"]
+    assert list(r.reference) == ["paper_ucf101_knn_r1", "repo_readme_ucf101_knn_r1", "paper_ucf101_finetune_top1",
+                                 "paper_hmdb51_finetune_top1", "reference_linear_eval_ucf101_top1"]
+    assert load_recipe("tclr_r3d18_k400").reference == {"paper_ucf101_finetune_top1": None,
+                                                        "paper_hmdb51_finetune_top1": None}
+    # the released weights' paper numbers (model card) are the same row, in the same unit
+    assert get_pretrained("r3d_18.tclr_ucf101").results == {
+        "ucf101_knn_r1": 0.562, "ucf101_finetune_top1": 0.824, "hmdb51_finetune_top1": 0.529}
+    with pytest.raises(RecipeError, match="no published results for 'r3d_18.nope'"):
+        load_recipe("tclr_r3d18_ucf101", ["reference={published: r3d_18.nope}"])
+
+
+def test_downstream_recipe_references_match_the_paper_results():
+    """Downstream recipes quote single numbers; they must be the ones of PAPER_RESULTS."""
+    from tclr_zoo.train.protocols import load_protocol_recipe
+
+    row = PAPER_RESULTS["r3d_18.tclr_ucf101"]
+    quoted = {("finetune_r3d18_ucf101", "paper_top1"): row["paper_ucf101_finetune_top1"],
+              ("finetune_r3d18_hmdb51", "paper_top1"): row["paper_hmdb51_finetune_top1"],
+              ("retrieval_r3d18_ucf101", "paper_R@1"): row["paper_ucf101_knn_r1"],
+              ("linear_r3d18_ucf101", "reference_top1"): row["reference_linear_eval_ucf101_top1"]}
+    for (name, key), value in quoted.items():
+        assert load_protocol_recipe(name, ["model=m", "data.root=d"])["reference"][key] == value, (name, key)

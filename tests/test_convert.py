@@ -16,6 +16,7 @@ from tclr_zoo.hub import convert
 from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.hub.convert import ConversionError, convert_reference_checkpoint, load_reference_checkpoint
 from tclr_zoo.models import TCLRModel, TCLRVideoResNet
+from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
 
 import reference_net
 
@@ -61,6 +62,7 @@ def test_round_trip_reproduces_reference_network(arch, nets, checkpoints, tmp_pa
     assert source["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert source["file"] == src.name and source["format"] == "tclr-reference"
     pre = config["preprocessing"]
+    assert pre == FAITHFUL_PREPROCESSING
     assert (pre["channel_order"], pre["value_range"], pre["mean"], pre["std"]) == ("bgr", [0.0, 1.0], None, None)
     assert (pre["size"], pre["frames"], pre["eval_frame_stride"], pre["crop_fraction"]) == (112, 16, 2, 0.8)
     assert config["architecture"] == arch and config["embedding_dims"]["retrieval"] == 2048

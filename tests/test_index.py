@@ -12,11 +12,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import tclr_zoo.retrieval.index as index_module
+import tclr_zoo.retrieval.search as search_module
 from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
-from tclr_zoo.retrieval.index import IndexFormatError, SearchHit, VideoIndex, exact_topk
-from tclr_zoo.retrieval.sheets import contact_sheet
+from tclr_zoo.retrieval.index import VideoIndex
+from tclr_zoo.retrieval.search import exact_topk
+from tclr_zoo.retrieval.sheets import CAPTION_HEIGHT, contact_sheet
+from tclr_zoo.retrieval.types import IndexFormatError, SearchHit
 from tclr_zoo.models.registry import ModelNotFoundError
 
 DIM = 64
@@ -89,13 +91,13 @@ def test_exact_topk_bounds_score_memory_and_accepts_any_chunking():
     for chunk in (1, 7, 3000, 10_000):
         scores, rows = exact_topk(data, queries, 4, chunk_rows=chunk)
         assert rows.tolist() == reference(data, queries, 4)[1].tolist()
-    budget = index_module._SCORE_BUDGET
-    assert index_module._chunk_rows(1, 65536) == 65536
-    assert index_module._chunk_rows(256, 65536) * 256 <= budget
+    budget = search_module._SCORE_BUDGET
+    assert search_module._chunk_rows(1, 65536) == 65536
+    assert search_module._chunk_rows(256, 65536) * 256 <= budget
 
 
 def test_large_query_batches_are_split(monkeypatch):
-    monkeypatch.setattr(index_module, "_SCORE_BUDGET", 4096)  # groups of 4 queries, chunks of >= 1024 rows
+    monkeypatch.setattr(search_module, "_SCORE_BUDGET", 4096)  # groups of 4 queries, chunks of >= 1024 rows
     data, queries = F.normalize(random_rows(3000, seed=4)), F.normalize(random_rows(10, seed=5))
     scores, rows = exact_topk(data, queries, 3)
     assert rows.tolist() == reference(data, queries, 3)[1].tolist() and scores.shape == (10, 3)
@@ -394,7 +396,7 @@ def test_contact_sheet_png(tmp_path, videos):
     out = contact_sheet(videos[0], hits, tmp_path / "sheets" / "sheet.png", size=96)
     with Image.open(out) as image:
         assert image.format == "PNG"
-        assert image.size == (96 * 4, 96 + index_module.CAPTION_HEIGHT)
+        assert image.size == (96 * 4, 96 + CAPTION_HEIGHT)
         assert image.getpixel((48, 48)) != image.getpixel((96 * 3 + 48, 48))  # a frame vs the "no frame" tile
     with pytest.raises(TypeError, match="SearchHit"):
         contact_sheet(videos[0], [hits], tmp_path / "bad.png")

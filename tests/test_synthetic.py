@@ -15,7 +15,8 @@ import pytest
 
 av = pytest.importorskip("av")
 
-from tclr_zoo.data import synthetic  # noqa: E402
+# the writer module, whose _write_mp4 generate() calls (patched below); it also sees the seeds and paths
+from tclr_zoo.data.synthetic import write as synthetic  # noqa: E402
 from tclr_zoo.data.synthetic import (  # noqa: E402
     CLASS_NAMES,
     SyntheticConfig,

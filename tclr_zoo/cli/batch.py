@@ -20,12 +20,15 @@ import torch
 from ..atomic import atomic_write
 from ..data.decode import VideoDecodeError
 from ..inference.model import VideoModel
+from .options import write_json
 
 CHUNK = 16  # videos per embed call: enough to fill batches, small enough to retry one by one
 
 
 @dataclass
 class BatchResult:
+    """What a batch command produced: the files that worked with one result each, and the skipped ones."""
+
     paths: list[str] = field(default_factory=list)  # the files that worked, in output order
     rows: list[Any] = field(default_factory=list)  # one result per path
     failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
@@ -61,17 +64,20 @@ def _extend(result: BatchResult, paths: list[str], rows: Sequence[Any]) -> None:
 
 def embed_files(model: VideoModel, paths: list[str], *, head: str, batch_size: int, skip_bad: bool,
                 progress: bool) -> BatchResult:
+    """One embedding (a 1-d tensor of ``head``) per video."""
     return run_batch(paths, lambda chunk: list(model.embed(chunk, head=head, batch_size=batch_size)),
                      skip_bad=skip_bad, progress=progress)
 
 
 def classify_files(model: VideoModel, paths: list[str], *, top_k: int, batch_size: int, skip_bad: bool,
                    progress: bool) -> BatchResult:
+    """The ``top_k`` (label, probability) pairs per video."""
     return run_batch(paths, lambda chunk: model.classify(chunk, top_k=top_k, batch_size=batch_size),
                      skip_bad=skip_bad, progress=progress)
 
 
 def output_metadata(model: VideoModel, head: str, result: BatchResult) -> dict[str, Any]:
+    """What an embeddings file records beside the matrix: model, head, the rows' paths, the skipped files."""
     return {"model_id": model.model_id, "revision": model.revision, "architecture": model.config["architecture"],
             "head": head, "paths": result.paths, "failed": result.failed}
 
@@ -92,6 +98,9 @@ def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[
         np.save(buffer, matrix.numpy())
         sidecar = out.with_suffix(".json")
         atomic_write(out, lambda f: f.write(buffer.getvalue()))
-        atomic_write(sidecar, lambda f: f.write((json.dumps(metadata, indent=2) + "\n").encode()))
+        write_json(sidecar, metadata)
         return [out, sidecar]
     raise ValueError(f"{out}: the output must end in .npy or .safetensors")
+
+
+__all__ = ["CHUNK", "BatchResult", "classify_files", "embed_files", "output_metadata", "run_batch", "save_embeddings"]

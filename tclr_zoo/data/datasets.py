@@ -99,7 +99,7 @@ class TCLRPretrainDataset(Dataset):
             frames = torch.from_numpy(decode_frames(path, needed, channel_order=self.channel_order, info=info))
         except VideoDecodeError as err:
             return BadSample(path, err.reason)
-        # index_select, not frames[index]: the same contiguous copy, ~8x faster for uint8 frames.
+        # index_select, not frames[index]: the same contiguous copy, faster for uint8 frames (BENCHMARKS.md, P2).
         global_frames = frames.index_select(0, torch.from_numpy(np.searchsorted(needed, indices.global_clip)))
         local_frames = [frames.index_select(0, torch.from_numpy(row))
                         for row in np.searchsorted(needed, indices.local_clips)]  # K x [T, H, W, 3]

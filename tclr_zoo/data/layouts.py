@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..constants import DATASET_LAYOUTS
+
 
 @dataclass(frozen=True)
 class VideoItem:
@@ -30,7 +32,7 @@ class VideoItem:
 # Dataset layouts: split files and folders as users download them
 # --------------------------------------------------------------------------------------------
 
-DATASETS = ("ucf101", "hmdb51", "kinetics400", "folder", "csv")
+DATASETS = DATASET_LAYOUTS
 _ALIASES = {"ucf": "ucf101", "ucf-101": "ucf101", "hmdb": "hmdb51", "hmdb-51": "hmdb51",
             "kinetics": "kinetics400", "kinetics-400": "kinetics400", "k400": "kinetics400"}
 

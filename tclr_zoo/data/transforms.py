@@ -268,7 +268,8 @@ def _crop_resize_to_float(
 
 
 def adjust_hue(x: torch.Tensor, hue_factor: float) -> torch.Tensor:
-    """``F.adjust_hue`` for float RGB ``[..., 3, H, W]`` in [0, 1], ~3x faster (same result to ~2e-6).
+    """``F.adjust_hue`` for float RGB ``[..., 3, H, W]`` in [0, 1], faster (BENCHMARKS.md, P2; same result
+    to ~2e-6).
 
     A hue shift keeps each pixel's maximum ``mx`` and minimum (so ``span = mx - min``) and moves it
     along the edge of the HSV hexagon: with ``h`` the hue in sixths of a turn, channel ``n`` (R: 5,

@@ -17,6 +17,7 @@ own linear-eval loader skips them as well. Everything else must match our model 
 from __future__ import annotations
 
 import collections
+import copy
 import os
 import re
 from pathlib import Path
@@ -30,6 +31,7 @@ from ..constants import CARD_NAME, REFERENCE_ARCHS
 from .card import render_model_card
 from .format import file_sha256, load_pretrained_dir, model_config, write_model_files
 from ..atomic import refuse_to_replace, staged_directory
+from ..models.pretrained import FAITHFUL_PREPROCESSING
 from ..models.registry import create_model, resolve_model_args
 
 STATE_KEYS = ("state_dict", "bb_state_dict")  # the reference's loaders accept either
@@ -250,11 +252,8 @@ def verify_against_reference(model: nn.Module, state: dict[str, torch.Tensor], a
 
 
 def _reference_preprocessing() -> dict[str, Any]:
-    """Faithful preprocessing (BGR, [0, 1], no mean/std) with the eval values of the reference recipe."""
-    from ..train.config import load_recipe
-    from ..train.pretrain import preprocessing_config
-
-    return preprocessing_config(load_recipe("tclr_r3d18_ucf101"))
+    """Faithful preprocessing (BGR, [0, 1], no mean/std, the reference's eval values), a fresh copy."""
+    return copy.deepcopy(FAITHFUL_PREPROCESSING)
 
 
 def _plain(value: Any) -> Any:

@@ -109,7 +109,8 @@ def is_model_folder(directory: Path) -> bool:
 
 def refuse_foreign_folder(directory: str | os.PathLike) -> None:
     """A saved model may replace an earlier one or an empty folder, never a folder of other files."""
-    refuse_to_replace(directory, overwrite=False, kind="folder", ours=is_model_folder, ours_name=CONFIG_NAME)
+    refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_model_folder,
+                      ours_name=CONFIG_NAME)
 
 
 def save_pretrained(model: TCLRModel, directory: str | os.PathLike, config: dict[str, Any],

@@ -7,10 +7,9 @@ from typing import Any
 
 from ..constants import CARD_NAME
 from ..hub.resolve import ModelSource, resolve
-from ..hub.format import model_config, read_config
+from ..hub.format import read_config
 from ..hub.card import card_results, protocol_text
-from ..models.pretrained import FAITHFUL_PREPROCESSING
-from ..models.registry import create_model, resolve_model_args
+from .model import random_init_model
 
 
 def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
@@ -25,9 +24,7 @@ def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
     source = resolve(name, pretrained=not bare_arch)
     if source.directory is not None:
         return read_config(source.directory), source
-    args = resolve_model_args(source.arch)
-    model = create_model(source.arch, model_args=args)
-    return model_config(model, arch=source.arch, model_args=args, preprocessing=dict(FAITHFUL_PREPROCESSING)), source
+    return random_init_model(source.arch)[1], source
 
 
 def model_summary(config: dict[str, Any], source: ModelSource) -> str:

@@ -69,9 +69,7 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
     if source.directory is None:
         if backend == "onnx":
             raise BackendError(f"{source.model_id} has no ONNX graph; export a saved model first (tclr-zoo export)")
-        args = resolve_model_args(source.arch)
-        model = create_model(source.arch, model_args=args)
-        config = model_config(model, arch=source.arch, model_args=args, preprocessing=dict(FAITHFUL_PREPROCESSING))
+        model, config = random_init_model(source.arch)
         return VideoModel(TorchBackend(model, device), config, source)
     if backend == "torch":
         model, config = load_pretrained_dir(source.directory)
@@ -79,6 +77,20 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
     config = read_config(source.directory)
     return VideoModel(OnnxBackend(source.directory, config, device=device, providers=providers,
                                   precision=precision), config, source)
+
+
+def random_init_model(arch: str) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A randomly initialised ``arch`` network and its ``config.json`` (faithful preprocessing).
+
+    Args:
+        arch: a registry architecture name.
+
+    Returns:
+        The model and the config a ``save_pretrained`` of it would write.
+    """
+    args = resolve_model_args(arch)
+    model = create_model(arch, model_args=args)
+    return model, model_config(model, arch=arch, model_args=args, preprocessing=dict(FAITHFUL_PREPROCESSING))
 
 
 class VideoModel:

@@ -3,15 +3,19 @@
 The entries describe the authors' released checkpoints (spec §7) once converted with
 ``tclr-zoo convert`` and pushed to a Hub organisation. The organisation is configurable
 (``TCLR_ZOO_HUB_ORG``, default ``tclr-zoo``) so a team can serve its own mirror; the repository
-names are fixed. Numbers are the paper's (provenance "paper"); ``None`` where the paper's table was
-not transcribed into this project (the recipes leave them null too) -- never a guess.
+names are fixed.
+
+:data:`PAPER_RESULTS` is the one home of the published numbers of TCLR-pretrained networks, as
+fractions of 1 like every other number in tclr-zoo; the recipes' ``reference: {published: arch.tag}``
+and the model cards of released weights read them from there. ``None`` where the paper's table was
+not transcribed into this project -- never a guess.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .registry import ModelNotFoundError, get_arch
@@ -26,6 +30,23 @@ FAITHFUL_PREPROCESSING: dict[str, Any] = {
     "eval_protocol": {"clips": 9, "pooling": "temporal", "similarity": "cosine"},
 }
 
+#: Published numbers of TCLR-pretrained networks (``arch.tag``; an entry needs no released weights),
+#: as fractions of 1, keyed ``<source>_<dataset>_<metric>``: ``paper`` (Dave et al., arXiv 2101.07974;
+#: spec §6), ``repo_readme`` (the DAVEISHAN/TCLR README), ``reference`` (the reference code's own
+#: linear evaluation). ``None``: the paper reports it, but it is not transcribed here yet.
+PAPER_RESULTS: dict[str, dict[str, float | None]] = {
+    "r3d_18.tclr_ucf101": {
+        "paper_ucf101_knn_r1": 0.562,  # NN retrieval R@1, R3D-18 pretrained on UCF101
+        "repo_readme_ucf101_knn_r1": 0.561,
+        "paper_ucf101_finetune_top1": 0.824,
+        "paper_hmdb51_finetune_top1": 0.529,
+        "reference_linear_eval_ucf101_top1": 0.699,
+    },
+    **{name: {"paper_ucf101_finetune_top1": None, "paper_hmdb51_finetune_top1": None}
+       for name in ("r3d_18.tclr_k400", "r2plus1d_18.tclr_k400", "r2plus1d_18.tclr_ucf101", "c3d.tclr_ucf101")},
+}
+PAPER_PREFIX = "paper_"
+
 
 @dataclass(frozen=True)
 class PretrainedSpec:
@@ -33,7 +54,6 @@ class PretrainedSpec:
     repo: str  # repository name inside the organisation
     dataset: str
     description: str
-    results: dict[str, Any] = field(default_factory=dict)
     # Whether the repository exists on the public Hub. None of them does yet: the authors' files
     # must be converted and pushed first (`tclr-zoo list --pretrained` says how).
     published: bool = False
@@ -46,22 +66,22 @@ class PretrainedSpec:
     def repo_id(self) -> str:
         return f"{os.environ.get(ORG_ENV) or DEFAULT_ORG}/{self.repo}"
 
+    @property
+    def results(self) -> dict[str, float | None]:
+        """The paper's numbers for these weights (``<dataset>_<metric>``: fraction, or None), from :data:`PAPER_RESULTS`."""
+        return {key[len(PAPER_PREFIX):]: value for key, value in PAPER_RESULTS.get(self.name, {}).items()
+                if key.startswith(PAPER_PREFIX)}
+
 
 _PRETRAINED = {
     spec.name: spec
     for spec in (
         PretrainedSpec("r3d_18.tclr_ucf101", "tclr-r3d18-ucf101", "UCF101 split 1 (train)",
-                       "R3D-18 pretrained with TCLR on UCF101 (authors' release, converted)",
-                       {"ucf101_finetune_top1": 82.4, "hmdb51_finetune_top1": 52.9, "ucf101_nn_r1": 56.2,
-                        "provenance": "paper (Dave et al., arXiv 2101.07974)"}),
+                       "R3D-18 pretrained with TCLR on UCF101 (authors' release, converted)"),
         PretrainedSpec("r3d_18.tclr_k400", "tclr-r3d18-k400", "Kinetics-400 (train)",
-                       "R3D-18 pretrained with TCLR on Kinetics-400 (authors' release, converted)",
-                       {"ucf101_finetune_top1": None, "hmdb51_finetune_top1": None,
-                        "provenance": "paper table not transcribed here"}),
+                       "R3D-18 pretrained with TCLR on Kinetics-400 (authors' release, converted)"),
         PretrainedSpec("r2plus1d_18.tclr_k400", "tclr-r2plus1d18-k400", "Kinetics-400 (train)",
-                       "R(2+1)D-18 pretrained with TCLR on Kinetics-400 (authors' release, converted)",
-                       {"ucf101_finetune_top1": None, "hmdb51_finetune_top1": None,
-                        "provenance": "paper table not transcribed here"}),
+                       "R(2+1)D-18 pretrained with TCLR on Kinetics-400 (authors' release, converted)"),
     )
 }
 
@@ -84,3 +104,38 @@ def get_pretrained(name: str) -> PretrainedSpec:
     raise ModelNotFoundError(f"no published weights named {name!r} (for {arch}: {known}); "
                              f"use load_model({arch!r}, pretrained=False) for a randomly initialised network, "
                              "or a hf-hub:ORG/REPO / local-dir:PATH name")
+
+
+def pretrained_specs() -> list[PretrainedSpec]:
+    """Every released-weights entry, in table order."""
+    return list(_PRETRAINED.values())
+
+
+def find_pretrained(model_id: str, *, by_repo: bool = False) -> PretrainedSpec | None:
+    """The entry named by ``model_id`` (``arch.tag``, optionally ``hf-hub:``-prefixed and ``@revision``-suffixed),
+    or None. ``by_repo``: also match an ``ORG/REPO`` id by its repository name (any organisation).
+
+    Args:
+        model_id: a registry or Hub name.
+        by_repo: whether a repository name identifies an entry (for converted weights only, so a
+            user's own upload under a similar name is never taken for the authors' release).
+
+    Returns:
+        The :class:`PretrainedSpec`, or None when no entry matches.
+    """
+    name = model_id.removeprefix("hf-hub:").split("@", 1)[0]
+    for spec in _PRETRAINED.values():
+        if name == spec.name or (by_repo and name.split("/")[-1] == spec.repo):
+            return spec
+    return None
+
+
+def published_reference(name: str) -> dict[str, float | None]:
+    """A copy of the :data:`PAPER_RESULTS` row ``name`` (KeyError naming the known rows if absent)."""
+    if name not in PAPER_RESULTS:
+        raise KeyError(f"no published results for {name!r}; known: {', '.join(PAPER_RESULTS)}")
+    return dict(PAPER_RESULTS[name])
+
+
+__all__ = ["DEFAULT_ORG", "FAITHFUL_PREPROCESSING", "ORG_ENV", "PAPER_RESULTS", "PretrainedSpec", "find_pretrained",
+           "get_pretrained", "list_pretrained", "pretrained_specs", "published_reference"]

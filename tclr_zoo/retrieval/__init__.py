@@ -1,2 +1,3 @@
-"""Nearest-neighbour search over video embeddings: the ``VideoIndex`` container, resumable builds
-over many videos (``build``) and contact sheets of the results (``sheets``)."""
+"""Nearest-neighbour search over video embeddings: the ``VideoIndex`` container (``index``), its
+search kernels (``search``), its saved format (``storage``), the small shared types (``types``),
+resumable builds over many videos (``build``) and contact sheets of the results (``sheets``)."""

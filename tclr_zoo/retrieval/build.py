@@ -12,7 +12,9 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from ..inference.model import VideoModel, load_model
-from .index import MANIFEST_NAME, IndexFormatError, VideoIndex
+from .index import VideoIndex
+from .storage import MANIFEST_NAME
+from .types import IndexFormatError
 
 
 def index_model(index: VideoIndex, name: str | None, backend: str, device: str | None) -> VideoModel:

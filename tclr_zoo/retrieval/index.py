@@ -1,164 +1,39 @@
 """``VideoIndex``: cosine search over video embeddings, saved as safetensors + a JSON manifest.
 
-Rows are L2-normalised when added, so cosine similarity is a dot product and a search is one
-matrix product against the stored ``[N, D]`` matrix followed by a top-k.
+This module holds the container: rows, ids, per-row metadata and the provenance of the vectors,
+and the ways to fill it (``add``, ``add_videos``, ``build``), query it (``search``) and keep it
+(``save``, ``load``). How a search is computed is in ``search`` (exact chunked top-k, FAISS), how
+an index is laid out on disk in ``storage``, and the shared small types in ``types``.
 
-Why exact brute force (torch) is the default, even for large indexes: a single query is bound
-by memory bandwidth (the whole matrix is read once), a batch of queries by arithmetic (the
-matrix is read once for the whole batch), and both are the best any exact method can do.
-Measured on a 2-core Sapphire Rapids VM, 1,000,000 x 512 float32 (2 GB), top-10: one query
-0.10-0.12 s (reading the matrix once, ``x.sum()``: 0.09 s), 64 queries 0.50 s (the bare
-matrix product alone: 0.46-0.51 s). FAISS's ``IndexFlatIP`` (faiss-cpu 1.15 wheel, OpenBLAS)
-took 0.20 s and 6.4 s and holds a second copy of the matrix, so FAISS is used for
-*approximate* search (HNSW, ``approximate=True``), or for exact search only when asked for
-(``backend="faiss"``).
-
-Scoring is chunked (at most 16 MB of scores at a time) with a running top-k, so memory does
-not grow with the index. float16 storage (``dtype="float16"``) halves memory and is scored in
-float32: each chunk is upcast into a reused 32 MB buffer. On the machine above that costs
-0.18 s per query (the conversion, not memory, is then the limit) and 0.65 s per 64 queries;
-a float16 matrix product was faster there (0.10 s / 0.37 s), but that CPU has AVX512-FP16
-(without native half arithmetic, speed is not assured) and float16 scores are too coarse
-to rank close neighbours exactly.
+Rows are L2-normalised when added, so cosine similarity is a dot product; float16 storage
+(``dtype="float16"``) halves memory and is still scored in float32.
 
 Only vectors of one model are comparable: the index records the model id, its revision and the
 embedding head, and refuses rows (or query models) that say they come from another one.
-
-Saved layout (``save``/``load``)::
-
-    DIR/embeddings.safetensors   {"embeddings": [N, D] float32|float16}
-    DIR/manifest.json            format, version, model id/revision/head, dim, dtype, count,
-                                 sha256 of the safetensors file, and per row: ids, paths,
-                                 starts, ends (window timestamps in seconds, or null)
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..atomic import save_safetensors, staged_directory
-
-__all__ = ["CAPTION_HEIGHT", "IndexFormatError", "SearchHit", "VideoIndex", "contact_sheet", "exact_topk"]
+from ..atomic import refuse_to_replace, staged_directory
+from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_topk, import_faiss,
+                     new_faiss_index)
+from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_sha256, is_saved_index,
+                      read_manifest, read_matrix, write_embeddings, write_manifest)
+from .types import DTYPES, SearchHit
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS_NAME = "embeddings.safetensors"
-MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "tclr-zoo-video-index"
-FORMAT_VERSION = 1
-DTYPES = {"float32": torch.float32, "float16": torch.float16}
-BACKENDS = ("auto", "torch", "faiss")
-
-# Rows scored per chunk; the score temporary is further bounded by _SCORE_BUDGET.
-DEFAULT_CHUNK_ROWS = 65536
-# Floats in one [queries, chunk] score block (16 MB): big enough to amortise per-chunk Python
-# overhead, small enough that a large query batch never allocates Q x N scores.
-_SCORE_BUDGET = 1 << 22
-_MIN_CHUNK_ROWS = 1024
-# Bytes of the float32 buffer a float16 chunk is upcast into (the chunk shrinks to fit): small
-# enough to stay in a large L3, big enough that per-call overhead stays negligible.
-_UPCAST_BYTES = 32 << 20
 _MIN_CAPACITY = 1024
-_HNSW_M = 32
-_HNSW_EF_CONSTRUCTION = 80
-_HNSW_EF_SEARCH = 128
-
-
-class IndexFormatError(ValueError):
-    """A saved index that is missing, corrupted or malformed; the message names the file."""
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    """One neighbour: its id, cosine score, video path, window times (seconds) and row number."""
-
-    id: str
-    score: float
-    path: str | None
-    start: float | None
-    end: float | None
-    row: int
-
-
-# --------------------------------------------------------------------------------------------
-# Exact top-k
-# --------------------------------------------------------------------------------------------
-
-
-def _chunk_rows(num_queries: int, chunk_rows: int) -> int:
-    """``chunk_rows``, lowered so that ``num_queries x rows`` scores stay within the budget."""
-    return min(chunk_rows, max(_MIN_CHUNK_ROWS, _SCORE_BUDGET // max(1, num_queries)))
-
-
-def _chunk_scores(queries: torch.Tensor, block: torch.Tensor, scratch: torch.Tensor | None) -> torch.Tensor:
-    """``queries @ block.T`` in float32; a float16 block is first upcast into the reused ``scratch``.
-
-    Why not a half-precision product: its speed depends on the CPU (fast only with AVX512-FP16
-    or AMX-FP16; see the module docstring) and its float16 scores (steps of ~5e-4 near 1) are
-    too coarse to rank close neighbours without a second, exact pass.
-    """
-    if block.dtype != queries.dtype:
-        block = scratch[:block.shape[0]].copy_(block)
-    return queries @ block.T
-
-
-def _merge(best: tuple[torch.Tensor, torch.Tensor] | None, scores: torch.Tensor, rows: torch.Tensor,
-           k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keep the ``k`` best of the running top-k and a new chunk's top-k."""
-    if best is not None:
-        scores, rows = torch.cat([best[0], scores], dim=1), torch.cat([best[1], rows], dim=1)
-    if scores.shape[1] > k:
-        scores, pick = scores.topk(k, dim=1)
-        rows = rows.gather(1, pick)
-    return scores, rows
-
-
-def _sort_hits(scores: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best first, ties broken by row number, so results do not depend on chunking or threads."""
-    by_row = rows.argsort(dim=1, stable=True)
-    scores, rows = scores.gather(1, by_row), rows.gather(1, by_row)
-    by_score = scores.argsort(dim=1, descending=True, stable=True)
-    return scores.gather(1, by_score), rows.gather(1, by_score)
-
-
-def exact_topk(matrix: torch.Tensor, queries: torch.Tensor, k: int, *,
-               chunk_rows: int = DEFAULT_CHUNK_ROWS) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``min(k, N)`` rows of ``matrix [N, D]`` with the largest dot product with each query.
-
-    Returns ``(scores, rows)``, both ``[Q, min(k, N)]``, best first. ``queries`` is float32
-    ``[Q, D]``; ``matrix`` float32 or float16. Rows are scored in chunks with a running top-k
-    merge, so the temporary score matrix is bounded (``_SCORE_BUDGET`` floats) whatever N and Q.
-    """
-    num_rows, num_queries = matrix.shape[0], queries.shape[0]
-    k = min(k, num_rows)
-    if k == 0 or num_queries == 0:
-        return torch.empty(num_queries, 0), torch.empty(num_queries, 0, dtype=torch.long)
-    group = _SCORE_BUDGET // _MIN_CHUNK_ROWS
-    if num_queries > group:  # so many queries that even minimal chunks would exceed the budget
-        parts = [exact_topk(matrix, queries[i:i + group], k, chunk_rows=chunk_rows)
-                 for i in range(0, num_queries, group)]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    step, scratch = _chunk_rows(num_queries, chunk_rows), None
-    if matrix.dtype != queries.dtype:
-        step = min(step, max(1, _UPCAST_BYTES // (4 * matrix.shape[1])))
-        scratch = torch.empty(min(step, num_rows), matrix.shape[1], dtype=queries.dtype)
-    best = None
-    for start in range(0, num_rows, step):
-        scores = _chunk_scores(queries, matrix[start:start + step], scratch)
-        top, pick = scores.topk(min(k, scores.shape[1]), dim=1)
-        best = _merge(best, top, pick + start, k)
-    return _sort_hits(*best)
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,14 +114,6 @@ def _checked_ids(ids: Any, count: int, taken: dict[str, int]) -> list[str]:
     return ids
 
 
-def _import_faiss():
-    try:
-        import faiss
-    except ImportError as err:
-        raise ImportError("FAISS is not installed; pip install faiss-cpu (or use backend='torch' "
-                          "with approximate=False)") from err
-    return faiss
-
 
 def _is_path_query(query: Any) -> bool:
     if isinstance(query, (str, os.PathLike)):
@@ -286,7 +153,7 @@ class VideoIndex:
         self.backend = self._resolve_backend(backend, approximate)
         self.approximate = approximate
         self.chunk_rows = chunk_rows
-        self.ef_search = _HNSW_EF_SEARCH
+        self.ef_search = HNSW_EF_SEARCH
         self.skipped: list[tuple[str, str]] = []  # (path, reason) of videos build() skipped; not saved
         self._data = torch.empty(0, dim or 0, dtype=DTYPES[dtype])
         self._count = 0
@@ -300,14 +167,14 @@ class VideoIndex:
 
     @staticmethod
     def _resolve_backend(backend: str, approximate: bool) -> str:
-        """Torch is faster for exact search on CPU (see the module docstring); FAISS does approximate."""
+        """Torch is faster for exact search on CPU (see the ``search`` module docstring); FAISS does approximate."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "torch" and approximate:
             raise ValueError("approximate search needs FAISS: use backend='faiss' or 'auto'")
         resolved = "faiss" if backend == "faiss" or approximate else "torch"
         if resolved == "faiss":
-            _import_faiss()  # fail now, not at the first search
+            import_faiss()  # fail now, not at the first search
         return resolved
 
     # ---- views ------------------------------------------------------------------------------
@@ -549,38 +416,21 @@ class VideoIndex:
         return SearchHit(self._ids[row], score, self._paths[row], self._starts[row], self._ends[row], row)
 
     # ---- FAISS ------------------------------------------------------------------------------
-    def _new_faiss_index(self, faiss):
-        """Exact: flat inner product (scalar-quantised fp16 for fp16 storage, to keep memory halved).
-        Approximate: an HNSW graph over the same codes."""
-        ip = faiss.METRIC_INNER_PRODUCT
-        fp16 = self.dtype == "float16"
-        if not self.approximate:
-            return faiss.IndexScalarQuantizer(self.dim, faiss.ScalarQuantizer.QT_fp16, ip) if fp16 \
-                else faiss.IndexFlatIP(self.dim)
-        index = faiss.IndexHNSWSQ(self.dim, faiss.ScalarQuantizer.QT_fp16, _HNSW_M, ip) if fp16 \
-            else faiss.IndexHNSWFlat(self.dim, _HNSW_M, ip)
-        index.hnsw.efConstruction = _HNSW_EF_CONSTRUCTION
-        return index
-
     def faiss_index(self):
         """The FAISS index, built on first use and then given only the rows added since.
 
         FAISS keeps its own copy of the vectors (float32, or float16 codes for fp16 storage).
         """
-        faiss = _import_faiss()
+        faiss = import_faiss()
         if self._faiss is None or self._faiss.ntotal > self._count:
-            self._faiss = self._new_faiss_index(faiss)
+            self._faiss = new_faiss_index(faiss, self.dim, self.dtype, self.approximate)
         for start in range(self._faiss.ntotal, self._count, self.chunk_rows):
             block = self._data[start:min(start + self.chunk_rows, self._count)]
             self._faiss.add(np.ascontiguousarray(block.float().numpy()))
         return self._faiss
 
     def _faiss_search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        index = self.faiss_index()
-        if self.approximate:
-            index.hnsw.efSearch = max(self.ef_search, k)
-        scores, rows = index.search(np.ascontiguousarray(queries.numpy()), k)
-        return _sort_hits(torch.from_numpy(scores), torch.from_numpy(rows))
+        return faiss_topk(self.faiss_index(), queries, k, approximate=self.approximate, ef_search=self.ef_search)
 
     # ---- saving and loading -----------------------------------------------------------------
     def _manifest(self, sha256: str) -> dict[str, Any]:
@@ -601,14 +451,11 @@ class VideoIndex:
         """
 
         directory = Path(directory)
-        _check_replaceable(directory)
+        refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_saved_index,
+                          ours_name=MANIFEST_NAME)
         with staged_directory(directory) as staging:
             matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
-            save_safetensors({"embeddings": matrix.contiguous()}, staging / EMBEDDINGS_NAME)
-            manifest = self._manifest(_sha256(staging / EMBEDDINGS_NAME))
-            (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-            for name in (EMBEDDINGS_NAME, MANIFEST_NAME):
-                _fsync(staging / name)
+            write_manifest(staging, self._manifest(write_embeddings(staging, matrix)))
         return directory
 
     @classmethod
@@ -616,17 +463,16 @@ class VideoIndex:
              verify: bool = True) -> "VideoIndex":
         """Read an index written by :meth:`save`.
 
-        Raises :class:`IndexFormatError` (a ``ValueError``) naming the file when a file is
+        Raises :class:`~.types.IndexFormatError` (a ``ValueError``) naming the file when a file is
         missing, malformed, fails its sha256 check (``verify=False`` skips it, e.g. for
         read-only trusted copies) or disagrees with the manifest.
         """
         directory = Path(directory)
         manifest_path, tensor_path = directory / MANIFEST_NAME, directory / EMBEDDINGS_NAME
-        manifest = _read_manifest(manifest_path)
-        if verify and _sha256(tensor_path) != manifest["sha256"]:
-            raise IndexFormatError(f"{tensor_path}: sha256 does not match {MANIFEST_NAME}; the file is corrupted "
-                                   "or was modified after saving")
-        matrix = _read_matrix(tensor_path, manifest)
+        manifest = read_manifest(manifest_path)
+        if verify:
+            check_sha256(tensor_path, manifest["sha256"])
+        matrix = read_matrix(tensor_path, manifest)
         index = cls(manifest["dim"], dtype=manifest["dtype"], model_id=manifest["model_id"],
                     revision=manifest["revision"], head=manifest["head"], backend=backend, approximate=approximate)
         index._data, index._count = matrix, matrix.shape[0]
@@ -677,104 +523,4 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, unit="video", disable=None if enabled else True, leave=False)  # None: terminals only
 
 
-# --------------------------------------------------------------------------------------------
-# Files
-# --------------------------------------------------------------------------------------------
-
-
-def _sha256(path: Path) -> str:
-    from ..hub.format import file_sha256
-
-    try:
-        return file_sha256(path)
-    except OSError as err:
-        raise IndexFormatError(f"{path}: cannot read ({err.strerror or err})") from err
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _check_replaceable(directory: Path) -> None:
-    """Only an absent/empty folder or a saved index may be replaced: never a user's other files."""
-    if directory.exists() and not directory.is_dir():
-        raise ValueError(f"{directory}: exists and is not a folder")
-    if directory.is_dir() and any(directory.iterdir()) and not (directory / MANIFEST_NAME).is_file():
-        raise ValueError(f"{directory}: folder is not empty and holds no {MANIFEST_NAME}; refusing to replace it")
-
-
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_MANIFEST_TYPES = {"format": str, "format_version": int, "count": int, "dtype": str, "sha256": str,
-                   "ids": list, "paths": list, "starts": list, "ends": list}
-
-
-def _read_manifest(path: Path) -> dict[str, Any]:
-    """Parse and type-check ``manifest.json`` (it comes from disk: trust nothing)."""
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise IndexFormatError(f"{path}: missing; not a saved VideoIndex") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise IndexFormatError(f"{path}: unreadable manifest ({err})") from err
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
-        raise IndexFormatError(f"{path}: not a {FORMAT_NAME} manifest")
-    for key, kind in _MANIFEST_TYPES.items():
-        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
-            raise IndexFormatError(f"{path}: field {key!r} must be {kind.__name__}, got {manifest.get(key)!r:.80}")
-    if manifest["format_version"] > FORMAT_VERSION:
-        raise IndexFormatError(f"{path}: format version {manifest['format_version']} is newer than this "
-                               f"library reads ({FORMAT_VERSION}); upgrade tclr-zoo")
-    _check_manifest_values(path, manifest)
-    return manifest
-
-
-def _check_manifest_values(path: Path, manifest: dict[str, Any]) -> None:
-    def fail(message: str):
-        raise IndexFormatError(f"{path}: {message}")
-
-    for key in ("model_id", "revision", "head"):
-        if manifest.get(key) is not None and not isinstance(manifest[key], str):
-            fail(f"field {key!r} must be a string or null")
-    dim = manifest.get("dim")
-    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
-        fail(f"field 'dim' must be a positive int or null, got {dim!r}")
-    if manifest["dtype"] not in DTYPES or manifest["count"] < 0 or not _SHA256.fullmatch(manifest["sha256"]):
-        fail("bad 'dtype', 'count' or 'sha256'")
-    count = manifest["count"]
-    if count > 0 and dim is None:
-        fail("'dim' is null but the index has rows")
-    for key in ("ids", "paths", "starts", "ends"):
-        if len(manifest[key]) != count:
-            fail(f"{key!r} has {len(manifest[key])} entries but count is {count}")
-    if not all(isinstance(i, str) and i for i in manifest["ids"]) or len(set(manifest["ids"])) != count:
-        fail("ids must be unique non-empty strings")
-    if not all(p is None or isinstance(p, str) for p in manifest["paths"]):
-        fail("paths must be strings or null")
-    for key in ("starts", "ends"):
-        if not all(t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)) for t in manifest[key]):
-            fail(f"{key} must be numbers or null")
-
-
-def _read_matrix(path: Path, manifest: dict[str, Any]) -> torch.Tensor:
-    """The ``embeddings`` tensor, checked against the manifest's count, dim and dtype."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        tensors = load_file(str(path))
-    except FileNotFoundError:
-        raise IndexFormatError(f"{path}: missing") from None
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise IndexFormatError(f"{path}: not a readable safetensors file ({err})") from err
-    matrix = tensors.get("embeddings")
-    if matrix is None or set(tensors) != {"embeddings"}:
-        raise IndexFormatError(f"{path}: expected one tensor 'embeddings', found {sorted(tensors)}")
-    expected = (manifest["count"], manifest["dim"] or 0)
-    if tuple(matrix.shape) != expected or matrix.dtype != DTYPES[manifest["dtype"]]:
-        raise IndexFormatError(f"{path}: holds {matrix.dtype} {tuple(matrix.shape)} but {MANIFEST_NAME} says "
-                               f"{manifest['dtype']} {expected}")
-    return matrix
-
-
-from .sheets import CAPTION_HEIGHT, contact_sheet  # noqa: E402,F401  (re-exported; it imports SearchHit)
+__all__ = ["VideoIndex"]

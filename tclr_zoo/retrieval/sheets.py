@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .index import SearchHit
+from .types import SearchHit
 
 log = logging.getLogger(__name__)
 

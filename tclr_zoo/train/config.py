@@ -72,7 +72,7 @@ class TrainConfig:
     ic_only: bool = False  # ablation: instance-contrastive losses only
     max_steps_per_epoch: int | None = None  # for smoke tests
     # Clip groups per backbone pass ("auto": all 10 in one pass on CUDA, 2 on CPU, where smaller
-    # activations stay in cache: measured 1.45x faster at 64 px; 1 on CPU with channels_last, whose
+    # activations stay in cache, which is faster (BENCHMARKS.md, P1); 1 on CPU with channels_last, whose
     # multi-group BatchNorm path is slow there). Same numbers either way.
     groups_per_pass: int | str = "auto"
     # Under torchrun: synchronise BatchNorm statistics across processes (SyncBatchNorm, CUDA only).
@@ -162,6 +162,7 @@ def load_recipe(source: str | os.PathLike | None = None, overrides: list[str] | 
     recipe = recipe_from_dict(raw, origin)
     for item in overrides or []:
         apply_override(recipe, item)
+    recipe.reference = expand_reference(recipe.reference, origin)  # again: an override may name a row
     validate_recipe(recipe, origin)
     return recipe
 
@@ -204,6 +205,10 @@ def recipe_text(source: str | os.PathLike | None, kind: str = "pretrain") -> tup
     return bundled.read_text(), f"{name} (bundled)"
 
 
+#: ``reference: {published: arch.tag}`` names a row of the paper's numbers instead of repeating them.
+PUBLISHED_KEY = "published"
+
+
 def recipe_from_dict(raw: dict[str, Any], origin: str = "recipe") -> Recipe:
     recipe = Recipe()
     for key, value in raw.items():
@@ -214,7 +219,38 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "recipe") -> Recipe:
                 _set_field(getattr(recipe, key), sub_key, sub_value, f"{origin}: {key}")
         else:
             _set_field(recipe, key, value, origin)
+    recipe.reference = expand_reference(recipe.reference, origin)
     return recipe
+
+
+def expand_reference(reference: dict[str, Any], origin: str = "recipe") -> dict[str, Any]:
+    """A recipe's ``reference`` with ``published: arch.tag`` replaced, in place, by that row of
+    :data:`tclr_zoo.models.pretrained.PAPER_RESULTS` (the one home of the paper's numbers); other
+    keys are kept as they are."""
+    if PUBLISHED_KEY not in reference:
+        return reference
+    from ..models.pretrained import published_reference
+
+    expanded: dict[str, Any] = {}
+    for key, value in reference.items():
+        if key != PUBLISHED_KEY:
+            expanded[key] = value
+            continue
+        try:
+            expanded.update(published_reference(str(value)))
+        except KeyError as err:
+            raise RecipeError(f"{origin}: reference.{PUBLISHED_KEY}: {err.args[0]}") from None
+    return expanded
+
+
+def preprocessing_config(recipe: Recipe) -> dict[str, Any]:
+    """The ``preprocessing`` section of ``config.json`` for a model trained by ``recipe``: its data
+    settings (channel order, mean/std, size, frames, pretraining stride) and evaluation settings."""
+    d, e = recipe.data, recipe.eval
+    return {"channel_order": d.channel_order, "value_range": [0.0, 1.0], "mean": d.mean, "std": d.std,
+            "size": d.size, "crop_fraction": e.crop_fraction, "frames": d.frames,
+            "eval_frame_stride": e.stride, "pretrain_frame_stride": d.stride,
+            "eval_protocol": {"clips": e.clips, "pooling": "temporal", "similarity": "cosine"}}
 
 
 def apply_override(recipe: Recipe, item: str) -> None:

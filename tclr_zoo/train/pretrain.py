@@ -44,7 +44,7 @@ from ..models.registry import create_model, resolve_model_args
 from . import distributed
 from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, staged_directory
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
-from .config import Recipe, RecipeError, recipe_from_dict, resume_changes
+from .config import Recipe, RecipeError, preprocessing_config, recipe_from_dict, resume_changes
 from .evaluate import knn_retrieval
 from .runtime import autocast_for, configure_model, resolve_device, seed_everything
 from .scalars import ScalarLogger
@@ -234,14 +234,6 @@ def _knn(model, data: RunData, recipe: Recipe, device, progress: bool) -> dict:
                          workers=min(d.workers, 2, cpu_share()), progress=progress, clips=e.clips, frames=e.frames,
                          stride=e.stride, size=d.size, crop_fraction=e.crop_fraction,
                          channel_order=d.channel_order, mean=d.mean, std=d.std)
-
-
-def preprocessing_config(recipe: Recipe) -> dict:
-    d, e = recipe.data, recipe.eval
-    return {"channel_order": d.channel_order, "value_range": [0.0, 1.0], "mean": d.mean, "std": d.std,
-            "size": d.size, "crop_fraction": e.crop_fraction, "frames": d.frames,
-            "eval_frame_stride": e.stride, "pretrain_frame_stride": d.stride,
-            "eval_protocol": {"clips": e.clips, "pooling": "temporal", "similarity": "cosine"}}
 
 
 def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,

@@ -64,8 +64,7 @@ def load_encoder(reference: str | Path) -> tuple[TCLRModel, dict]:
 
 
 def _encoder_from_checkpoint(path: Path) -> tuple[TCLRModel, dict]:
-    from .config import recipe_from_dict
-    from .pretrain import preprocessing_config
+    from .config import preprocessing_config, recipe_from_dict
 
     state = load_checkpoint(path)
     recipe = recipe_from_dict(state["recipe"], str(path))

@@ -34,7 +34,7 @@ def autocast_for(device: torch.device, amp: str):
     """bf16 autocast on CUDA by default; fp32 on CPU.
 
     On CPUs with native bf16 (AMX / avx512_bf16) ``train.amp=bf16`` makes the CPU step several
-    times faster (R3D-18, 2 videos at 112 px, 2 cores with AMX: 7.6 s vs 30.3 s per step; BENCHMARKS.md P1),
+    times faster (BENCHMARKS.md, P1),
     but it changes the numbers and is slow on CPUs without bf16 units, so CPU runs stay fp32 unless
     the recipe asks for it.
     fp16 is not offered: it would need loss scaling, and bf16 has fp32's range without it.
@@ -56,8 +56,8 @@ def groups_per_pass(recipe: Recipe, device: torch.device) -> int | None:
         if device.type == "cuda":
             return None
         # On CPU a channels_last_3d pass over several clip groups takes grouped BatchNorm's strided
-        # path (explicit statistics), 1.5-2.7x slower per group than one group per pass with the
-        # native kernel (fp32 and bf16, 64-112 px); contiguous passes keep 2 groups.
+        # path (explicit statistics), slower per group than one group per pass with the native
+        # kernel (BENCHMARKS.md, P1); contiguous passes keep 2 groups.
         return 1 if use_channels_last(recipe, device) else 2
     if setting == "all":
         return None
@@ -68,8 +68,8 @@ def groups_per_pass(recipe: Recipe, device: torch.device) -> int | None:
 
 def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     """``auto``: on CUDA, and on CPU with bf16 autocast, where oneDNN's channels-last bf16
-    convolutions make the step 1.2-1.3x faster than contiguous ones (R3D-18, 112 px). In fp32 on CPU
-    the layout gave no clear gain for training (-10% to +20% across sizes), so it stays off there."""
+    convolutions make the step faster than contiguous ones (BENCHMARKS.md, P1). In fp32 on CPU
+    the layout gave no clear gain for training (BENCHMARKS.md, P1), so it stays off there."""
     setting = recipe.train.channels_last
     if setting == "auto":
         return device.type == "cuda" or amp_mode(device, recipe.train.amp) == "bf16"

@@ -1,0 +1,88 @@
+"""The commands that run a model over video files: ``embed`` (one embedding per video, saved as
+.safetensors or .npy) and ``classify`` (top-k labels per video, printed and optionally saved as
+JSON). The batch work itself (chunks, --skip-bad, the output files) is in :mod:`.batch`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from ..constants import EMBED_HEADS
+from .options import (OVERWRITE_OUTPUTS, load_for_inference, model_options, output_file, refuse_existing,
+                      report_skipped, write_json)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False),
+              callback=output_file(".safetensors", ".npy"),
+              help="FILE.safetensors (embeddings + metadata) or FILE.npy (+ FILE.json with paths and model id).")
+@click.option("--head", type=click.Choice(EMBED_HEADS), default="retrieval",
+              show_default=True, help="retrieval: TCLR's temporal feature (kNN protocol); backbone: pooled "
+                                      "features; projection: the contrastive head.")
+@OVERWRITE_OUTPUTS
+@model_options
+def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, backend: str,
+          device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+    """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
+
+    Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
+    clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a registry
+    name, hf-hub:ORG/REPO[@REV], local-dir:PATH or a saved model folder.
+    """
+    from pathlib import Path
+
+    from ..data.layouts import find_videos
+    from .batch import embed_files, output_metadata, save_embeddings
+
+    sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
+    refuse_existing(out_file, sidecar, overwrite=overwrite)
+    paths = find_videos(videos)
+    loaded = load_for_inference(model, backend, device)
+    result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress)
+    metadata = output_metadata(loaded, head, result)
+    metadata["dim"] = loaded.config["embedding_dims"][head]
+    written = save_embeddings(out_file, result, metadata)
+    report_skipped(result.failed)
+    click.echo(f"embedded {len(result.paths)} videos ({len(result.failed)} skipped) -> "
+               f"{', '.join(map(str, written))} [{metadata['dim']}-d, head {head}]")
+
+
+@click.command()
+@click.argument("model")
+@click.argument("videos", nargs=-1, required=True)
+@click.option("--top-k", type=click.IntRange(min=1), default=5, show_default=True, help="Labels per video.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False), callback=output_file(".json"),
+              help="Also write the results as JSON here.")
+@OVERWRITE_OUTPUTS
+@model_options
+def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | None, overwrite: bool, backend: str,
+             device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+    """Classify VIDEOS with MODEL (a model with a classifier: tclr-zoo eval --protocol linear|finetune --save).
+
+    Prints the top-k labels with probabilities per video (softmax averaged over its clips).
+    """
+    from ..data.layouts import find_videos
+    from .batch import classify_files
+
+    refuse_existing(json_file, overwrite=overwrite)
+    paths = find_videos(videos)
+    loaded = load_for_inference(model, backend, device)
+    result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
+                            progress=not no_progress)
+    for path, top in zip(result.paths, result.rows):
+        click.echo(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+    report_skipped(result.failed)
+    if json_file:
+        write_json(json_file, _classify_payload(loaded, result))
+
+
+def _classify_payload(loaded, result) -> dict:
+    """What ``classify --json`` writes: the model, the skipped videos and each video's top labels."""
+    return {"model_id": loaded.model_id, "revision": loaded.revision, "failed": result.failed,
+            "results": [{"path": p, "top": [{"label": lb, "probability": pr} for lb, pr in top]}
+                        for p, top in zip(result.paths, result.rows)]}
+
+
+__all__ = ["classify", "embed"]

@@ -1,0 +1,149 @@
+"""The saved format of a ``VideoIndex``: file names, the manifest and its checks, and the writers
+``VideoIndex.save`` uses.
+
+It lives apart from ``index.py`` because a saved index comes from disk and is trusted in nothing:
+reading it is mostly validation, which has nothing to do with searching, and a reader of the
+format (or a tool that only needs ``MANIFEST_NAME``) should not have to wade through the index.
+
+Saved layout (``save``/``load``)::
+
+    DIR/embeddings.safetensors   {"embeddings": [N, D] float32|float16}
+    DIR/manifest.json            format, version, model id/revision/head, dim, dtype, count,
+                                 sha256 of the safetensors file, and per row: ids, paths,
+                                 starts, ends (window timestamps in seconds, or null)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import save_safetensors
+from .types import DTYPES, IndexFormatError
+
+EMBEDDINGS_NAME = "embeddings.safetensors"
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "tclr-zoo-video-index"
+FORMAT_VERSION = 1
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_MANIFEST_TYPES = {"format": str, "format_version": int, "count": int, "dtype": str, "sha256": str,
+                   "ids": list, "paths": list, "starts": list, "ends": list}
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def is_saved_index(directory: Path) -> bool:
+    """Whether ``directory`` holds a saved index (its manifest): the one folder ``save`` may replace."""
+    return (directory / MANIFEST_NAME).is_file()
+
+
+def write_embeddings(folder: Path, matrix: torch.Tensor) -> str:
+    """Write ``folder/embeddings.safetensors``; returns its sha256 for the manifest."""
+    save_safetensors({"embeddings": matrix.contiguous()}, folder / EMBEDDINGS_NAME)
+    return _sha256(folder / EMBEDDINGS_NAME)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    """Write ``folder/manifest.json``."""
+    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    from ..hub.format import file_sha256
+
+    try:
+        return file_sha256(path)
+    except OSError as err:
+        raise IndexFormatError(f"{path}: cannot read ({err.strerror or err})") from err
+
+
+def check_sha256(path: Path, expected: str) -> None:
+    """Refuse an embeddings file whose sha256 is not the one its manifest records."""
+    if _sha256(path) != expected:
+        raise IndexFormatError(f"{path}: sha256 does not match {MANIFEST_NAME}; the file is corrupted "
+                               "or was modified after saving")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """Parse and type-check ``manifest.json`` (it comes from disk: trust nothing)."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path}: missing; not a saved VideoIndex") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise IndexFormatError(f"{path}: unreadable manifest ({err})") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise IndexFormatError(f"{path}: not a {FORMAT_NAME} manifest")
+    for key, kind in _MANIFEST_TYPES.items():
+        if not isinstance(manifest.get(key), kind) or isinstance(manifest.get(key), bool):
+            raise IndexFormatError(f"{path}: field {key!r} must be {kind.__name__}, got {manifest.get(key)!r:.80}")
+    if manifest["format_version"] > FORMAT_VERSION:
+        raise IndexFormatError(f"{path}: format version {manifest['format_version']} is newer than this "
+                               f"library reads ({FORMAT_VERSION}); upgrade tclr-zoo")
+    _check_manifest_values(path, manifest)
+    return manifest
+
+
+def _check_manifest_values(path: Path, manifest: dict[str, Any]) -> None:
+    def fail(message: str):
+        raise IndexFormatError(f"{path}: {message}")
+
+    for key in ("model_id", "revision", "head"):
+        if manifest.get(key) is not None and not isinstance(manifest[key], str):
+            fail(f"field {key!r} must be a string or null")
+    dim = manifest.get("dim")
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or dim < 1):
+        fail(f"field 'dim' must be a positive int or null, got {dim!r}")
+    if manifest["dtype"] not in DTYPES or manifest["count"] < 0 or not _SHA256.fullmatch(manifest["sha256"]):
+        fail("bad 'dtype', 'count' or 'sha256'")
+    count = manifest["count"]
+    if count > 0 and dim is None:
+        fail("'dim' is null but the index has rows")
+    for key in ("ids", "paths", "starts", "ends"):
+        if len(manifest[key]) != count:
+            fail(f"{key!r} has {len(manifest[key])} entries but count is {count}")
+    if not all(isinstance(i, str) and i for i in manifest["ids"]) or len(set(manifest["ids"])) != count:
+        fail("ids must be unique non-empty strings")
+    if not all(p is None or isinstance(p, str) for p in manifest["paths"]):
+        fail("paths must be strings or null")
+    for key in ("starts", "ends"):
+        if not all(t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)) for t in manifest[key]):
+            fail(f"{key} must be numbers or null")
+
+
+def read_matrix(path: Path, manifest: dict[str, Any]) -> torch.Tensor:
+    """The ``embeddings`` tensor, checked against the manifest's count, dim and dtype."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(path))
+    except FileNotFoundError:
+        raise IndexFormatError(f"{path}: missing") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise IndexFormatError(f"{path}: not a readable safetensors file ({err})") from err
+    matrix = tensors.get("embeddings")
+    if matrix is None or set(tensors) != {"embeddings"}:
+        raise IndexFormatError(f"{path}: expected one tensor 'embeddings', found {sorted(tensors)}")
+    expected = (manifest["count"], manifest["dim"] or 0)
+    if tuple(matrix.shape) != expected or matrix.dtype != DTYPES[manifest["dtype"]]:
+        raise IndexFormatError(f"{path}: holds {matrix.dtype} {tuple(matrix.shape)} but {MANIFEST_NAME} says "
+                               f"{manifest['dtype']} {expected}")
+    return matrix
+
+
+__all__ = ["EMBEDDINGS_NAME", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "check_sha256", "is_saved_index",
+           "read_manifest", "read_matrix", "write_embeddings", "write_manifest"]
