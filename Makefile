@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.tclr-zoo-installed
-# olah (a Hugging Face Hub server) serves local git repos as Hub repos to tests/test_hub_client.py. It
+# olah (a Hugging Face Hub server) serves local git repos as Hub repos to tests/hub/test_hub_client.py. It
 # lives in its own venv (its fastapi/pydantic stack stays out of .venv); the stamp names the version,
 # so changing OLAH_VERSION reinstalls it.
 OLAH_VERSION := 0.5.4
@@ -19,10 +19,10 @@ demo: $(STAMP)
 test: $(STAMP) $(OLAH_STAMP)
 	$(PY) -m pytest
 
-# A longer, randomised run of the decode fuzz target (tests/test_fuzz.py); FUZZ_EXAMPLES=N to change.
+# A longer, randomised run of the decode fuzz target (tests/robustness/test_fuzz.py); FUZZ_EXAMPLES=N to change.
 FUZZ_EXAMPLES ?= 20000
 fuzz: $(STAMP)
-	TCLR_ZOO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/test_fuzz.py -p no:cacheprovider -q --durations=0
+	TCLR_ZOO_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/robustness/test_fuzz.py -p no:cacheprovider -q --durations=0
 
 install: $(STAMP)
 

@@ -6,8 +6,8 @@ The working directory stands for a checkout after ``make demo``:
 - ``runs/demo`` is a tiny run of the demo recipe (one epoch on the tiny synthetic set of conftest);
 - ``/data/UCF101`` and ``/data/HMDB51`` are tiny generated datasets in those layouts;
 - ``a.mp4``, ``b.mp4``, ``long.mp4``, ``query.mp4`` and ``videos/`` are generated videos, and
-  ``r3d18_ucf101_best.pth`` a checkpoint in the authors' format (tests/reference_net.py);
-- the Hub is the local stand-in of tests/hub_upload_stub.py (push, then download of what was pushed).
+  ``r3d18_ucf101_best.pth`` a checkpoint in the authors' format (tests/helpers/reference_net.py);
+- the Hub is the local stand-in of tests/helpers/hub_upload_stub.py (push, then download of what was pushed).
 
 Commands are changed only by the tables below: SUBSTITUTIONS (placeholders and sizes written in the
 README) and SCALE_DOWN (settings a command does not write, added to fit the test budget: tiny
@@ -32,13 +32,13 @@ from conftest import TINY_SYNTHETIC, tiny_overrides
 from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
-from test_push import TOKEN, hub  # noqa: F401  (the Hub stand-in fixture)
+from hub_upload_stub import TOKEN, hub  # noqa: F401  (the Hub stand-in fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SKIPPED = {
     "make demo": "the working directory stands for its result (runs/demo is a tiny demo-recipe run)",
     "make test": "this test is part of make test",
-    "torchrun": "needs 8 GPUs on one or two nodes; tests/test_distributed.py runs pretrain under torchrun with 2 "
+    "torchrun": "needs 8 GPUs on one or two nodes; tests/train/test_distributed.py runs pretrain under torchrun with 2 "
                 "CPU processes",
 }
 # README text -> what the test runs (placeholders and sizes the README writes out)

@@ -277,7 +277,7 @@ def _converter(channel_order: str, size: tuple[int, int] | None) -> Converter:
     # One reformatter (swscale context) for all frames of a call: ``frame.to_ndarray(format=...)``
     # builds a fresh context -- and with ``threads=0`` a fresh thread pool -- for every frame, which
     # cost ~1 ms per frame (more than decoding a 320x240 frame). Same pixels, bit for bit
-    # (tests/test_fast_paths_data.py).
+    # (tests/data/test_fast_paths_data.py).
     reformatter = VideoReformatter()
 
     def convert(frame: av.VideoFrame) -> np.ndarray:

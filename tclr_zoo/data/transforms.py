@@ -276,7 +276,7 @@ def adjust_hue(x: torch.Tensor, hue_factor: float) -> torch.Tensor:
     G: 3, B: 1) becomes ``mx - span * clamp(min(k, 4 - k), 0, 1)``, ``k = (n + h) mod 6``. Written
     with arithmetic only (no ``where``/``gather``/``remainder``, which are slow on CPU), ties
     broken like HSV (red, then green). torchvision converts to HSV and back; the result is the
-    same up to float rounding (tests/test_fast_paths_data.py).
+    same up to float rounding (tests/data/test_fast_paths_data.py).
     """
     if not -0.5 <= hue_factor <= 0.5:
         raise ValueError(f"hue_factor must be in [-0.5, 0.5], got {hue_factor!r}")

@@ -177,7 +177,7 @@ def _source_text(config: dict[str, Any], model_id: str | None, check: dict[str, 
     src = config["source"]
     spec = _pretrained_spec(config, model_id)
     data = f" Pretraining data: {spec.dataset}." if spec is not None else ""
-    text = (f"Converted by `tclr_zoo.convert` from the TCLR authors' reference checkpoint `{src.get('file')}` "
+    text = (f"Converted by `tclr-zoo convert` from the TCLR authors' reference checkpoint `{src.get('file')}` "
             f"(sha256 `{src.get('sha256')}`, epoch {src.get('epoch')}, key `{src.get('state_dict_key')}`, "
             f"format `{src.get('format')}`), trained with the reference code (DAVEISHAN/TCLR).{data}")
     if check and _is_number(check.get("max")):

@@ -2,7 +2,7 @@
 
 Both take preprocessed clips ``[B, 3, T, H, W]`` float32 and return one head's output ``[B, D]``
 as a CPU float32 tensor; everything before (decoding, windows, preprocessing) and after (pooling
-over windows, labels) is shared in ``sdk.py``, so switching backends changes nothing else.
+over windows, labels) is shared in ``model.py``, so switching backends changes nothing else.
 
 onnxruntime silently falls back to the CPU when a requested execution provider cannot start
 (missing CUDA libraries, no GPU): :class:`OnnxBackend` asks for TensorRT, then CUDA, then CPU --
@@ -56,7 +56,7 @@ class TorchBackend:
 
     Folding is exact algebra (``y = conv(x) * s + b`` becomes one convolution with scaled weights),
     removes a memory-bound pass over every activation and makes embedding ~1.2x faster on CPU
-    (bench P3); outputs move by float32 rounding only (tests/test_sdk.py ties them to the unfolded
+    (bench P3); outputs move by float32 rounding only (tests/inference/test_sdk.py ties them to the unfolded
     model). ``model`` stays the unfolded ``TCLRModel`` that ``save_pretrained`` writes; the folded
     copy is rebuilt whenever its parameters or buffers changed in place (``load_state_dict``, an
     optimizer step), so edits to ``VideoModel.torch_model`` are never served stale. ``fold_bn=False``

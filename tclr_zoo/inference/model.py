@@ -145,7 +145,7 @@ class VideoModel:
         return normalize_clip(clip, pre.get("mean"), pre.get("std"))
 
     # The windows of embed/classify take a faster road to the same numbers as ``preprocess``
-    # (tests/test_fast_paths_data.py): each decoded frame is cropped and resized once, in uint8, as it
+    # (tests/data/test_fast_paths_data.py): each decoded frame is cropped and resized once, in uint8, as it
     # arrives (``_crop_resize``), so windows hold small frames; a batch of windows then becomes the
     # float input in one conversion, straight into the channels_last_3d layout the backend runs
     # (``_batch``) -- no per-clip float copies, permutes or stacks of full-size frames.

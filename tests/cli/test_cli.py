@@ -13,7 +13,7 @@ import pytest
 
 from conftest import tiny_overrides
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 
 

@@ -4,7 +4,7 @@
 * a crafted pickle that would create a file when unpickled -- as a training checkpoint, inside a
   checksummed checkpoint envelope, or handed to the CLI -- is refused, and the file is not created;
 * a config.json that points outside its model folder is rejected (safetensors files with a
-  recorded sha256 are checked on load: tests/test_sdk.py::test_swapped_weights_...).
+  recorded sha256 are checked on load: tests/inference/test_sdk.py::test_swapped_weights_...).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import tclr_zoo
 from tclr_zoo.inference.backends import BackendError
 from tclr_zoo.train.checkpoint import FORMAT, CheckpointError, load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_torch_load_in_the_package_is_weights_only():

@@ -25,13 +25,12 @@ from safetensors.torch import load as load_safetensors
 
 import reference_net
 import tclr_zoo
-from hub_upload_stub import GITATTRIBUTES, HubUploadStub
+from hub_upload_stub import GITATTRIBUTES, TOKEN, HubUploadStub, hub  # noqa: F401  (hub: the stub as a fixture)
 from tclr_zoo import __version__
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.client import PICKLE_PATTERNS, HubError, download, push_folder
 
 ARCH = "r3d_10_025"
-TOKEN = "hf_stub_write_token"
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 # huggingface_hub's endpoint constants as imported (before any fixture): what a process gets that imported it
@@ -50,28 +49,6 @@ def exported(saved, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("push-export") / "export"
     export_model(saved, out, onnx=True, max_batch=1, opset=17)  # opset 17: the faster TorchScript exporter
     return out
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    """A started stub that accepts only TOKEN; this process's huggingface_hub pointed at it, no token set."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
-    for name in ("HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no saved login
-    with HubUploadStub(tokens={TOKEN}) as stub:
-        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)  # what push_folder and download read (hub_settings)
-        # the rest of the client; file URLs are built from the template and the endpoint swapped in only where
-        # they start with ENDPOINT: patch both alike, as an import with HF_ENDPOINT set would have made them
-        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", stub.endpoint)
-        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
-                            stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
-        # the client's agent-registry cache was placed under the real HF_HOME at import: keep it out of there
-        monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
-        yield stub
-        assert stub.unhandled == [], "huggingface_hub called endpoints the stub does not implement"
 
 
 def copy_folder(src: Path, dst: Path) -> Path:
@@ -235,7 +212,7 @@ def test_download_gets_what_was_pushed_at_each_commit_and_never_pickles(hub, sav
     assert (old / "README.md").read_bytes() != (snapshot / "README.md").read_bytes()
     assert all(r["authorization"] is None for r in hub.requests[before:])
 
-    # what the Hub answers for unknown revisions and repositories, in hub_client's words
+    # what the Hub answers for unknown revisions and repositories, in hub.client's words
     with pytest.raises(HubError, match=r"org/model: revision 'nope' not found on .* \(branches and tags: main\)"):
         download("org/model", "nope", progress=False)
     with pytest.raises(HubError, match=f"org/model: revision '{'0' * 40}' not found"):

@@ -25,7 +25,7 @@ import tclr_zoo
 from hostile_videos import write_video
 from tclr_zoo.retrieval.index import VideoIndex
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -51,11 +51,11 @@ uploads, to check that it never downloads them. Every request is recorded in :at
 Xet transfer protocol (``hf_xet``): run the client with ``HF_HUB_DISABLE_XET=1`` (in a process that has
 already imported huggingface_hub, set ``huggingface_hub.constants.HF_HUB_DISABLE_XET = True``) so that
 large files go through the LFS endpoints above. For downloads, pass ``endpoint=hub.endpoint`` (as
-tclr_zoo.hub_client does from ``HF_ENDPOINT`` at call time): huggingface_hub builds file URLs from
+tclr_zoo.hub.client does from ``HF_ENDPOINT`` at call time): huggingface_hub builds file URLs from
 ``constants.HUGGINGFACE_CO_URL_TEMPLATE`` and swaps the endpoint only where the URL starts with
 ``constants.ENDPOINT``, so a test that patches ``constants.ENDPOINT`` must patch the template alike. Usage::
 
-    with HubUploadStub() as hub:               # or the ``hub`` fixture of test_push.py
+    with HubUploadStub() as hub:               # or the ``hub`` fixture below
         HfApi(endpoint=hub.endpoint, token="hf_x").upload_folder(...)
         assert hub.files("org/model")["config.json"] == b"..."
         snapshot_download("org/model", endpoint=hub.endpoint, cache_dir=...)
@@ -74,6 +74,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
+
+import huggingface_hub.constants
+import pytest
 
 #: Paths the Hub's default .gitattributes stores with LFS (a subset of it).
 LFS_PATTERNS: tuple[str, ...] = ("*.safetensors", "*.onnx", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl",
@@ -637,3 +640,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _serve
+
+
+TOKEN = "hf_stub_write_token"
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A started stub that accepts only TOKEN; this process's huggingface_hub pointed at it, no token set."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    for name in ("HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))  # no saved login
+    with HubUploadStub(tokens={TOKEN}) as stub:
+        monkeypatch.setenv("HF_ENDPOINT", stub.endpoint)  # what push_folder and download read (hub_settings)
+        # the rest of the client; file URLs are built from the template and the endpoint swapped in only where
+        # they start with ENDPOINT: patch both alike, as an import with HF_ENDPOINT set would have made them
+        monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", stub.endpoint)
+        monkeypatch.setattr(huggingface_hub.constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            stub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+        # the client's agent-registry cache was placed under the real HF_HOME at import: keep it out of there
+        monkeypatch.setattr(huggingface_hub.constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+        yield stub
+        assert stub.unhandled == [], "huggingface_hub called endpoints the stub does not implement"

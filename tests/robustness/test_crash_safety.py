@@ -23,7 +23,7 @@ from conftest import tiny_overrides
 from tclr_zoo.train.checkpoint import (CheckpointError, load_checkpoint, previous_path, resume_candidates,
                                        save_checkpoint)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4
 LOSS_KEYS = ("total", "ic_global", "ic_local", "local_local", "global_local", "lr")
 

@@ -1,4 +1,4 @@
-"""tclr_zoo.hub_client against a real Hub endpoint on loopback (olah serving local git repos, see hub_server).
+"""tclr_zoo.hub.client against a real Hub endpoint on loopback (olah serving local git repos, see hub_server).
 
 Uploads (``push_folder``) are tested in test_push.py, against hub_upload_stub: olah does not accept them.
 """

@@ -1,4 +1,4 @@
-"""Issue 7, hostile videos: the generated corpus (tests/hostile_videos.py) through the decoder, the
+"""Issue 7, hostile videos: the generated corpus (tests/helpers/hostile_videos.py) through the decoder, the
 SDK and the CLI. Every file gives a correct result or one ``VideoDecodeError`` naming the path and
 the reason -- never another exception, a crash or a hang -- and batch commands with ``--skip-bad``
 record the failures in their output."""
@@ -20,7 +20,7 @@ import tclr_zoo
 from hostile_videos import SIZE, build_corpus, declared_dimensions, frames
 from tclr_zoo.data.decode import MAX_FRAME_PIXELS, VideoDecodeError, decode_frames, iter_frames, probe
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ARCH = "r3d_10_025"
 SECONDS_PER_FILE = 20.0  # generous on 2 loaded cores; each file takes well under a second here
 
@@ -203,7 +203,7 @@ def test_cli_one_line_per_bad_file_and_skip_bad_records_them(corpus, model, tmp_
 
 def test_pretraining_dataset_turns_every_hostile_file_into_a_bad_sample_or_clips(corpus):
     """A training worker never raises on a hostile file: it returns a BadSample (which the loop logs
-    once and counts: tests/test_pretrain.py::test_bad_files_are_skipped_logged_once_and_counted)."""
+    once and counts: tests/train/test_pretrain.py::test_bad_files_are_skipped_logged_once_and_counted)."""
     from tclr_zoo.data.datasets import BadSample, TCLRPretrainDataset
     from tclr_zoo.data.sampling import ClipSampling
 

@@ -17,7 +17,7 @@ from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.format import model_config
 from tclr_zoo.models.registry import create_model, resolve_model_args
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRITON = ROOT / "export" / "triton_repository.py"
 TRT = ROOT / "export" / "build_trt_engine.py"
 PREPROCESSING = {"channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 32,
