@@ -276,7 +276,7 @@ def _converter(channel_order: str, size: tuple[int, int] | None) -> Converter:
             raise ValueError(f"size must be positive (height, width), got {size!r}")
     # One reformatter (swscale context) for all frames of a call: ``frame.to_ndarray(format=...)``
     # builds a fresh context -- and with ``threads=0`` a fresh thread pool -- for every frame, which
-    # cost ~1 ms per frame (more than decoding a 320x240 frame). Same pixels, bit for bit
+    # cost more than decoding the frame (BENCHMARKS.md, P2). Same pixels, bit for bit
     # (tests/data/test_fast_paths_data.py).
     reformatter = VideoReformatter()
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from ..constants import LOCAL_PREFIX, ONNX_DIR, REPORT_NAME
 from .card_metadata import (
-    CARRIED, CONVERTED, KNOWN_DATASETS, MEASURED, Row, _dataset_key, _is_number, _model_name, _pretrained_spec,
-    _published_id, _usage_id, card_results, collect_rows, front_matter, parse_front_matter, protocol_text,
+    CARRIED, CONVERTED, KNOWN_DATASETS, MEASURED, Row, dataset_key, is_number, model_name, pretrained_spec,
+    published_id, usage_id, card_results, collect_rows, front_matter, parse_front_matter, protocol_text,
 )
 
 TEMPLATE_NAME = "MODEL_CARD.md"
@@ -91,8 +91,8 @@ def _strip_comment(text: str) -> str:
 
 def _title(config: dict[str, Any], model_id: str | None) -> str:
     kind = "video classifier" if config.get("labels") else "video encoder"
-    name = _published_id(model_id)
-    return f"{_model_name(config, model_id)}: TCLR {kind} ({config['architecture']})" if name else \
+    name = published_id(model_id)
+    return f"{model_name(config, model_id)}: TCLR {kind} ({config['architecture']})" if name else \
         f"TCLR {kind}: {config['architecture']}"
 
 
@@ -175,13 +175,13 @@ def _recipe_text(training: dict[str, Any]) -> str:
 
 def _source_text(config: dict[str, Any], model_id: str | None, check: dict[str, Any] | None) -> str:
     src = config["source"]
-    spec = _pretrained_spec(config, model_id)
+    spec = pretrained_spec(config, model_id)
     data = f" Pretraining data: {spec.dataset}." if spec is not None else ""
     text = (f"Converted by `tclr-zoo convert` from the TCLR authors' reference checkpoint `{src.get('file')}` "
             f"(sha256 `{src.get('sha256')}`, epoch {src.get('epoch')}, key `{src.get('state_dict_key')}`, "
             f"format `{src.get('format')}`), trained with the reference code (DAVEISHAN/TCLR).{data}")
-    if check and _is_number(check.get("max")):
-        tolerance = f" (tolerance {check['tolerance']:g})" if _is_number(check.get("tolerance")) else ""
+    if check and is_number(check.get("max")):
+        tolerance = f" (tolerance {check['tolerance']:g})" if is_number(check.get("tolerance")) else ""
         text += (f"\n\nConversion check: max abs difference to the reference network {check['max']:.2e} "
                  f"on {check.get('inputs', 'random clips')}{tolerance}.")
     return text
@@ -220,7 +220,7 @@ def _bgr_warning() -> str:
 def usage_snippet(config: dict[str, Any], model_id: str | None) -> str:
     """A ``load_model`` example with the name that loads this model: its Hub repo or registry name,
     the folder it was saved to, or -- when neither is known -- a placeholder that says so."""
-    name = _usage_id(model_id)
+    name = usage_id(model_id)
     where = ""
     if name is None:
         name = "path/to/this/folder"
@@ -324,7 +324,7 @@ def _data_bias(config: dict[str, Any], model_id: str | None) -> str:
     """What the training videos were, and so which biases the weights carry -- from the record."""
     training = config.get("training") or {}
     names = [str(n) for n in ((training.get("from") or {}).get("dataset"), training.get("dataset")) if n]
-    spec = _pretrained_spec(config, model_id)
+    spec = pretrained_spec(config, model_id)
     if spec is not None:
         names.insert(0, spec.dataset)
     if names and all("synthetic" in n for n in names):
@@ -333,7 +333,7 @@ def _data_bias(config: dict[str, Any], model_id: str | None) -> str:
     if not names:
         return ("- Its training videos are not recorded, so their biases are unknown. Check its behaviour on your "
                 "own footage before relying on it.")
-    real = list(dict.fromkeys(KNOWN_DATASETS.get(_dataset_key(n), n) for n in names if "synthetic" not in n))
+    real = list(dict.fromkeys(KNOWN_DATASETS.get(dataset_key(n), n) for n in names if "synthetic" not in n))
     what = (" (sports and everyday actions, mostly people, filmed by amateurs or taken from YouTube)"
             if set(real) & set(KNOWN_DATASETS.values()) else "")
     return (f"- The weights were trained on {' and then '.join(real)} and inherit the biases of those videos{what}. "

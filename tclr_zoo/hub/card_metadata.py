@@ -86,10 +86,10 @@ def _result_rows(results: dict[str, Any], default_dataset: str) -> list[Row]:
     provenance = results.get("provenance") or MEASURED
     measured = str(provenance).startswith("measured")
     dataset = str(results.get("dataset") or default_dataset)
-    flat = {k: v for k, v in results.items() if _is_number(v) and k not in NOT_METRICS}
+    flat = {k: v for k, v in results.items() if is_number(v) and k not in NOT_METRICS}
     knn = results.get("knn") if isinstance(results.get("knn"), dict) else {}
     for key, value in knn.items():
-        if key.startswith("R@") and _is_number(value) and not (key == "R@1" and "knn_r1" in flat):
+        if key.startswith("R@") and is_number(value) and not (key == "R@1" and "knn_r1" in flat):
             flat.setdefault(_retrieval_key(key), value)
     return [Row(_normalise_key(k), float(v), dataset, str(provenance),
                 indexed=measured and "random_init" not in k) for k, v in flat.items()]
@@ -102,11 +102,11 @@ def _evaluation_rows(config: dict[str, Any]) -> list[Row]:
     for record in config.get("evaluation") or []:
         how, dataset = protocol_text(record), str(record.get("dataset") or "unknown")
         for key, value in (record.get("metrics") or {}).items():
-            if _is_number(value):
+            if is_number(value):
                 rows.append(Row(_normalise_key(key), float(value), dataset, MEASURED, indexed=True, protocol=how))
         for name, metrics in (record.get("baseline") or {}).items():
             for key, value in metrics.items():
-                if _is_number(value):
+                if is_number(value):
                     rows.append(Row(f"{_normalise_key(key)}_{name}", float(value), dataset, MEASURED, protocol=how))
     return rows
 
@@ -132,7 +132,7 @@ def _training_rows(config: dict[str, Any]) -> list[Row]:
         return []
     dataset = str(training.get("dataset") or "unknown")
     return [Row(k, float(training[k]), dataset, MEASURED, indexed=True)
-            for k in ("top1", "top5") if _is_number(training.get(k))]
+            for k in ("top1", "top5") if is_number(training.get(k))]
 
 
 def _recipe_reference_rows(config: dict[str, Any]) -> list[Row]:
@@ -149,7 +149,7 @@ def _recipe_reference_rows(config: dict[str, Any]) -> list[Row]:
         return []
     rows = []
     for key, value in reference.items():
-        if _is_number(value) and key.startswith(("paper_", "repo_readme_")):
+        if is_number(value) and key.startswith(("paper_", "repo_readme_")):
             paper = key.startswith("paper_")
             dataset, metric = _split_dataset(key.split("_", 2 if not paper else 1)[-1])
             rows.append(Row(metric, float(value), dataset, PAPER if paper else README_REF))
@@ -159,12 +159,12 @@ def _recipe_reference_rows(config: dict[str, Any]) -> list[Row]:
 def _pretrained_rows(config: dict[str, Any], model_id: str | None) -> list[Row]:
     """Paper numbers of the authors' released weights, for converted models named by ``model_id``
     (fractions, shown in %)."""
-    spec = _pretrained_spec(config, model_id)
+    spec = pretrained_spec(config, model_id)
     if spec is None:
         return []
     rows = []
     for key, value in spec.results.items():
-        if _is_number(value):
+        if is_number(value):
             dataset, metric = _split_dataset(key)
             rows.append(Row(metric, float(value), dataset, f"{PAPER}; weights converted, not re-measured", unit="%"))
     return rows
@@ -174,7 +174,7 @@ def _conversion_rows(check: dict[str, Any]) -> list[Row]:
     """The converter's comparison with the reference network (a fidelity check, not a quality metric)."""
     inputs = str(check.get("inputs") or "random clips")
     return [Row(f"max_abs_diff_{part}", float(check[part]), inputs, CONVERTED)
-            for part in ("features", "embeddings") if _is_number(check.get(part))]
+            for part in ("features", "embeddings") if is_number(check.get(part))]
 
 
 def card_results(path: str | Path) -> dict[str, Any]:
@@ -189,7 +189,7 @@ def card_results(path: str | Path) -> dict[str, Any]:
         results.setdefault("dataset", (entry.get("dataset") or {}).get("name"))
         for metric in entry.get("metrics") or []:
             key = types.get(metric.get("type"), metric.get("type"))
-            if key and _is_number(metric.get("value")):
+            if key and is_number(metric.get("value")):
                 results[key] = metric["value"]
     if results:
         results["provenance"] = CARRIED
@@ -235,7 +235,7 @@ def _split_dataset(key: str) -> tuple[str, str]:
     return (KNOWN_DATASETS[head], rest) if head in KNOWN_DATASETS and rest else ("see metric", key)
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -243,7 +243,7 @@ def _training_dataset(config: dict[str, Any]) -> str:
     return str((config.get("training") or {}).get("dataset") or "unknown")
 
 
-def _pretrained_spec(config: dict[str, Any], model_id: str | None):
+def pretrained_spec(config: dict[str, Any], model_id: str | None):
     """The released-weights entry named by ``model_id`` (converted models only, so a user's own
     upload under a similar name never gets the paper's numbers)."""
     if not model_id:
@@ -284,18 +284,18 @@ def _dataset_ids(config: dict[str, Any], model_id: str | None) -> list[str]:
     """Known real datasets the weights saw (pretraining, then fine-tuning); never the synthetic demo."""
     training = config.get("training") or {}
     names = [(training.get("from") or {}).get("dataset"), training.get("dataset")]
-    spec = _pretrained_spec(config, model_id)
+    spec = pretrained_spec(config, model_id)
     if spec is not None:
         names.insert(0, spec.dataset)
     ids = []
     for name in names:
-        key = _dataset_key(name)
+        key = dataset_key(name)
         if key in KNOWN_DATASETS and key not in ids:
             ids.append(key)
     return ids
 
 
-def _dataset_key(name: Any) -> str:
+def dataset_key(name: Any) -> str:
     """``"ucf101/split1"``, ``"UCF101"``, ``"Kinetics-400 (train)"`` -> ``ucf101``, ``kinetics400``."""
     key = str(name or "").split("/")[0].split(" ")[0].lower().replace("-", "")
     return "kinetics400" if key == "k400" else key
@@ -317,17 +317,17 @@ def model_index(config: dict[str, Any], rows: list[Row], model_id: str | None) -
         })
     if not results:
         return []
-    return [{"name": _model_name(config, model_id), "results": results}]
+    return [{"name": model_name(config, model_id), "results": results}]
 
 
-def _model_name(config: dict[str, Any], model_id: str | None) -> str:
-    name = _published_id(model_id)
+def model_name(config: dict[str, Any], model_id: str | None) -> str:
+    name = published_id(model_id)
     return name.removeprefix("hf-hub:").split("@", 1)[0].split("/")[-1] if name else f"tclr-{config['architecture']}"
 
 
 # ---- names -----------------------------------------------------------------------------------
 
-def _usage_id(model_id: str | None) -> str | None:
+def usage_id(model_id: str | None) -> str | None:
     """The name ``load_model`` takes for ``model_id``: a Hub repo, a registry name, or a folder on disk
     (as a plain path, relative to the working directory when it lies below it)."""
     if not model_id or "(" in model_id:
@@ -344,10 +344,11 @@ def _display_path(path: str) -> str:
         return path
 
 
-def _published_id(model_id: str | None) -> str | None:
+def published_id(model_id: str | None) -> str | None:
     """Hub repos and registry names: names that mean the same on every machine."""
-    return None if not model_id or model_id.startswith(LOCAL_PREFIX) else _usage_id(model_id)
+    return None if not model_id or model_id.startswith(LOCAL_PREFIX) else usage_id(model_id)
 
 
 __all__ = ["CARRIED", "CONVERTED", "KNOWN_DATASETS", "MEASURED", "METRICS", "PAPER", "README_REF", "Row", "card_results",
-           "collect_rows", "front_matter", "model_index", "parse_front_matter", "protocol_text"]
+           "collect_rows", "dataset_key", "front_matter", "is_number", "model_index", "model_name", "parse_front_matter",
+           "pretrained_spec", "protocol_text", "published_id", "usage_id"]

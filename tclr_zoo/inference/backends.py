@@ -55,8 +55,8 @@ class TorchBackend:
     through a copy with every BatchNorm folded into the convolution before it.
 
     Folding is exact algebra (``y = conv(x) * s + b`` becomes one convolution with scaled weights),
-    removes a memory-bound pass over every activation and makes embedding ~1.2x faster on CPU
-    (bench P3); outputs move by float32 rounding only (tests/inference/test_sdk.py ties them to the unfolded
+    removes a memory-bound pass over every activation, which makes embedding faster on CPU
+    (BENCHMARKS.md, P3); outputs move by float32 rounding only (tests/inference/test_sdk.py ties them to the unfolded
     model). ``model`` stays the unfolded ``TCLRModel`` that ``save_pretrained`` writes; the folded
     copy is rebuilt whenever its parameters or buffers changed in place (``load_state_dict``, an
     optimizer step), so edits to ``VideoModel.torch_model`` are never served stale. ``fold_bn=False``

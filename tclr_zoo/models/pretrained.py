@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..constants import HF_PREFIX
 from .registry import ModelNotFoundError, get_arch
 
 DEFAULT_ORG = "tclr-zoo"
@@ -123,7 +124,7 @@ def find_pretrained(model_id: str, *, by_repo: bool = False) -> PretrainedSpec |
     Returns:
         The :class:`PretrainedSpec`, or None when no entry matches.
     """
-    name = model_id.removeprefix("hf-hub:").split("@", 1)[0]
+    name = model_id.removeprefix(HF_PREFIX).split("@", 1)[0]
     for spec in _PRETRAINED.values():
         if name == spec.name or (by_repo and name.split("/")[-1] == spec.repo):
             return spec

@@ -205,8 +205,10 @@ def recipe_text(source: str | os.PathLike | None, kind: str = "pretrain") -> tup
     return bundled.read_text(), f"{name} (bundled)"
 
 
-#: ``reference: {published: arch.tag}`` names a row of the paper's numbers instead of repeating them.
+#: ``reference: {published: arch.tag}`` names a row of the paper's numbers instead of repeating them;
+#: ``reference: {KEY: {published: arch.tag, result: NAME}}`` names one number of such a row.
 PUBLISHED_KEY = "published"
+RESULT_KEY = "result"
 
 
 def recipe_from_dict(raw: dict[str, Any], origin: str = "recipe") -> Recipe:
@@ -224,23 +226,33 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "recipe") -> Recipe:
 
 
 def expand_reference(reference: dict[str, Any], origin: str = "recipe") -> dict[str, Any]:
-    """A recipe's ``reference`` with ``published: arch.tag`` replaced, in place, by that row of
-    :data:`tclr_zoo.models.pretrained.PAPER_RESULTS` (the one home of the paper's numbers); other
+    """A recipe's ``reference`` with its pointers into
+    :data:`tclr_zoo.models.pretrained.PAPER_RESULTS` (the one home of the paper's numbers) replaced,
+    in place, by the numbers: ``published: arch.tag`` by that whole row (pretraining recipes),
+    ``KEY: {published: arch.tag, result: NAME}`` by one number of it (downstream recipes). Other
     keys are kept as they are."""
-    if PUBLISHED_KEY not in reference:
-        return reference
-    from ..models.pretrained import published_reference
-
     expanded: dict[str, Any] = {}
     for key, value in reference.items():
-        if key != PUBLISHED_KEY:
+        if key == PUBLISHED_KEY:
+            expanded.update(_published_row(value, f"{origin}: reference.{key}"))
+        elif isinstance(value, dict) and set(value) == {PUBLISHED_KEY, RESULT_KEY}:
+            row = _published_row(value[PUBLISHED_KEY], f"{origin}: reference.{key}")
+            if value[RESULT_KEY] not in row:
+                raise RecipeError(f"{origin}: reference.{key}: {value[PUBLISHED_KEY]} has no result "
+                                  f"{value[RESULT_KEY]!r}; known: {', '.join(row)}")
+            expanded[key] = row[value[RESULT_KEY]]
+        else:
             expanded[key] = value
-            continue
-        try:
-            expanded.update(published_reference(str(value)))
-        except KeyError as err:
-            raise RecipeError(f"{origin}: reference.{PUBLISHED_KEY}: {err.args[0]}") from None
     return expanded
+
+
+def _published_row(name: Any, where: str) -> dict[str, Any]:
+    from ..models.pretrained import published_reference
+
+    try:
+        return published_reference(str(name))
+    except KeyError as err:
+        raise RecipeError(f"{where}: {err.args[0]}") from None
 
 
 def preprocessing_config(recipe: Recipe) -> dict[str, Any]:

@@ -206,7 +206,7 @@ def load_protocol_recipe(source: str | Path, overrides: list[str] | None = None)
     """
     import yaml
 
-    from .config import recipe_text
+    from .config import expand_reference, recipe_text
 
     text, origin = recipe_text(source, "downstream")
     recipe = yaml.safe_load(text) or {}
@@ -229,4 +229,5 @@ def load_protocol_recipe(source: str | Path, overrides: list[str] | None = None)
     for key in ("model", "data"):
         if not recipe.get(key):
             raise RecipeError(f"{origin}: '{key}' must be set (e.g. --set {key}=...)")
+    recipe["reference"] = expand_reference(recipe.get("reference") or {}, origin)
     return recipe

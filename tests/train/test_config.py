@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 
 from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING, PAPER_RESULTS, get_pretrained
 from tclr_zoo.train.config import RecipeError, bundled_recipes, load_recipe, preprocessing_config
 from tclr_zoo.train.schedule import WarmupPlateauSchedule
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 def test_bundled_recipes_load():
@@ -104,3 +109,8 @@ def test_downstream_recipe_references_match_the_paper_results():
               ("linear_r3d18_ucf101", "reference_top1"): row["reference_linear_eval_ucf101_top1"]}
     for (name, key), value in quoted.items():
         assert load_protocol_recipe(name, ["model=m", "data.root=d"])["reference"][key] == value, (name, key)
+        raw = yaml.safe_load((RECIPES / f"{name}.yaml").read_text())["reference"][key]
+        assert raw == {"published": "r3d_18.tclr_ucf101", "result": raw["result"]}, (name, key)  # a pointer, not a copy
+    with pytest.raises(RecipeError, match="has no result 'paper_ucf101_nope'"):
+        load_protocol_recipe("finetune_r3d18_ucf101", ["model=m", "data.root=d", "reference.paper_top1="
+                                                       "{published: r3d_18.tclr_ucf101, result: paper_ucf101_nope}"])
