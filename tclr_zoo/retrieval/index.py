@@ -449,7 +449,6 @@ class VideoIndex:
         so an interrupted save leaves the previous index intact. A non-empty ``directory`` that
         is not a saved index is refused rather than replaced.
         """
-
         directory = Path(directory)
         refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_saved_index,
                           ours_name=MANIFEST_NAME)
