@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ..constants import DATASET_NAMES, LOCAL_PREFIX
+from ..constants import DATASET_NAMES, HF_PREFIX, LOCAL_PREFIX
 
 MEASURED = "measured by this run"
 CARRIED = "measured by this run (copied from the source card)"
@@ -322,7 +322,7 @@ def model_index(config: dict[str, Any], rows: list[Row], model_id: str | None) -
 
 def model_name(config: dict[str, Any], model_id: str | None) -> str:
     name = published_id(model_id)
-    return name.removeprefix("hf-hub:").split("@", 1)[0].split("/")[-1] if name else f"tclr-{config['architecture']}"
+    return name.removeprefix(HF_PREFIX).split("@", 1)[0].split("/")[-1] if name else f"tclr-{config['architecture']}"
 
 
 # ---- names -----------------------------------------------------------------------------------
@@ -334,7 +334,7 @@ def usage_id(model_id: str | None) -> str | None:
         return None
     if model_id.startswith(LOCAL_PREFIX):
         return _display_path(model_id[len(LOCAL_PREFIX):])
-    return model_id if model_id.startswith("hf-hub:") or "/" not in model_id else f"hf-hub:{model_id}"
+    return model_id if model_id.startswith(HF_PREFIX) or "/" not in model_id else f"{HF_PREFIX}{model_id}"
 
 
 def _display_path(path: str) -> str:
@@ -349,6 +349,6 @@ def published_id(model_id: str | None) -> str | None:
     return None if not model_id or model_id.startswith(LOCAL_PREFIX) else usage_id(model_id)
 
 
-__all__ = ["CARRIED", "CONVERTED", "KNOWN_DATASETS", "MEASURED", "METRICS", "PAPER", "README_REF", "Row", "card_results",
-           "collect_rows", "dataset_key", "front_matter", "is_number", "model_index", "model_name", "parse_front_matter",
-           "pretrained_spec", "protocol_text", "published_id", "usage_id"]
+__all__ = ["CARRIED", "CONVERTED", "KNOWN_DATASETS", "MEASURED", "METRICS", "PAPER", "README_REF", "Row",
+           "card_results", "collect_rows", "dataset_key", "front_matter", "is_number", "model_index", "model_name",
+           "parse_front_matter", "pretrained_spec", "protocol_text", "published_id", "usage_id"]

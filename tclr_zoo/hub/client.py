@@ -244,7 +244,7 @@ def _check_repo_id(repo_id: str) -> str:
 
 
 def _how_to_seed(repo_id: str, revision: str | None) -> str:
-    target = f"hf-hub:{repo_id}" + (f"@{revision}" if revision else "")
+    target = f"{HF_PREFIX}{repo_id}" + (f"@{revision}" if revision else "")
     return (f"fetch it on a machine with network with `tclr-zoo download {target}`, then copy that "
             "machine's HF_HOME (or HF_HUB_CACHE) here")
 

@@ -30,7 +30,8 @@ from torchvision.transforms.v2 import functional as TF
 from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
 from ..data.transforms import eval_clip, eval_crop_box, normalize_clip
 from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from ..constants import CARD_NAME, CONFIG_NAME, EMBED_HEADS, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR, WEIGHTS_NAME
+from ..constants import (CARD_NAME, CONFIG_NAME, EMBED_HEADS, HF_PREFIX, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR,
+                         WEIGHTS_NAME)
 from ..hub.resolve import ModelSource, resolve
 from ..hub.card import render_model_card
 from ..atomic import staged_directory
@@ -312,7 +313,7 @@ class VideoModel:
         name = self.source.directory.name if self.source.directory is not None else self.model_id
         message = commit_message or f"Upload {name} with tclr-zoo {__version__}"
         with tempfile.TemporaryDirectory(prefix="tclr-zoo-push-") as tmp:
-            self.save_pretrained(tmp, model_id=f"hf-hub:{repo_id}")
+            self.save_pretrained(tmp, model_id=f"{HF_PREFIX}{repo_id}")
             return push_folder(tmp, repo_id, revision=revision, commit_message=message, private=private, token=token)
 
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .. import __version__
+from ..constants import LOCAL_PREFIX
 from ..data.datasets import (
     DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, cpu_share,
     describe_dataset, load_split,
@@ -485,7 +486,7 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
                                               "epochs": results["epochs"]},
                                  "evaluation": evaluation})
     model_dir = out / "model"
-    card = render_model_card(config, model_id=f"local-dir:{model_dir.absolute()}")
+    card = render_model_card(config, model_id=f"{LOCAL_PREFIX}{model_dir.absolute()}")
     with staged_directory(model_dir) as staging:
         write_model_files(model.to("cpu").eval(), staging, config, card=card)
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)

@@ -18,6 +18,7 @@ import av
 import torch
 
 from .. import __version__
+from ..constants import LOCAL_PREFIX
 from ..atomic import refuse_to_replace, staged_directory
 from ..data.datasets import cpu_share, describe_dataset, load_split
 from ..hub.card import render_model_card
@@ -185,7 +186,7 @@ def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], s
                               preprocessing=preprocessing, labels=list(class_names), extra=extra)
     with staged_directory(save_dir) as staging:
         write_model_files(encoder.to("cpu").eval(), staging, new_config,
-                        card=render_model_card(new_config, model_id=f"local-dir:{Path(save_dir).absolute()}"))
+                        card=render_model_card(new_config, model_id=f"{LOCAL_PREFIX}{Path(save_dir).absolute()}"))
 
 
 def format_table(result: dict) -> str:
