@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only P1,P3] [--device cpu|cuda] [--json FILE] [--update-doc]`.
 
-Runs the cases P1-P6 (each alternates its fast path A and baseline B in one process), prints one
+Runs the cases P1-P7 (each alternates its fast path A and baseline B in one process), prints one
 table with the machine it ran on, and with --update-doc writes it to BENCHMARKS.md.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from .core import Result, machine
 
 CASES = {"P1": "p1_train_step", "P2": "p2_data", "P3": "p3_embed", "P4": "p4_onnx", "P5": "p5_index",
-         "P6": "p6_memory"}
+         "P6": "p6_memory", "P7": "p7_embed_workers"}
 DOC = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import statistics
@@ -30,6 +31,13 @@ class Result:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def append_json_rows(path: str | os.PathLike | None, rows: list[Result]) -> None:
+    """Append ``rows`` as JSON lines to ``path`` (the raw rows bench/results/ keeps); nothing if None."""
+    if path:
+        with open(path, "a") as f:
+            f.writelines(json.dumps(r.as_dict()) + "\n" for r in rows)
 
 
 def time_once(fn: Callable[[], Any], sync: Callable[[], None] | None = None) -> float:

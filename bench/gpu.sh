@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# CUDA part of the benchmark suite, for one H100-class GPU (about 6 minutes, each part bounded by its
+# CUDA part of the benchmark suite, for one H100-class GPU (about 8 minutes; each part bounded by its
 # own timeout so one slow part cannot eat the others' time). Run from the repo root:
 #   bench/gpu.sh                 # prints the rows; OUT=DIR (default runs/gpu) also gets them as JSON lines
 #   DRY=1 bench/gpu.sh           # the same code on the CPU with tiny shapes: a structure check only
-# Parts, most important first:
+# Parts, most important first (a session short of device time loses the last ones):
 #   1. the device and library versions;
-#   2. P1 on CUDA: the TCLR pretraining step at the paper's shapes (R3D-18, 16x112x112, 40 videos x
+#   2. P8: the paper recipe end to end at batch 40 on generated 320x240 H.264 videos (loader workers
+#      decode, the GPU crops, resizes and augments, next batch prefetched on a side stream), 12 steady
+#      steps with no checkpoint against the model-only step (target >= 85%), with the workers, the wait
+#      for data and the GPU utilisation; then the same with train.compile: compile time, end to end
+#      compiled against eager, and one step's losses compiled against eager (bench/p8_pretrain.py).
+#      It replaces the former 2-epoch CLI run of the recipe, whose clips/s mixed in loader start-up and
+#      checkpoint writes;
+#   3. P7: embedding end to end, 8 decode workers, against the serial path and its decode-only and
+#      forward-only bounds (bench/p7_embed_workers.py; unmeasured: written without a GPU);
+#   4. P1 on CUDA: the TCLR pretraining step at the paper's shapes (R3D-18, 16x112x112, 40 videos x
 #      10 clips) and at 8 videos, A as the recipe runs on CUDA (bf16 autocast + channels_last_3d, all
 #      clip groups in one pass) against the reference-style fp32 step, with model FLOP utilisation;
-#   3. inference at fp32/bf16, with and without channels_last_3d and torch.compile;
-#   4. P1 against the reference's own mixed precision (fp16 autocast + GradScaler), and with a
-#      torch.compile-d forward;
-#   5. a short pretraining run of the paper recipe on generated videos (408 videos, batch 40: 2 epochs
-#      of 10 steps), with clips/s and peak GPU memory from results.json.
+#   5. inference at fp32/bf16, with and without channels_last_3d and torch.compile;
+#   6. P1 against the reference's own mixed precision (fp16 autocast + GradScaler), and with a
+#      torch.compile-d forward (already quoted in BENCHMARKS.md).
 # Last run: bench/results/gpu_h100_2026-11-26.* (BENCHMARKS.md quotes it).
 # It never downloads anything (the GPU machine is offline); PyAV must be importable.
 set -uo pipefail
@@ -40,28 +47,24 @@ PY
 if [[ "${DRY:-0}" == 1 ]]; then
     part 120 "P1 (dry, CPU)" "$python" -m bench.p1_train_step --dry-cuda --json "$rows"
     part 120 "inference (dry, CPU)" "$python" -m bench.gpu_inference --dry-cpu --batch 2 --repeats 2 --json "$rows"
-    device_set=(--set train.device=cpu --set model.arch=r3d_10_025 --set data.size=32
-                --set train.batch_size=2 --set train.max_steps_per_epoch=2 --set data.workers=1)
-    synthetic="{num_classes: 6, groups: 8, clips_per_group: 2, test_groups: 1, frames: 80, height: 128, width: 160}"
+    part 120 "P8 (dry, CPU)" "$python" -m bench.p8_pretrain --dry --json "$rows"
+    part 120 "P7 (dry, CPU)" "$python" -m bench.p7_embed_workers --quick --json "$rows"
 else
+    # P8: 80 videos of 320x240 written on all cores (~10 s), 3 + 12 steps eager, the model-only step,
+    # then torch.compile (compile ~1-2 min, then the same steps): about 3 minutes in all.
+    part 210 "P8: pretraining end to end vs the model-only step, eager and compiled" "$python" -m bench.p8_pretrain \
+        --steps 12 --compile --json "$rows"
+    # P7: 32 videos of 320x240 x 200 frames written (~15 s), embed with 8 decode workers against the
+    # serial path, decode-only and forward-only bounds, 32-px and 112-px r3d_10_025 (target: A >= 80%
+    # of the lower bound). Never run on a GPU yet.
+    part 120 "P7: embedding end to end with decode workers vs its bounds" "$python" -m bench.p7_embed_workers \
+        --device cuda --videos 32 --workers 8 --json "$rows"
     part 180 "P1 on CUDA: 40 and 8 videos" "$python" -m bench.p1_train_step --device cuda --shapes 40,8 \
         --repeats 3 --json "$rows"
     part 100 "inference" "$python" -m bench.gpu_inference --batch 32 --repeats 10 --json "$rows"
+    # last: already quoted in BENCHMARKS.md, so a session short of device time loses this part first
     part 130 "P1 on CUDA: fp16 reference, compiled forward" "$python" -m bench.p1_train_step --device cuda \
         --shapes 8 --no-plain --fp16-baseline --compile --repeats 3 --json "$rows"
-    # 408 training videos: 10 steps of 40 per epoch, so the second epoch shows the steady state
-    # (the 2026-11-26 run had 2-step epochs, dominated by loader start-up and checkpoint writes).
-    device_set=(--set data.workers=12)
-    synthetic="{num_classes: 6, groups: 35, clips_per_group: 2, test_groups: 1, frames: 72, height: 128, width: 160}"
 fi
 
-part 180 "paper recipe, 2 epochs on generated videos" "$python" -m tclr_zoo.cli pretrain recipes/tclr_r3d18_ucf101.yaml \
-    --out "$out/recipe" --overwrite --no-progress --set data.dataset=synthetic --set data.root="$out/recipe_data" \
-    --set "data.synthetic=$synthetic" --set train.epochs=2 --set eval.knn=false "${device_set[@]}"
-"$python" - "$out/recipe/results.json" <<'PY' || status=1
-import json, sys
-row = json.load(open(sys.argv[1]))["history"][-1]
-print(f"recipe: steps={row['steps']} clips/s={row['clips_per_second']} "
-      f"peak_gpu_memory_gb={row.get('peak_gpu_memory_gb')} (the first steps include cuDNN autotuning)")
-PY
 exit $status

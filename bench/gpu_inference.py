@@ -7,13 +7,12 @@ channels_last_3d and torch.compile, each against the plain fp32 eager baseline i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import torch
 
 from .__main__ import format_row
-from .core import Result, compare
+from .core import Result, append_json_rows, compare
 
 
 def variants(model, clips):
@@ -75,9 +74,7 @@ def main() -> int:
         rows = run(args.batch, args.repeats, device="cpu", arch="r3d_10_025", size=32)
     else:
         rows = run(args.batch, args.repeats)
-    if args.json:
-        with open(args.json, "a") as f:
-            f.writelines(json.dumps(r.as_dict()) + "\n" for r in rows)
+    append_json_rows(args.json, rows)
     return 0
 
 

@@ -44,7 +44,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from bench.core import Result, compare, machine
+from bench.core import Result, append_json_rows, compare, machine
 from bench.p1_reference_step import reference_losses, reference_step
 from tclr_zoo.losses import LOSS_KEYS
 from tclr_zoo.models.registry import create_model
@@ -442,7 +442,6 @@ def _print(rows: list[Result]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
-    import json
 
     p = argparse.ArgumentParser(prog="python -m bench.p1_train_step", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true")
@@ -468,10 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         rows = run(args.quick, args.device)
     _print(rows)
-    if args.json:
-        with open(args.json, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r.as_dict()) + "\n")
+    append_json_rows(args.json, rows)
     print(f"wall {time.perf_counter() - start:.1f}s")
     return 0
 

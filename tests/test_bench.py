@@ -17,7 +17,7 @@ def test_quick_suite_produces_every_case(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     ids = {row["id"] for row in report["rows"]}
-    assert {"P1", "P2", "P3", "P4", "P5", "P6"} <= ids, ids
+    assert {"P1", "P2", "P3", "P4", "P5", "P6", "P7", "P7-fwd"} <= ids, ids
     for row in report["rows"]:
         assert row["a_value"] == row["a_value"] and row["a_value"] > 0, row  # measured, not NaN
         assert row["target"], row

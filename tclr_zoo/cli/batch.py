@@ -19,11 +19,8 @@ import torch
 
 from ..atomic import atomic_write
 from ..data.decode import VideoDecodeError
-from ..inference.model import VideoModel
+from ..inference.model import VideoModel, pool_windows
 from .options import write_json
-
-CHUNK = 16  # videos per embed call: enough to fill batches, small enough to retry one by one
-
 
 @dataclass
 class BatchResult:
@@ -34,46 +31,48 @@ class BatchResult:
     failed: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
 
 
-def run_batch(paths: list[str], work: Callable[[list[str]], Sequence[Any]], *, skip_bad: bool,
-              progress: bool = False) -> BatchResult:
-    """Apply ``work`` (a list of paths -> one result each) in chunks; bad files retried one by one."""
-    from tqdm.auto import tqdm
-
-    result = BatchResult()
-    with tqdm(total=len(paths), unit="video", disable=None if progress else True) as bar:  # None: off unless a terminal
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start:start + CHUNK]
-            try:
-                _extend(result, chunk, work(chunk))
-            except VideoDecodeError:
-                if not skip_bad:
-                    raise
-                for path in chunk:
-                    try:
-                        _extend(result, [path], work([path]))
-                    except VideoDecodeError as err:
-                        result.failed.append({"path": path, "reason": err.reason})
-            bar.update(len(chunk))
-    return result
-
-
 def _extend(result: BatchResult, paths: list[str], rows: Sequence[Any]) -> None:
     result.paths.extend(paths)
     result.rows.extend(rows)
 
 
 def embed_files(model: VideoModel, paths: list[str], *, head: str, batch_size: int, skip_bad: bool,
-                progress: bool) -> BatchResult:
+                progress: bool, workers: int | None = None) -> BatchResult:
     """One embedding (a 1-d tensor of ``head``) per video."""
-    return run_batch(paths, lambda chunk: list(model.embed(chunk, head=head, batch_size=batch_size)),
-                     skip_bad=skip_bad, progress=progress)
+    return stream_videos(model, paths, head, lambda out: pool_windows(out, "mean", head), batch_size=batch_size,
+                         skip_bad=skip_bad, progress=progress, workers=workers)
 
 
 def classify_files(model: VideoModel, paths: list[str], *, top_k: int, batch_size: int, skip_bad: bool,
-                   progress: bool) -> BatchResult:
+                   progress: bool, workers: int | None = None) -> BatchResult:
     """The ``top_k`` (label, probability) pairs per video."""
-    return run_batch(paths, lambda chunk: model.classify(chunk, top_k=top_k, batch_size=batch_size),
-                     skip_bad=skip_bad, progress=progress)
+    labels = model.labels
+    if not labels:  # the SDK's own message
+        model.classify(torch.zeros(1, 3, model.frames, model.size, model.size), top_k=top_k)
+
+    def top(out: torch.Tensor) -> list[tuple[str, float]]:
+        values, indices = out.softmax(dim=1).mean(dim=0).topk(min(top_k, len(labels)))
+        return [(labels[int(i)], float(v)) for v, i in zip(values, indices)]
+
+    return stream_videos(model, paths, "logits", top, batch_size=batch_size, skip_bad=skip_bad, progress=progress,
+                         workers=workers)
+
+
+def stream_videos(model: VideoModel, paths: list[str], head: str, reduce: Callable[[torch.Tensor], Any], *,
+                  batch_size: int, skip_bad: bool, progress: bool, workers: int | None) -> BatchResult:
+    """All ``paths`` in one pass of the model (decode workers started once), ``reduce`` turning a
+    video's window outputs into its result; with ``skip_bad`` a video that fails to decode is
+    recorded with its reason -- the one a decode in this process gives -- and the others go on."""
+    errors: dict[int, VideoDecodeError] | None = {} if skip_bad else None
+    result = BatchResult()
+    outputs = {i: reduce(out) for i, _, out in
+               model.video_outputs(list(paths), head, batch_size, None, progress, workers, errors)}
+    for i, path in enumerate(paths):
+        if i in outputs:
+            _extend(result, [path], [outputs[i]])
+        else:
+            result.failed.append({"path": path, "reason": errors[i].reason})
+    return result
 
 
 def output_metadata(model: VideoModel, head: str, result: BatchResult) -> dict[str, Any]:
@@ -103,4 +102,4 @@ def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[
     raise ValueError(f"{out}: the output must end in .npy or .safetensors")
 
 
-__all__ = ["CHUNK", "BatchResult", "classify_files", "embed_files", "output_metadata", "run_batch", "save_embeddings"]
+__all__ = ["BatchResult", "classify_files", "embed_files", "output_metadata", "save_embeddings", "stream_videos"]

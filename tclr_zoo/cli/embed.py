@@ -24,7 +24,8 @@ from .options import (OVERWRITE_OUTPUTS, load_for_inference, model_options, outp
 @OVERWRITE_OUTPUTS
 @model_options
 def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, backend: str,
-          device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+          device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
+          skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
 
     Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
@@ -39,8 +40,9 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
     sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
     refuse_existing(out_file, sidecar, overwrite=overwrite)
     paths = find_videos(videos)
-    loaded = load_for_inference(model, backend, device)
-    result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress)
+    loaded = load_for_inference(model, backend, device, precision)
+    result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress,
+                         workers=workers)
     metadata = output_metadata(loaded, head, result)
     metadata["dim"] = loaded.config["embedding_dims"][head]
     written = save_embeddings(out_file, result, metadata)
@@ -58,7 +60,8 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
 @OVERWRITE_OUTPUTS
 @model_options
 def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | None, overwrite: bool, backend: str,
-             device: str | None, batch_size: int, no_progress: bool, skip_bad: bool) -> None:
+             device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
+             skip_bad: bool) -> None:
     """Classify VIDEOS with MODEL (a model with a classifier: tclr-zoo eval --protocol linear|finetune --save).
 
     Prints the top-k labels with probabilities per video (softmax averaged over its clips).
@@ -68,9 +71,9 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
 
     refuse_existing(json_file, overwrite=overwrite)
     paths = find_videos(videos)
-    loaded = load_for_inference(model, backend, device)
+    loaded = load_for_inference(model, backend, device, precision)
     result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
-                            progress=not no_progress)
+                            progress=not no_progress, workers=workers)
     for path, top in zip(result.paths, result.rows):
         click.echo(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
     report_skipped(result.failed)

@@ -44,7 +44,7 @@ def index() -> None:
 @model_options
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
                 overwrite: bool, resume: bool, save_every: float, backend: str, device: str | None, batch_size: int,
-                no_progress: bool, skip_bad: bool) -> None:
+                workers: int | None, precision: str, no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
 
     The index records the model id and revision and refuses to mix in embeddings of another model.
@@ -58,10 +58,10 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
 
     partial = _check_build_target(out_dir, overwrite=overwrite, resume=resume)
     paths = find_videos(videos)
-    loaded = load_for_inference(model, backend, device)
+    loaded = load_for_inference(model, backend, device, precision)
     built, resumed = build_index_resumable(loaded, paths, out_dir, resume=resume, save_every=save_every, head=head,
                                            batch_size=batch_size, progress=not no_progress, skip_bad=skip_bad,
-                                           windows=windows, dtype=dtype)
+                                           windows=windows, dtype=dtype, workers=workers)
     built.save(out_dir)
     shutil.rmtree(partial, ignore_errors=True)
     report_skipped([{"path": p, "reason": r} for p, r in built.skipped])

@@ -92,6 +92,12 @@ _MODEL_OPTIONS = with_options(
                  help="cpu, cuda, cuda:N [default: a GPU when present]."),
     click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True,
                  help="Clips per forward pass (windows of several videos share batches)."),
+    click.option("--workers", type=click.IntRange(min=0), default=None,
+                 help="Processes that decode videos while the model runs (0: decode in the main process) "
+                      "[default: 2 on the CPU, up to 8 with a GPU, 0 for one video].", show_default=False),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
+                 help="torch backend: fp32 or bf16 (bfloat16 autocast, for GPUs); onnx backend: fp32 or fp16 "
+                      "(the exported float16 graph)."),
     click.option("--no-progress", is_flag=True, help="No progress bar."),
     click.option("--skip-bad", is_flag=True,
                  help="Record unreadable videos in the output and go on, instead of stopping at the first."),
@@ -99,16 +105,16 @@ _MODEL_OPTIONS = with_options(
 
 
 def model_options(func):
-    """The options every inference command shares: --backend, --device, --batch-size, --no-progress,
-    --skip-bad; exit 2 on user errors."""
+    """The options every inference command shares: --backend, --device, --batch-size, --workers,
+    --precision, --no-progress, --skip-bad; exit 2 on user errors."""
     return _MODEL_OPTIONS(func)
 
 
-def load_for_inference(model: str, backend: str, device: str | None):
-    """Load MODEL as ``--backend`` and ``--device`` ask (torch is imported here, not at --help)."""
+def load_for_inference(model: str, backend: str, device: str | None, precision: str = "fp32"):
+    """Load MODEL as ``--backend``, ``--device`` and ``--precision`` ask (torch is imported here, not at --help)."""
     from ..inference.model import load_model
 
-    return load_model(model, backend=backend, device=device)
+    return load_model(model, backend=backend, device=device, precision=precision)
 
 
 def report_skipped(failed: list[dict]) -> None:

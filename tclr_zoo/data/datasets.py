@@ -31,7 +31,13 @@ from .layouts import (  # noqa: F401  (re-exported: the public home of the datas
     DATASETS, VIDEO_EXTENSIONS, DatasetError, DatasetNotFoundError, VideoItem, VideoList, load_split, read_ucf_split,
 )
 from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
-from .transforms import AugmentConfig, augment_clip, eval_clip, normalize_clip, sample_clip_params
+from .transforms import (
+    AugmentConfig, augment_batch, augment_clip, crop_resize_batch, eval_clip, normalize_clip, sample_clip_params,
+)
+
+#: Where the training augmentation runs: in the loader workers, per clip (``augment_clip``), or on
+#: the training device, one batched call per step (``augment_batch``, see ``augment_pretrain_batch``).
+AUGMENT_ON = ("worker", "device")
 
 # How results name the datasets of the official layouts (the Hub's model-index reads these names).
 SYNTHETIC_NAME = "synthetic"
@@ -66,7 +72,16 @@ class BadSample:
 
 
 class TCLRPretrainDataset(Dataset):
-    """One item = 2 augmentations of a global clip and of its K local clips (spec §1-2)."""
+    """One item = 2 augmentations of a global clip and of its K local clips (spec §1-2).
+
+    ``augment_on="worker"``: the item is the augmented float clips, ``global [2,3,T,S,S]`` and
+    ``local [2,K,3,T,S,S]``. ``augment_on="device"``: the worker only decodes and draws every clip's
+    parameters (the same draws, in the same order); the item is the decoded frames (uint8
+    ``frames [U,H,W,3]``, each needed frame once), each clip's rows of them (``positions [2+2K,T]``:
+    global, global, then the K local clips twice) and the parameters, and ``augment_pretrain_batch``
+    crops, resizes and augments a collated batch on the training device. Both give the same clips
+    up to float rounding (tests/data/test_augment_batch.py).
+    """
 
     def __init__(
         self,
@@ -78,7 +93,11 @@ class TCLRPretrainDataset(Dataset):
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
         seed: int = 0,
+        augment_on: str = "worker",
     ) -> None:
+        if augment_on not in AUGMENT_ON:
+            raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
+        self.augment_on = augment_on
         self.paths = [str(p) for p in paths]
         self.sampling, self.augment = sampling, augment
         self.channel_order, self.mean, self.std = channel_order, mean, std
@@ -99,6 +118,8 @@ class TCLRPretrainDataset(Dataset):
             frames = torch.from_numpy(decode_frames(path, needed, channel_order=self.channel_order, info=info))
         except VideoDecodeError as err:
             return BadSample(path, err.reason)
+        if self.augment_on == "device":
+            return self._decoded(frames, needed, indices, rng)
         # index_select, not frames[index]: the same contiguous copy, faster for uint8 frames (BENCHMARKS.md, P2).
         global_frames = frames.index_select(0, torch.from_numpy(np.searchsorted(needed, indices.global_clip)))
         local_frames = [frames.index_select(0, torch.from_numpy(row))
@@ -112,6 +133,15 @@ class TCLRPretrainDataset(Dataset):
     def _augment(self, frames: torch.Tensor, hw: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
         clip = augment_clip(frames, sample_clip_params(hw, self.augment, rng), self.augment)
         return normalize_clip(clip, self.mean, self.std)
+
+    def _decoded(self, frames: torch.Tensor, needed: np.ndarray, indices, rng: np.random.Generator) -> dict:
+        """The ``augment_on="device"`` item: the parameters drawn in ``_augment``'s order, the frames as decoded."""
+        global_rows = np.searchsorted(needed, indices.global_clip)
+        local_rows = np.searchsorted(needed, indices.local_clips)
+        positions = torch.from_numpy(np.concatenate([global_rows[None], global_rows[None], local_rows, local_rows]))
+        hw = (frames.shape[1], frames.shape[2])
+        params = [sample_clip_params(hw, self.augment, rng) for _ in range(len(positions))]
+        return {"frames": frames, "positions": positions, "params": params}
 
 
 class EpochShuffleSampler(Sampler[int]):
@@ -152,13 +182,43 @@ class BadFileLog:
 
 
 def collate_pretrain(batch: list) -> dict:
-    """Stack good samples as ``global [2,B,3,T,H,W]`` and ``local [2,K,B,3,T,H,W]``; keep bad ones aside."""
+    """Stack good samples as ``global [2,B,3,T,H,W]`` and ``local [2,K,B,3,T,H,W]``; keep bad ones aside.
+
+    Items of ``augment_on="device"`` are kept as lists, one entry per good sample (``frames``,
+    ``positions``, ``params``): their videos may differ in size and in the number of decoded frames.
+    """
     good, bad = split_bad(batch)
     out: dict = {"bad": bad, "videos": len(good)}
-    if good:
+    if good and "frames" in good[0]:
+        for key in ("frames", "positions", "params"):
+            out[key] = [s[key] for s in good]
+    elif good:
         out["global"] = torch.stack([s["global"] for s in good], dim=1)
         out["local"] = torch.stack([s["local"] for s in good], dim=2)
     return out
+
+
+def augment_pretrain_batch(batch: dict, dataset: TCLRPretrainDataset, device: torch.device | str | None = None) -> dict:
+    """Finish a collated ``augment_on="device"`` batch on ``device`` (default: where its frames are):
+    crop and resize every clip (``crop_resize_batch``), then augment them all in one ``augment_batch``
+    call. Returns the batch with float ``global [2,B,3,T,S,S]`` and ``local [2,K,B,3,T,S,S]``, as
+    the ``augment_on="worker"`` batch would be; any other batch is returned as is."""
+    if "frames" not in batch:
+        return batch
+    frames = [f if device is None else f.to(device, non_blocking=True) for f in batch["frames"]]
+    positions = [p.to(f.device, non_blocking=True) for p, f in zip(batch["positions"], frames)]
+    videos, clips = len(frames), positions[0].shape[0]
+    k = (clips - 2) // 2
+    # the clips of global [2, B] then local [2, K, B], flattened: (sample, clip of the sample) pairs
+    order = [(b, g) for g in range(2) for b in range(videos)]
+    order += [(b, 2 + r * k + j) for r in range(2) for j in range(k) for b in range(videos)]
+    params = [batch["params"][b][c] for b, c in order]
+    crops = crop_resize_batch([(frames[b], positions[b][c]) for b, c in order], params, dataset.augment)
+    out = augment_batch(crops, params, dataset.augment, mean=dataset.mean, std=dataset.std)
+    done = {key: v for key, v in batch.items() if key not in ("frames", "positions", "params")}
+    done["global"] = out[:2 * videos].unflatten(0, (2, videos))
+    done["local"] = out[2 * videos:].unflatten(0, (2, k, videos))
+    return done
 
 
 class EvalClipsDataset(Dataset):

@@ -447,6 +447,26 @@ def _should_seek(stream: Stream, targets: list[int], gap: int, info: VideoInfo |
     return _is_constant_rate(stream)
 
 
+# FFmpeg threads per decoder: 0 lets FFmpeg choose (frame and slice threading over the machine's
+# cores). Processes that are themselves one of several parallel decoders (the SDK's decode workers)
+# set 1: there, a decoder's own threads cost more CPU than they save (BENCHMARKS.md, P7).
+_decoder_threads = 0
+
+
+def set_decoder_threads(count: int) -> None:
+    """FFmpeg threads of every decoder this process opens from now on (0: FFmpeg's choice)."""
+    global _decoder_threads
+    if count < 0:
+        raise ValueError(f"decoder threads must be >= 0, got {count}")
+    _decoder_threads = int(count)
+
+
+def _use_threads(stream: Stream) -> None:
+    stream.thread_type = "AUTO"
+    if _decoder_threads:
+        stream.codec_context.thread_count = _decoder_threads
+
+
 # --------------------------------------------------------------------------- #
 # Public decoding entry point
 # --------------------------------------------------------------------------- #
@@ -470,7 +490,7 @@ def decode_frames(
     convert = _converter(channel_order, size)
     order = _checked_indices(path, indices)
     with _open_video(path) as (p, container, stream):
-        stream.thread_type = "AUTO"
+        _use_threads(stream)
         if not order:
             ctx = stream.codec_context
             height, width = size if size is not None else (ctx.height, ctx.width)
@@ -483,7 +503,7 @@ def decode_frames(
     if kept is None:
         # Fresh container: a seek back to 0 is not guaranteed to equal a clean start.
         with _open_video(path) as (p, container, stream):
-            stream.thread_type = "AUTO"
+            _use_threads(stream)
             kept = _decode_linear(p, stream, container, set(targets), convert)
     return np.stack([kept[i] for i in order])
 
@@ -509,7 +529,7 @@ def iter_frames(
         return
     last = max(wanted)
     with _open_video(path) as (p, container, stream):
-        stream.thread_type = "AUTO"
+        _use_threads(stream)
         rate = _fps(stream) or 1.0
         count = 0
         for index, frame in enumerate(_decoded(p, container, stream)):

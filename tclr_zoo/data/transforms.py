@@ -53,6 +53,9 @@ __all__ = [
     "sample_clip_params",
     "adjust_hue",
     "augment_clip",
+    "augment_batch",
+    "crop_resize_clip",
+    "crop_resize_batch",
     "eval_clip",
     "normalize_clip",
 ]
@@ -252,6 +255,11 @@ def _crop_resize_to_float(
     frames: torch.Tensor, top: int, left: int, side: int, size: int
 ) -> torch.Tensor:
     """[T,H,W,3] -> square crop -> resize to size -> contiguous float32 [T,3,size,size] in [0,1]."""
+    return _to_unit_float(_crop_resize(frames, top, left, side, size))
+
+
+def _crop_resize(frames: torch.Tensor, top: int, left: int, side: int, size: int) -> torch.Tensor:
+    """[T,H,W,3] -> square crop -> resize to size, in the input's dtype: a [T,3,size,size] view."""
     h, w = frames.shape[1], frames.shape[2]
     if not (0 <= top and 0 <= left and side >= 1 and top + side <= h and left + side <= w):
         raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
@@ -260,6 +268,11 @@ def _crop_resize_to_float(
     x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
     if side != size:
         x = F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+    return x
+
+
+def _to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (or float) ``[..., 3, H, W]`` -> a new contiguous float32 tensor in [0, 1]."""
     if x.dtype == torch.uint8:
         x = x.to(torch.float32, memory_format=torch.contiguous_format).div_(255.0)
     else:
@@ -282,6 +295,15 @@ def adjust_hue(x: torch.Tensor, hue_factor: float) -> torch.Tensor:
         raise ValueError(f"hue_factor must be in [-0.5, 0.5], got {hue_factor!r}")
     if x.ndim < 3 or x.shape[-3] != 3 or not x.is_floating_point():
         raise ValueError(f"expected float RGB [..., 3, H, W], got {x.dtype} {tuple(x.shape)}")
+    return _hue_shift(x, [n - 2.0 + 6.0 * hue_factor for n in _HUE_CHANNELS])
+
+
+_HUE_CHANNELS = (5.0, 3.0, 1.0)  # R, G, B: channel n's trapezoid in adjust_hue's docstring
+
+
+def _hue_shift(x: torch.Tensor, offsets) -> torch.Tensor:
+    """adjust_hue's arithmetic; ``offsets[c] = n_c - 2 + 6 * hue_factor`` for channel c, a float or a
+    tensor broadcasting against ``x[..., c, :, :]`` (one hue factor per clip in :func:`augment_batch`)."""
     r, g, b = (c.contiguous() for c in x.unbind(-3))
     mx = torch.maximum(torch.maximum(r, g), b)
     span = mx - torch.minimum(torch.minimum(r, g), b)
@@ -295,9 +317,9 @@ def adjust_hue(x: torch.Tensor, hue_factor: float) -> torch.Tensor:
     h.addcmul_((r - g).add_(span, alpha=4.0), b_max)
     h.div_(span.clamp_min(1e-12))  # grey pixels: span 0, any hue gives mx
     out = torch.empty_like(x)
-    for channel, n in enumerate((5.0, 3.0, 1.0)):
+    for channel, offset in enumerate(offsets):
         # u = k - 2 wrapped into [-3, 3): the trapezoid clamp(min(k, 4-k), 0, 1) is clamp(2 - |u|, 0, 1).
-        u = h + (n - 2.0 + 6.0 * hue_factor)
+        u = h + offset
         u.sub_(torch.floor(u.mul(1.0 / 6.0).add_(0.5)), alpha=6.0)
         weight = u.abs_().neg_().add_(2.0).clamp_(0.0, 1.0)
         out.select(-3, channel).copy_(torch.addcmul(mx, span, weight, value=-1.0))
@@ -349,6 +371,162 @@ def augment_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig
         x = F.erase(x, e_top, e_left, e_h, e_w, v=torch.zeros((), dtype=x.dtype), inplace=True)
 
     return x.permute(1, 0, 2, 3).contiguous()
+
+
+def crop_resize_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentConfig) -> torch.Tensor:
+    """The first step of :func:`augment_clip` alone: the clip's square crop resized to ``cfg.size``,
+    still uint8, as ``[T, size, size, 3]`` (the resize kernel's own memory layout: no copy).
+
+    ``augment_batch(stack([crop_resize_clip(f, p, cfg)]), [p], cfg)`` equals ``augment_clip(f, p, cfg)``
+    up to float rounding; :func:`crop_resize_batch` does this for a whole batch.
+    """
+    _check_frames(frames)
+    if frames.dtype != torch.uint8:
+        raise TypeError(f"crop_resize_clip takes uint8 frames, got {frames.dtype}")
+    x = _crop_resize(frames, params.crop_top, params.crop_left, params.crop_side, cfg.size)
+    return x.permute(0, 2, 3, 1)
+
+
+def crop_resize_batch(sources: Sequence[tuple[torch.Tensor, torch.Tensor]], params: Sequence[ClipAugParams],
+                      cfg: AugmentConfig) -> torch.Tensor:
+    """:func:`crop_resize_clip` for a batch of clips, where their frames are (the training device).
+
+    Clip i is ``sources[i] = (frames, positions)``: the rows ``positions`` (``[T]``, int64) of the
+    decoded uint8 ``frames [U, H, W, 3]``, cropped and resized as ``params[i]`` says. Clips whose
+    crops have the same side share one resize call (the resize works frame by frame, so this is
+    the per-clip result). Returns uint8 ``[N, T, size, size, 3]``, the input of :func:`augment_batch`.
+    """
+    if len(sources) != len(params) or not sources:
+        raise ValueError(f"got {len(sources)} clips and {len(params)} parameter sets")
+    first, positions = sources[0]
+    length, size = positions.shape[0], cfg.size
+    out = torch.empty(len(sources), length, size, size, 3, dtype=first.dtype, device=first.device)
+    groups: dict[int, list[int]] = {}
+    for i, p in enumerate(params):
+        groups.setdefault(p.crop_side, []).append(i)
+    for side, members in groups.items():
+        crops = []
+        for i in members:
+            frames, rows = sources[i]
+            _check_frames(frames)
+            top, left, h, w = params[i].crop_top, params[i].crop_left, frames.shape[1], frames.shape[2]
+            if not (0 <= top and 0 <= left and top + side <= h and left + side <= w):
+                raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
+            crops.append(frames[:, top:top + side, left:left + side].index_select(0, rows))
+        x = torch.stack(crops).flatten(0, 1).permute(0, 3, 1, 2)  # channels-last, as in _crop_resize
+        if side != size:
+            x = F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        index = torch.tensor(members).to(out.device, non_blocking=True)
+        out.index_copy_(0, index, x.permute(0, 2, 3, 1).unflatten(0, (len(members), length)))
+    return out
+
+
+def augment_batch(clips: torch.Tensor, params: Sequence[ClipAugParams], cfg: AugmentConfig,
+                  device: torch.device | str | None = None, *, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> torch.Tensor:
+    """:func:`augment_clip` (then :func:`normalize_clip`) for a whole batch of clips in one call, on ``device``.
+
+    Args:
+        clips: uint8 ``[N, T, size, size, 3]``, each clip already cropped and resized
+            (:func:`crop_resize_batch`); float in [0, 1] is accepted too.
+        params: the N clips' parameters, as drawn by :func:`sample_clip_params`.
+        cfg: the config the parameters were drawn with.
+        device: where to run (the clips are copied there, ``non_blocking``); default: where they are.
+
+    Returns:
+        float32 ``[N, 3, T, size, size]``, equal to stacking the per-clip path's results up to
+        float rounding (tests/data/test_augment_batch.py). Each operation runs once, on the clips
+        that drew it, in the reference's order, so every clip sees its own operations in that order.
+    """
+    if not isinstance(clips, torch.Tensor) or clips.ndim != 5 or clips.shape[-1] != 3:
+        raise ValueError(f"clips must be a [N, T, H, W, 3] tensor, got {getattr(clips, 'shape', type(clips))}")
+    n = clips.shape[0]
+    if len(params) != n:
+        raise ValueError(f"got {n} clips but {len(params)} parameter sets")
+    if device is not None:
+        clips = clips.to(device, non_blocking=True)
+    x = _to_unit_float(clips.permute(0, 1, 4, 2, 3))  # [N, T, 3, S, S]
+    dev = x.device
+
+    def subset(values: list):
+        """Indices of the clips whose value is not None/False, and their values."""
+        chosen = [(i, v) for i, v in enumerate(values) if v is not None and v is not False]
+        if not chosen:
+            return None, []
+        return torch.tensor([i for i, _ in chosen], device=dev), [v for _, v in chosen]
+
+    def per_clip(values: list) -> torch.Tensor:  # [M, 1, 1, 1, 1], float32 like a Python scalar op
+        return torch.tensor(values, dtype=torch.float32).view(-1, 1, 1, 1, 1).to(dev, non_blocking=True)
+
+    def apply(index, fn) -> None:
+        if index is not None:
+            x.index_copy_(0, index, fn(x.index_select(0, index)))
+
+    def contrast(values: list):
+        def fn(y):
+            mean = _grayscale(y).mean(dim=(-3, -2, -1), keepdim=True)
+            return y.mul(per_clip(values)).add_(mean.mul_(per_clip([1.0 - v for v in values]))).clamp_(0.0, 1.0)
+        return fn
+
+    def blend_gray(values: list):  # adjust_saturation
+        return lambda y: y.mul(per_clip(values)).add_(_grayscale(y).mul_(per_clip([1.0 - v for v in values]))).clamp_(
+            0.0, 1.0)
+
+    early = [p.contrast if not p.contrast_late else None for p in params]
+    late = [p.contrast if p.contrast_late else None for p in params]
+    index, values = subset(early)
+    apply(index, contrast(values))
+    index, values = subset([p.hue for p in params])
+    # per_clip(...)[..., 0] is [M, 1, 1, 1]: it broadcasts against the hue map [M, T, S, S].
+    apply(index, lambda y: _hue_shift(y, [per_clip([n - 2.0 + 6.0 * v for v in values])[..., 0]
+                                          for n in _HUE_CHANNELS]))
+    index, values = subset([p.saturation for p in params])
+    apply(index, blend_gray(values))
+    index, values = subset([p.brightness for p in params])
+    apply(index, lambda y: y.mul(per_clip(values)).clamp_(0.0, 1.0))
+    index, values = subset(late)
+    apply(index, contrast(values))
+
+    index, _ = subset([p.grayscale for p in params])
+    apply(index, lambda y: _grayscale(y).expand(y.shape))
+    index, values = subset([p.gamma if p.grayscale else None for p in params])
+    apply(index, lambda y: y.pow(per_clip(values)))
+    drops = [i for i, p in enumerate(params) if p.drop_channel is not None and not p.grayscale]
+    if drops:
+        mask = torch.zeros(n, 1, 3, 1, 1, dtype=torch.bool)
+        for i in drops:
+            mask[i, 0, params[i].drop_channel] = True
+        x.masked_fill_(mask.to(dev, non_blocking=True), 0.0)
+
+    index, _ = subset([p.flip for p in params])
+    apply(index, lambda y: y.flip(-1))
+
+    boxes = [(i, p.erase) for i, p in enumerate(params) if p.erase is not None]
+    if boxes:  # one mask for all boxes; a box past the border is clipped, as F.erase's slicing does
+        box = torch.zeros(n, 4, dtype=torch.long)
+        box[:, 2:] = -1  # no box: an empty range
+        for i, (top, left, h, w) in boxes:
+            box[i] = torch.tensor([top, left, top + h - 1, left + w - 1])
+        box = box.to(dev, non_blocking=True)
+        rows = torch.arange(x.shape[-2], device=dev)
+        cols = torch.arange(x.shape[-1], device=dev)
+        inside_rows = (rows >= box[:, 0:1]) & (rows <= box[:, 2:3])  # [N, S]
+        inside_cols = (cols >= box[:, 1:2]) & (cols <= box[:, 3:4])
+        x.masked_fill_((inside_rows[:, :, None] & inside_cols[:, None, :])[:, None, None], 0.0)
+
+    if mean is not None or std is not None:
+        if mean is None or std is None:
+            raise ValueError("mean and std must both be given or both be None")
+        m = torch.as_tensor(mean, dtype=x.dtype).view(1, 1, -1, 1, 1).to(dev)
+        s = torch.as_tensor(std, dtype=x.dtype).view(1, 1, -1, 1, 1).to(dev)
+        x = (x - m) / s
+    return x.permute(0, 2, 1, 3, 4).contiguous()
+
+
+def _grayscale(x: torch.Tensor) -> torch.Tensor:
+    """``[..., 3, H, W] -> [..., 1, H, W]`` with torchvision's weights and arithmetic (rgb_to_grayscale)."""
+    r, g, b = x.unbind(dim=-3)
+    return r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114).unsqueeze(-3)
 
 
 def eval_clip(frames: torch.Tensor, size: int = 112, crop_fraction: float = 0.8,

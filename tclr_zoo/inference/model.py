@@ -24,12 +24,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
-from .backends import BackendError, OnnxBackend, TorchBackend, check_clips
-from ..data.transforms import eval_clip, eval_crop_box, normalize_clip
+from .backends import TORCH_PRECISIONS, BackendError, OnnxBackend, TorchBackend, check_clips
+from ..data.transforms import eval_clip, normalize_clip
+from ..data.decode import VideoDecodeError
 from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
+from .loader import (CropResize, ForwardThreads, WindowChunk, chunks_in_process, chunks_in_workers,
+                     default_workers)
 from ..constants import (CARD_NAME, CONFIG_NAME, EMBED_HEADS, HF_PREFIX, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR,
                          WEIGHTS_NAME)
 from ..hub.resolve import ModelSource, resolve
@@ -62,19 +63,23 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
     ``save_pretrained`` / ``tclr-zoo export``. ``backend="onnx"`` runs the folder's exported graph
     (``precision="fp16"`` its float16 one) in onnxruntime, on TensorRT, CUDA or CPU in that order
     (``device="cpu"`` forces the CPU; ``providers`` overrides the choice); ``model.providers`` says
-    which execution provider actually runs.
+    which execution provider actually runs. With the torch backend, ``precision="bf16"`` runs the
+    model in bfloat16 autocast (on a GPU with bf16 units: faster; cosine to fp32 in the README).
     """
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    if backend == "torch" and precision not in TORCH_PRECISIONS:  # before any download
+        raise BackendError(f"precision must be {' or '.join(TORCH_PRECISIONS)} for the torch backend, got "
+                           f"{precision!r} (fp16 is the onnx backend's float16 graph)")
     source = resolve(os.fspath(name_or_uri), pretrained=pretrained, with_onnx=backend == "onnx")
     if source.directory is None:
         if backend == "onnx":
             raise BackendError(f"{source.model_id} has no ONNX graph; export a saved model first (tclr-zoo export)")
         model, config = random_init_model(source.arch)
-        return VideoModel(TorchBackend(model, device), config, source)
+        return VideoModel(TorchBackend(model, device, precision=precision), config, source)
     if backend == "torch":
         model, config = load_pretrained_dir(source.directory)
-        return VideoModel(TorchBackend(model, device), config, source)
+        return VideoModel(TorchBackend(model, device, precision=precision), config, source)
     config = read_config(source.directory)
     return VideoModel(OnnxBackend(source.directory, config, device=device, providers=providers,
                                   precision=precision), config, source)
@@ -104,6 +109,7 @@ class VideoModel:
         pre = config["preprocessing"]
         self.frames, self.size = int(pre["frames"]), int(pre["size"])
         self.plan = WindowPlan(self.frames, int(pre.get("eval_frame_stride", 1)))
+        self._transform = CropResize(self.size, float(pre.get("crop_fraction", 1.0)))
 
     def __repr__(self) -> str:
         return (f"VideoModel({self.model_id!r}, architecture={self.config['architecture']!r}, "
@@ -152,12 +158,7 @@ class VideoModel:
     # (``_batch``) -- no per-clip float copies, permutes or stacks of full-size frames.
     def _crop_resize(self, frames: torch.Tensor) -> torch.Tensor:
         """uint8 ``[k, H, W, 3]`` -> uint8 ``[k, size, size, 3]``: ``eval_clip``'s centre crop and resize, per frame."""
-        crop_fraction = float(self.config["preprocessing"].get("crop_fraction", 1.0))
-        top, left, side = eval_crop_box(frames.shape[1], frames.shape[2], crop_fraction)
-        x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
-        if side != self.size:
-            x = TF.resize(x, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-        return x.permute(0, 2, 3, 1)
+        return self._transform(frames)
 
     def _batch(self, clips: list[torch.Tensor]) -> torch.Tensor:
         """Windows of ``_crop_resize``d frames ``[T, size, size, 3]`` -> float ``[B, 3, T, size, size]``.
@@ -168,6 +169,8 @@ class VideoModel:
         intra-op threads, which on a busy machine costs more than the copies themselves.
         """
         pre = self.config["preprocessing"]
+        if isinstance(self.backend, TorchBackend) and self.device.type == "cuda":
+            return self._batch_on_gpu(clips)
         x = np.stack([c.cpu().numpy() for c in clips]).astype(np.float32)  # (frames given on a GPU: small now)
         x /= np.float32(255.0)
         mean, std = pre.get("mean"), pre.get("std")
@@ -177,6 +180,20 @@ class VideoModel:
             x -= np.asarray(mean, dtype=np.float32)
             x /= np.asarray(std, dtype=np.float32)
         return torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+
+    def _batch_on_gpu(self, clips: list[torch.Tensor]) -> torch.Tensor:
+        """``_batch`` for a CUDA model: the uint8 windows (4x fewer bytes than float) are copied from
+        pinned memory without blocking, and scaled and normalised on the GPU (the same float32 ops)."""
+        pre = self.config["preprocessing"]
+        x = torch.from_numpy(np.stack([c.cpu().numpy() for c in clips])).pin_memory()
+        x = x.to(self.device, non_blocking=True).float().div_(255.0)
+        mean, std = pre.get("mean"), pre.get("std")
+        if mean is not None or std is not None:
+            if mean is None or std is None:
+                raise ValueError("mean and std must both be given or both be None")
+            x.sub_(torch.tensor(mean, dtype=torch.float32, device=self.device))
+            x.div_(torch.tensor(std, dtype=torch.float32, device=self.device))
+        return x.permute(0, 4, 1, 2, 3)
 
     def _windows(self, video: Any, hop: int | None) -> Iterator[Window]:
         """Windows of ``_crop_resize``d frames (turn them into model input with ``_batch``)."""
@@ -192,51 +209,117 @@ class VideoModel:
         """Preprocessed clips ``[B, 3, T, H, W]`` -> the head's output ``[B, D]`` (validated input)."""
         return self.backend.run(check_clips(clips, (self.frames, self.size, self.size)), head)
 
-    def _window_outputs(self, videos: list[Any], head: str, batch_size: int, hop: int | None,
-                        progress: bool) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
-        """Per video: its windows and their head outputs, batching windows across videos."""
+    def video_outputs(self, videos: list[Any], head: str, batch_size: int, hop: int | None, progress: bool,
+                        workers: int | None = None, errors: dict[int, VideoDecodeError] | None = None,
+                        ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
+        """Per video, in input order: ``(position, windows, head outputs [W, D])``, batching windows
+        across videos -- what ``embed``, ``classify``, the CLI's batch commands and ``VideoIndex``
+        build on.
+
+        ``workers`` processes decode (``loader.py``; ``None``: :func:`default_workers`), overlapped with
+        the forward; windows are batched in the order they arrive. A video that fails to decode
+        raises its ``VideoDecodeError`` -- the first bad one in input order, as a decode here would --
+        or, with ``errors`` given, is recorded there under its position and left out.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        workers = self._decode_workers(workers, videos)
+        if workers:
+            plan = WindowPlan(self.plan.frames, self.plan.stride, hop)
+            chunks = chunks_in_workers(videos, plan, channel_order=self.config["preprocessing"]["channel_order"],
+                                       transform=self._transform, workers=workers, chunk=batch_size)
+        else:
+            chunks = chunks_in_process(videos, lambda video: self._windows(video, hop))
+        threads = ForwardThreads(workers, enabled=workers > 0 and self.device.type == "cpu")
+        return self._ordered_outputs(chunks, len(videos), head, batch_size, progress, errors, threads)
+
+    def _ordered_outputs(self, chunks: Iterator[WindowChunk], n: int, head: str, batch_size: int, progress: bool,
+                         errors: dict[int, VideoDecodeError] | None, threads: ForwardThreads,
+                         ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
+        """The loop of :meth:`video_outputs`; the decode workers end when it does, however it ends,
+        and the torch threads are restored."""
+        try:
+            yield from self._ordered(chunks, n, head, batch_size, progress, errors, threads)
+        finally:
+            chunks.close()
+            threads.close()
+
+    def _ordered(self, chunks: Iterator[WindowChunk], n: int, head: str, batch_size: int, progress: bool,
+                 errors: dict[int, VideoDecodeError] | None, threads: ForwardThreads,
+                 ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
+        """The loop of :meth:`video_outputs`: batch windows as they come, yield videos in input order."""
         pending: list[tuple[int, Window]] = []
+        waiting = [0] * n  # windows of each video in ``pending``
         done: dict[int, tuple[list[Window], list[torch.Tensor]]] = {}
-        bar = _progress(len(videos), progress)
+        finished, failed = [False] * n, {} if errors is None else errors
+        frontier = next_out = 0  # first video not finished; first video not yielded
+        bar = _progress(n, progress)
 
         def flush():
             # Built here from uint8 frames: finite and of the model's shape, so no check_clips pass.
-            out = self.backend.run(self._batch([w.frames for _, w in pending]), head)
+            clips = self._batch([w.frames for _, w in pending])
+            out = threads.run(lambda: self.backend.run(clips, head), len(pending))
             for (i, w), row in zip(pending, out):
                 wins, rows = done.setdefault(i, ([], []))
                 wins.append(_drop_frames(w))
                 rows.append(row)
+                waiting[i] -= 1
             pending.clear()
 
-        next_out = 0
-        for i, video in enumerate(videos):
-            for window in self._windows(video, hop):
+        for chunk in chunks:
+            i = chunk.video
+            threads.decoded(chunk)
+            if chunk.error is not None:
+                failed[i] = chunk.error
+                if errors is not None:  # leave the bad video out, with what it had yielded before failing
+                    pending[:] = [(j, w) for j, w in pending if j != i]
+                    waiting[i] = 0
+                    done.pop(i, None)
+            for window in chunk.windows():
                 pending.append((i, window))
+                waiting[i] += 1
                 if len(pending) == batch_size:
                     flush()
-            done.setdefault(i, ([], []))
-            # An earlier video is complete once none of its windows waits in the batch.
-            while next_out < i and (not pending or pending[0][0] > next_out):
-                wins, rows = done.pop(next_out)
-                yield next_out, wins, torch.stack(rows)
+            if chunk.finished:
+                finished[i] = True
+                bar.update(1)
+                while frontier < n and finished[frontier]:
+                    frontier += 1
+            if errors is None and failed and min(failed) < frontier:
+                bar.close()
+                raise failed[min(failed)]
+            # A video is complete once it is finished and none of its windows waits in the batch.
+            while next_out < frontier and not waiting[next_out]:
+                if next_out not in failed:
+                    wins, rows = done.pop(next_out, ([], []))
+                    yield next_out, wins, torch.stack(rows)
                 next_out += 1
-            bar.update(1)
         if pending:
             flush()
-        for i in range(next_out, len(videos)):
-            wins, rows = done.pop(i)
-            yield i, wins, torch.stack(rows)
+        for i in range(next_out, n):
+            if i not in failed:
+                wins, rows = done.pop(i)
+                yield i, wins, torch.stack(rows)
         bar.close()
 
+    def _decode_workers(self, workers: int | None, videos: list[Any]) -> int:
+        """Worker processes for ``videos``: only files go to workers (frames in memory are cut here)."""
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+            raise ValueError(f"workers must be an int >= 0 (0: decode in this process), got {workers!r}")
+        files = sum(1 for v in videos if isinstance(v, str))
+        if files < len(videos) or files == 0:
+            return 0
+        return min(default_workers(self.device, files) if workers is None else workers, files)
+
     def embed(self, videos: Any, *, head: str = "retrieval", pooling: str = "mean", batch_size: int = 8,
-              hop: int | None = None, progress: bool = False) -> torch.Tensor:
+              hop: int | None = None, progress: bool = False, workers: int | None = None) -> torch.Tensor:
         """Embeddings ``[N, D]``: one row per video (windows pooled), or per clip for a preprocessed batch.
 
         ``head``: ``retrieval`` (TCLR's temporal feature, the kNN protocol's), ``backbone`` (pooled
         features) or ``projection`` (the contrastive head). ``retrieval``/``projection`` rows are
         L2-normalised, also after pooling. ``hop``: frames between window starts (default: back to back).
+        ``workers``: processes that decode video files while the model runs (0: decode in this
+        thread; default: none for one video, 2 on the CPU, up to 8 with a GPU; see the README).
         """
         if head not in EMBED_HEADS:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
@@ -245,23 +328,30 @@ class VideoModel:
         batch = _as_batch(videos)
         if batch is not None:
             return self.run(batch, head)
-        rows = [_pool(out, pooling, head) for _, _, out in
-                self._window_outputs(_as_videos(videos), head, batch_size, hop, progress)]
+        rows = [pool_windows(out, pooling, head) for _, _, out in
+                self.video_outputs(_as_videos(videos), head, batch_size, hop, progress, workers)]
         return torch.stack(rows)
 
     def embed_windows(self, video: Any, *, head: str = "retrieval", batch_size: int = 8,
-                      hop: int | None = None) -> WindowEmbeddings:
-        """One embedding per sliding window of one video, with start/end times in seconds."""
+                      hop: int | None = None, workers: int | None = None) -> WindowEmbeddings:
+        """One embedding per sliding window of one video, with start/end times in seconds.
+
+        ``workers``: as for :meth:`embed`; one video is decoded by one process, so 1 overlaps its
+        decoding with the forward and more cannot help (default: 0).
+        """
         if head not in EMBED_HEADS:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
         (video,) = _as_videos(video)
-        ((_, windows, out),) = list(self._window_outputs([video], head, batch_size, hop, False))
+        ((_, windows, out),) = list(self.video_outputs([video], head, batch_size, hop, False, workers))
         return WindowEmbeddings(out, [w.start for w in windows], [w.end for w in windows],
                                 source=video if isinstance(video, str) else "<frames>")
 
     def classify(self, videos: Any, *, top_k: int = 5, batch_size: int = 8, hop: int | None = None,
-                 progress: bool = False) -> list[list[tuple[str, float]]]:
-        """Top-``k`` ``(label, probability)`` per video (softmax averaged over its windows) or per clip."""
+                 progress: bool = False, workers: int | None = None) -> list[list[tuple[str, float]]]:
+        """Top-``k`` ``(label, probability)`` per video (softmax averaged over its windows) or per clip.
+
+        ``workers``: decoding processes, as for :meth:`embed`.
+        """
         labels = self.labels
         if not labels:
             raise BackendError(f"{self.model_id} has no classifier; fine-tune or linear-probe it first "
@@ -271,7 +361,8 @@ class VideoModel:
             probs = self.run(batch, "logits").softmax(dim=1)
         else:
             probs = torch.stack([out.softmax(dim=1).mean(dim=0) for _, _, out in
-                                 self._window_outputs(_as_videos(videos), "logits", batch_size, hop, progress)])
+                                 self.video_outputs(_as_videos(videos), "logits", batch_size, hop, progress,
+                                                      workers)])
         values, indices = probs.topk(min(top_k, len(labels)), dim=1)
         return [[(labels[int(i)], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
 
@@ -341,7 +432,9 @@ def _as_videos(videos: Any) -> list[Any]:
     raise ValueError(f"expected a video path, a list of paths or a tensor, got {type(videos).__name__}")
 
 
-def _pool(out: torch.Tensor, pooling: str, head: str) -> torch.Tensor:
+def pool_windows(out: torch.Tensor, pooling: str, head: str) -> torch.Tensor:
+    """A video's window outputs ``[W, D]`` -> one vector: mean or max over windows, re-normalised for
+    the L2-normalised heads (the SDK's ``embed``, the CLI's batch commands and the index agree)."""
     pooled = out.mean(dim=0) if pooling == "mean" else out.max(dim=0).values
     return F.normalize(pooled, dim=0) if head in NORMALISED_HEADS else pooled
 

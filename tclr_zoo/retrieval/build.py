@@ -32,7 +32,7 @@ def partial_index_dir(out_dir: str | os.PathLike) -> Path:
 
 def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str | os.PathLike, *, resume: bool,
                           save_every: float, head: str, batch_size: int, progress: bool, skip_bad: bool,
-                          windows: bool, dtype: str):
+                          windows: bool, dtype: str, workers: int | None = None):
     """``VideoIndex.build`` for long runs: the rows embedded so far are saved (atomically) to
     :func:`partial_index_dir` at most every ``save_every`` seconds, and ``resume`` continues from
     them, skipping the videos they hold. Returns ``(index, videos_resumed)``; the caller saves the
@@ -56,7 +56,7 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
         for start in range(0, len(todo), step):
             chunk = todo[start:start + step]
             skipped += index.add_videos(model, chunk, head=head, batch_size=batch_size, progress=False,
-                                        skip_bad=skip_bad, windows=windows)
+                                        skip_bad=skip_bad, windows=windows, workers=workers)
             bar.update(len(chunk))
             if start + step < len(todo) and time.monotonic() - last_save >= save_every:
                 index.save(partial)

@@ -293,7 +293,7 @@ class VideoIndex:
 
     def add_videos(self, model: Any, paths: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
                    head: str | None = None, batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
-                   windows: bool = False) -> list[tuple[str, str]]:
+                   windows: bool = False, workers: int | None = None) -> list[tuple[str, str]]:
         """Embed videos with ``model`` and add them; returns the ``(path, reason)`` of skipped ones.
 
         ``paths``: video files, and folders (searched recursively for video files, as the CLI does).
@@ -301,6 +301,7 @@ class VideoIndex:
         ``"<id>#<window>"``, with its start/end in seconds) instead of one per video. With
         ``skip_bad``, unreadable videos are logged and skipped instead of aborting. Rows are
         added only once every video is embedded, so a failure leaves the index unchanged.
+        ``workers``: processes decoding the videos while the model runs (``VideoModel.embed``).
         """
         from ..data.decode import VideoDecodeError
         from ..data.layouts import expand_video_folders
@@ -309,33 +310,19 @@ class VideoIndex:
         ids = _checked_ids(paths if ids is None else ids, len(paths), self._row_of)
         head = head or self.head or "retrieval"
         self._check_provenance("the model's embeddings", model_id=model.model_id, revision=model.revision, head=head)
-        embed = _window_embedder(model, head, batch_size) if windows else _video_embedder(model, head, batch_size)
-        parts, skipped = [], []
-        with _progress_bar(len(paths), progress) as bar:
-            for start in range(0, len(paths), batch_size):
-                group = list(zip(paths[start:start + batch_size], ids[start:start + batch_size]))
-                try:
-                    parts.append(embed(group))
-                except VideoDecodeError:
-                    if not skip_bad:
-                        raise
-                    parts.extend(self._embed_one_by_one(embed, group, skipped, VideoDecodeError))
-                bar.update(len(group))
+        errors: dict[int, VideoDecodeError] | None = {} if skip_bad else None
+        parts = []
+        for i, wins, out in model.video_outputs([os.fspath(p) for p in paths], head, batch_size, None, progress,
+                                                  workers, errors):
+            parts.append(_windows_part(wins, out, paths[i], ids[i], head) if windows else
+                         _video_part(out, paths[i], ids[i], head))
+        skipped = []
+        for i, err in sorted((errors or {}).items()):
+            log.warning("skipping %s: %s", paths[i], err.reason)
+            skipped.append((paths[i], err.reason))
         if parts:
             self._add_parts(parts, model, head)
         return skipped
-
-    @staticmethod
-    def _embed_one_by_one(embed, group, skipped: list, error_type) -> list:
-        """Retry a failed batch video by video, so one bad file costs only itself."""
-        parts = []
-        for path, id in group:
-            try:
-                parts.append(embed([(path, id)]))
-            except error_type as err:
-                log.warning("skipping %s: %s", path, getattr(err, "reason", err))
-                skipped.append((path, getattr(err, "reason", str(err))))
-        return parts
 
     def _add_parts(self, parts: list[dict[str, Any]], model: Any, head: str) -> None:
         columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
@@ -346,7 +333,7 @@ class VideoIndex:
     def build(cls, model: Any, paths: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
               head: str = "retrieval", batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
               windows: bool = False, dtype: str = "float32", backend: str = "auto",
-              approximate: bool = False) -> "VideoIndex":
+              approximate: bool = False, workers: int | None = None) -> "VideoIndex":
         """Embed ``paths`` with ``model`` (a ``tclr_zoo.VideoModel``) into a new index.
 
         Videos skipped with ``skip_bad=True`` are listed in ``index.skipped``. See
@@ -355,7 +342,7 @@ class VideoIndex:
         index = cls(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
                     backend=backend, approximate=approximate)
         index.skipped = index.add_videos(model, paths, ids=ids, head=head, batch_size=batch_size,
-                                         progress=progress, skip_bad=skip_bad, windows=windows)
+                                         progress=progress, skip_bad=skip_bad, windows=windows, workers=workers)
         return index
 
     # ---- searching --------------------------------------------------------------------------
@@ -487,39 +474,18 @@ class VideoIndex:
 # --------------------------------------------------------------------------------------------
 
 
-def _video_embedder(model: Any, head: str, batch_size: int):
-    """One row per video: ``model.embed`` pools each video's windows."""
+def _video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
+    """One row per video: its windows' outputs pooled as ``VideoModel.embed`` pools them."""
+    from ..inference.model import pool_windows
 
-    def embed(group: list[tuple[str, str]]) -> dict[str, Any]:
-        vectors = model.embed([path for path, _ in group], head=head, batch_size=batch_size, progress=False)
-        return {"embeddings": vectors, "ids": [id for _, id in group], "paths": [path for path, _ in group],
-                "starts": [None] * len(group), "ends": [None] * len(group)}
-
-    return embed
+    return {"embeddings": pool_windows(out, "mean", head)[None], "ids": [id], "paths": [path], "starts": [None],
+            "ends": [None]}
 
 
-def _window_embedder(model: Any, head: str, batch_size: int):
+def _windows_part(windows: list, out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
     """One row per sliding window, with its times, id ``"<id>#<window>"``."""
-
-    def embed(group: list[tuple[str, str]]) -> dict[str, Any]:
-        part = {"embeddings": [], "ids": [], "paths": [], "starts": [], "ends": []}
-        for path, id in group:
-            win = model.embed_windows(path, head=head, batch_size=batch_size)
-            part["embeddings"].append(win.embeddings)
-            part["ids"] += [f"{id}#{w}" for w in range(len(win.embeddings))]
-            part["paths"] += [path] * len(win.embeddings)
-            part["starts"] += list(win.starts)
-            part["ends"] += list(win.ends)
-        part["embeddings"] = torch.cat(part["embeddings"])
-        return part
-
-    return embed
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", disable=None if enabled else True, leave=False)  # None: terminals only
+    return {"embeddings": out, "ids": [f"{id}#{w}" for w in range(len(out))], "paths": [path] * len(out),
+            "starts": [w.start for w in windows], "ends": [w.end for w in windows]}
 
 
 __all__ = ["VideoIndex"]

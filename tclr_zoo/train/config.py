@@ -48,6 +48,10 @@ class DataConfig:
     std: list[float] | None = None
     augment: dict[str, Any] = field(default_factory=dict)  # AugmentConfig field overrides
     workers: int = 4  # decoding processes per training process (capped at its share of the CPUs)
+    # Where the augmentation runs: "worker" (per clip, in the loader workers), "device" (the workers
+    # decode; the training device crops, resizes and augments the whole batch at once), "auto":
+    # device on CUDA, worker on CPU, where it measured faster (BENCHMARKS.md, P2).
+    augment_on: str = "auto"
 
 
 @dataclass
@@ -79,6 +83,9 @@ class TrainConfig:
     # Only for model.bn_mode=shared; by default each process normalises over its own videos, as
     # the reference's DataParallel replicas did on each GPU. batch_size stays the global batch.
     sync_bn: bool = False
+    # torch.compile the pretraining forward. Off by default: its compile time must pay back in the
+    # run, and on CUDA its end-to-end gain and loss match are measured by bench/gpu.sh (P8) first.
+    compile: bool = False
 
 
 @dataclass
@@ -179,7 +186,8 @@ def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
     checks = (("model.arch / model.model_args", lambda: resolve_model_args(final.model.arch, final.model.model_args)),
               ("data.synthetic", lambda: SyntheticConfig(**final.data.synthetic)),
               ("data.augment", lambda: AugmentConfig(**{"size": final.data.size, **final.data.augment})),
-              ("train.loss_weights", lambda: LossWeights(**final.train.loss_weights)))
+              ("train.loss_weights", lambda: LossWeights(**final.train.loss_weights)),
+              ("data.augment_on", lambda: _one_of(final.data.augment_on, ("auto", "worker", "device"))))
     for key, check in checks:
         try:
             check()
@@ -187,6 +195,11 @@ def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
             raise RecipeError(f"{origin}: {key}: {str(err).split('()', 1)[-1].strip()}") from None
         except (ValueError, KeyError) as err:
             raise RecipeError(f"{origin}: {key}: {err}") from None
+
+
+def _one_of(value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
 
 
 def recipe_text(source: str | os.PathLike | None, kind: str = "pretrain") -> tuple[str, str]:

@@ -7,6 +7,11 @@ random is seeded from the recipe's seed and the epoch (data augmentation from ``
 index)``, shuffling from ``(seed, epoch)``), so on CPU a run resumed from a checkpoint computes the
 same losses as an uninterrupted one.
 
+Where the augmentation runs (``data.augment_on``): on CUDA the loader workers only decode and draw
+each clip's parameters, and the GPU crops, resizes and augments the whole batch, the next batch
+prepared on a side stream while the current step runs (train/feed.py); on CPU, per clip in the
+workers, which measured faster there (BENCHMARKS.md, P2). ``train.compile`` compiles the forward.
+
 Under ``torchrun`` the same function runs once per process: see distributed.py for what is shared
 (global batch, gathered losses, DDP gradients) and what only rank 0 does (logs, files, evaluation).
 """
@@ -31,8 +36,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..constants import LOCAL_PREFIX
 from ..data.datasets import (
-    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, collate_pretrain, cpu_share,
-    describe_dataset, load_split,
+    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, augment_pretrain_batch,
+    collate_pretrain, cpu_share, describe_dataset, load_split,
 )
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate
@@ -47,7 +52,8 @@ from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, sta
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
 from .config import Recipe, RecipeError, preprocessing_config, recipe_from_dict, resume_changes
 from .evaluate import knn_retrieval
-from .runtime import autocast_for, configure_model, resolve_device, seed_everything
+from .feed import DeviceFeed, to_device
+from .runtime import augment_on, autocast_for, configure_model, resolve_device, seed_everything
 from .scalars import ScalarLogger
 from .schedule import WarmupPlateauSchedule
 
@@ -93,12 +99,26 @@ def prepare_data(recipe: Recipe, progress: bool = False) -> RunData:
     return RunData(train.items, test.items, train.class_names, describe_dataset(layout, root), data.split)
 
 
-def build_dataset(recipe: Recipe, items: list[VideoItem]) -> TCLRPretrainDataset:
+def build_dataset(recipe: Recipe, items: list[VideoItem], device: torch.device | None = None) -> TCLRPretrainDataset:
+    """The pretraining dataset; ``device``: the training device, which decides where ``data.augment_on=auto``
+    augments (``None``: in the workers)."""
     d = recipe.data
     sampling = ClipSampling(d.frames, d.stride, d.num_local, d.local_stride, d.min_frames)
     augment = AugmentConfig(**{"size": d.size, **d.augment})
+    where = augment_on(recipe, device if device is not None else torch.device("cpu"))
     return TCLRPretrainDataset([i.path for i in items], sampling, augment, channel_order=d.channel_order,
-                               mean=d.mean, std=d.std, seed=recipe.train.seed)
+                               mean=d.mean, std=d.std, seed=recipe.train.seed, augment_on=where)
+
+
+def device_feed(loader: DataLoader, device: torch.device) -> DeviceFeed:
+    """The loader's batches on ``device``, augmented there when the dataset leaves that to the device,
+    and on CUDA prepared one step ahead on a side stream (train/feed.py)."""
+    dataset = loader.dataset
+
+    def prepare(batch: dict) -> dict:  # frames copied non_blocking (pinned on CUDA), augmented there
+        return to_device(augment_pretrain_batch(batch, dataset, device), device)
+
+    return DeviceFeed(loader, device, prepare)
 
 
 def pretrain_loader(dataset: TCLRPretrainDataset, recipe: Recipe, device: torch.device, workers: int, *,
@@ -137,7 +157,7 @@ def train_one_epoch(model, optimizer, loader, recipe: Recipe, device, bad_log: B
     seen = 0  # videos of all processes, for the progress bar's clips/s
     weights, limit = loss_weights(recipe), recipe.train.max_steps_per_epoch
     clips_per_video = 2 * (1 + recipe.data.num_local)
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{recipe.train.epochs}", leave=False,
+    bar = tqdm(device_feed(loader, device), desc=f"epoch {epoch + 1}/{recipe.train.epochs}", leave=False,
                disable=None if progress else True,  # None: only on a terminal, never into a pipe or log file
                total=min(len(loader), limit) if limit else len(loader))
     if device.type == "cuda":
@@ -377,14 +397,18 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
         atomic_write(out / "recipe.yaml", lambda f: f.write(yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode()))
     restore_bn = distributed.convert_sync_bn(model) if sync_bn else None
     forward = distributed.pretraining_forward(model)
+    if recipe.train.compile:
+        forward = torch.compile(forward)  # compiled on the first step (bench/gpu.sh, P8, times it)
     workers = _worker_count(final, log, ctx.local_world_size)
-    loader = pretrain_loader(build_dataset(recipe, data.train), recipe, device, workers, rank=ctx.rank,
+    loader = pretrain_loader(build_dataset(recipe, data.train, device), recipe, device, workers, rank=ctx.rank,
                              world_size=world)
     logger = ScalarLogger(out / "logs") if ctx.is_main else None
     bad_log = BadFileLog(log)
     processes = "" if world == 1 else f" ({world} processes x {per_process}, {ctx.backend})"
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
-        f"batch {recipe.train.batch_size}{processes}, epochs {start_epoch + 1}..{final.train.epochs}")
+        f"batch {recipe.train.batch_size}{processes}, epochs {start_epoch + 1}..{final.train.epochs}, "
+        f"{workers} loader workers, augmentation on the {loader.dataset.augment_on}"
+        f"{', compiled forward' if recipe.train.compile else ''}")
     try:
         for epoch in range(start_epoch, final.train.epochs):
             schedule.set_base_lr(recipe.settings_from(epoch + 1).optim.lr)  # a change made by an earlier resume

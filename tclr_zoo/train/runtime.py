@@ -76,6 +76,19 @@ def use_channels_last(recipe: Recipe, device: torch.device) -> bool:
     return bool(setting)
 
 
+def augment_on(recipe: Recipe, device: torch.device) -> str:
+    """``data.augment_on`` resolved for ``device``: ``"device"`` (loader workers only decode; the training
+    device crops, resizes and augments the whole batch) or ``"worker"`` (per clip, in the workers).
+    ``auto``: the device on CUDA; the workers on CPU, where the per-clip path in the workers measured
+    faster than the batched one in the training process (BENCHMARKS.md, P2)."""
+    setting = recipe.data.augment_on
+    if setting == "auto":
+        return "device" if device.type == "cuda" else "worker"
+    if setting not in ("worker", "device"):
+        raise RecipeError(f"data.augment_on must be auto, worker or device, got {setting!r}")
+    return setting
+
+
 def configure_model(model, recipe: Recipe, device: torch.device):
     """Put ``model`` on ``device`` in the layout and with the backbone passes the recipe resolves to
     there (the training loop's setup; bench/p1_train_step.py times the step with it)."""
@@ -88,5 +101,5 @@ def configure_model(model, recipe: Recipe, device: torch.device):
     return model
 
 
-__all__ = ["amp_mode", "autocast_for", "configure_model", "groups_per_pass", "resolve_device", "seed_everything",
-           "use_channels_last"]
+__all__ = ["amp_mode", "augment_on", "autocast_for", "configure_model", "groups_per_pass", "resolve_device",
+           "seed_everything", "use_channels_last"]

@@ -1,0 +1,227 @@
+"""Windows of many videos, decoded in worker processes while the model runs (``workers=``).
+
+``VideoModel`` turns videos into windows (``data/windows.py``: one streaming decode per video,
+memory bounded by the window) and runs the model on batches of them. Decoding H.264 and cropping
+the frames is CPU work that, done in the calling thread, leaves the model idle (and on a GPU, idle
+almost all the time). Here a ``torch.utils.data.DataLoader`` over an :class:`IterableDataset` of the
+videos does that work in ``workers`` processes:
+
+* video ``i`` goes to worker ``i % workers``; each worker yields :class:`WindowChunk` items -- up to
+  ``chunk`` consecutive windows of one video (uint8, already cropped and resized, so what crosses
+  the process boundary is small) -- and one last item per video that says it is finished, or carries
+  the video's :class:`~tclr_zoo.data.decode.VideoDecodeError` (the same exception, path and reason a
+  decode in the calling process raises; it pickles as ``(path, reason)``);
+* prefetch is bounded: at most ``prefetch`` items per worker wait in the queue, so the pixels in
+  flight are bounded by windows, never by the length of a video;
+* workers run at a lower CPU priority than the calling process (``WORKER_NICENESS``), with one
+  torch and one FFmpeg thread each;
+* the calling process batches the windows in the order they arrive and puts every video's
+  outputs back in input order (``VideoModel.video_outputs``).
+
+Workers run with one torch thread (their torch work is the small per-frame resize); PyAV decodes
+with FFmpeg's frame threading as it does in the calling process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from ..data.decode import VideoDecodeError, set_decoder_threads
+from ..data.transforms import eval_crop_box
+from ..data.windows import Window, WindowPlan, iter_video_windows
+
+#: Prefetched items per worker (each up to ``chunk`` windows): enough to cover a batch while the
+#: model runs, small enough that memory stays a few batches.
+PREFETCH = 2
+#: How much lower the workers' CPU priority is than the calling process's (``os.nice``).
+WORKER_NICENESS = 10
+
+
+class CropResize:
+    """The model's per-frame centre crop and resize, uint8 ``[k, H, W, 3]`` -> ``[k, size, size, 3]``.
+
+    A plain object (not a bound method of the model) so that it pickles into worker processes
+    without the weights; ``eval_clip``'s crop and antialiased bilinear resize, frame by frame.
+    """
+
+    def __init__(self, size: int, crop_fraction: float) -> None:
+        self.size, self.crop_fraction = int(size), float(crop_fraction)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        top, left, side = eval_crop_box(frames.shape[1], frames.shape[2], self.crop_fraction)
+        x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
+        if side != self.size:
+            x = TF.resize(x, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        return x.permute(0, 2, 3, 1)
+
+
+@dataclass
+class WindowChunk:
+    """Consecutive windows of video ``video`` (possibly none), and whether the video is finished.
+
+    The windows' frames travel as one uint8 tensor ``[k, T, size, size, 3]`` (one shared-memory
+    block per chunk, not one per window); :meth:`windows` gives them back as :class:`Window` s.
+    """
+
+    video: int
+    frames: torch.Tensor | None = None
+    starts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+    finished: bool = False
+    error: VideoDecodeError | None = None
+    cpu_seconds: float = 0.0  # the worker's CPU time for these windows (decode, crop, resize)
+
+    @classmethod
+    def of(cls, video: int, windows: list[Window], *, finished: bool = False) -> "WindowChunk":
+        frames = torch.stack([w.frames for w in windows]) if windows else None
+        return cls(video, frames, [w.start for w in windows], [w.end for w in windows], finished)
+
+    def windows(self) -> list[Window]:
+        if self.frames is None:
+            return []
+        return [Window(f, s, e) for f, s, e in zip(self.frames, self.starts, self.ends)]
+
+
+class VideoWindows(IterableDataset):
+    """The windows of ``paths``, video ``i`` decoded by worker ``i % num_workers`` (see the module docstring)."""
+
+    def __init__(self, paths: Sequence[str], plan: WindowPlan, *, channel_order: str, transform: CropResize,
+                 chunk: int) -> None:
+        self.paths, self.plan, self.channel_order = list(paths), plan, channel_order
+        self.transform, self.chunk = transform, max(1, int(chunk))
+
+    def __iter__(self) -> Iterator[WindowChunk]:
+        info = get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+        for i in range(worker, len(self.paths), workers):
+            yield from self._video(i)
+
+    def _video(self, i: int) -> Iterator[WindowChunk]:
+        windows: list[Window] = []
+        start = time.process_time()
+        try:
+            for window in iter_video_windows(self.paths[i], self.plan, channel_order=self.channel_order,
+                                             transform=self.transform):
+                windows.append(window)
+                if len(windows) == self.chunk:
+                    yield self._chunk(i, windows, start)
+                    windows, start = [], time.process_time()
+        except VideoDecodeError as err:
+            yield WindowChunk(i, finished=True, error=err)
+            return
+        yield self._chunk(i, windows, start, finished=True)
+
+    @staticmethod
+    def _chunk(i: int, windows: list[Window], start: float, *, finished: bool = False) -> WindowChunk:
+        chunk = WindowChunk.of(i, windows, finished=finished)
+        chunk.cpu_seconds = time.process_time() - start
+        return chunk
+
+
+def _worker_init(worker_id: int) -> None:
+    # The workers are the parallelism: one torch thread (the small per-frame resize) and one FFmpeg
+    # thread each (frame threading inside every worker cost more CPU than it saved, P7). They run at a
+# lower CPU priority, so the forward gets the cores it asks for and decoding fills the rest: at equal
+# priority, the forward's intra-op threads and the workers took turns on the same cores and both
+# slowed down (2 cores, 32-px model: 1.34x serial at equal priority, 1.56-1.77x niced).
+    torch.set_num_threads(1)
+    set_decoder_threads(1)
+    if hasattr(os, "nice"):
+        os.nice(WORKER_NICENESS)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def chunks_in_workers(paths: Sequence[str], plan: WindowPlan, *, channel_order: str, transform: CropResize,
+                      workers: int, chunk: int) -> Iterator[WindowChunk]:
+    """:class:`WindowChunk` items of ``paths`` decoded in ``workers`` processes (arrival order)."""
+    dataset = VideoWindows(paths, plan, channel_order=channel_order, transform=transform, chunk=chunk)
+    loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=_as_is,
+                        prefetch_factor=PREFETCH, worker_init_fn=_worker_init)
+    items = iter(loader)
+    try:
+        yield from items
+    finally:  # stopped early (an error, a caller that stops reading): end the workers now, not at GC
+        shutdown = getattr(items, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+
+
+def chunks_in_process(videos: Sequence[Any], windows_of: Callable[[Any], Iterator[Window]]) -> Iterator[WindowChunk]:
+    """The same items made here, one window at a time (no copies: the window's own tensor)."""
+    for i, video in enumerate(videos):
+        try:
+            for window in windows_of(video):
+                yield WindowChunk(i, window.frames[None], [window.start], [window.end])
+        except VideoDecodeError as err:
+            yield WindowChunk(i, finished=True, error=err)
+            continue
+        yield WindowChunk(i, finished=True)
+
+
+class ForwardThreads:
+    """Torch threads of the forward while CPU workers decode; :meth:`close` restores them.
+
+    Decode workers and the forward share the cores. When decoding a window costs more CPU than its
+    forward (a decode-bound model: the workers need the cores), the forward runs on
+    ``max(1, threads - workers)`` threads -- more would only take turns with the workers on the same
+    cores; otherwise (a forward-bound model) it keeps every thread. Costs are measured as it runs:
+    the workers' CPU seconds per window, the forward's seconds x threads per window. Measured on 2
+    cores (P7): the 32-px model went from 1.51-1.54x to 1.58-1.68x the serial path; the 112-px model
+    keeps both threads (1.11-1.22x; on one thread it was 0.81x).
+    """
+
+    def __init__(self, workers: int, enabled: bool) -> None:
+        self.full = torch.get_num_threads()
+        self.lean = max(1, self.full - workers)
+        self.enabled = enabled and self.lean < self.full
+        self.decode = [0.0, 0]  # CPU seconds, windows
+        self.forward = [0.0, 0]
+
+    def decoded(self, chunk: WindowChunk) -> None:
+        self.decode[0] += chunk.cpu_seconds
+        self.decode[1] += len(chunk.starts)
+
+    def run(self, forward: Callable[[], torch.Tensor], windows: int) -> torch.Tensor:
+        if not self.enabled:
+            return forward()
+        decode_cost = self.decode[0] / max(1, self.decode[1])
+        forward_cost = self.forward[0] / max(1, self.forward[1])
+        threads = self.lean if self.forward[1] and forward_cost < decode_cost else self.full
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+        start = time.perf_counter()
+        out = forward()
+        self.forward[0] += (time.perf_counter() - start) * threads
+        self.forward[1] += windows
+        return out
+
+    def close(self) -> None:
+        if self.enabled and torch.get_num_threads() != self.full:
+            torch.set_num_threads(self.full)
+
+
+def default_workers(device: torch.device | str, videos: int) -> int:
+    """Decode workers when the caller does not say: none for a single video (a worker process costs
+    more to start than it overlaps); else 2 on the CPU (measured, BENCHMARKS.md P7; at most the
+    CPUs) and 8 for a CUDA model (at most the CPUs less one, for the calling process); never more
+    than the videos."""
+    if videos < 2:
+        return 0
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.device(device).type == "cuda":
+        return min(8, videos, max(1, cpus - 1))
+    return min(2, videos, cpus) if cpus > 1 else 0
+
+
+__all__ = ["CropResize", "ForwardThreads", "VideoWindows", "WindowChunk", "chunks_in_process", "chunks_in_workers", "default_workers"]
