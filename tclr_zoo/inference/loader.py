@@ -18,8 +18,8 @@ videos does that work in ``workers`` processes:
 * the calling process batches the windows in the order they arrive and puts every video's
   outputs back in input order (``VideoModel.video_outputs``).
 
-Workers run with one torch thread (their torch work is the small per-frame resize); PyAV decodes
-with FFmpeg's frame threading as it does in the calling process.
+One FFmpeg thread per worker, not frame threading: with two decoders side by side on 2 cores,
+frame threading cost more than it saved (BENCHMARKS.md, P7).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms.v2 import InterpolationMode
@@ -67,12 +68,15 @@ class CropResize:
 class WindowChunk:
     """Consecutive windows of video ``video`` (possibly none), and whether the video is finished.
 
-    The windows' frames travel as one uint8 tensor ``[k, T, size, size, 3]`` (one shared-memory
-    block per chunk, not one per window); :meth:`windows` gives them back as :class:`Window` s.
+    The windows' frames travel as one uint8 array ``[k, T, size, size, 3]``; :meth:`windows` gives
+    them back as :class:`Window` s. From a worker it is a numpy array, pickled through the worker's
+    pipe: a tensor would travel through a shared-memory file, and when that cannot be written (a
+    full ``/dev/shm``, a file-size limit) the worker's sending thread dies and the caller would
+    wait for the chunk forever.
     """
 
     video: int
-    frames: torch.Tensor | None = None
+    frames: torch.Tensor | np.ndarray | None = None
     starts: list[float] = field(default_factory=list)
     ends: list[float] = field(default_factory=list)
     finished: bool = False
@@ -81,13 +85,15 @@ class WindowChunk:
 
     @classmethod
     def of(cls, video: int, windows: list[Window], *, finished: bool = False) -> "WindowChunk":
-        frames = torch.stack([w.frames for w in windows]) if windows else None
+        """A chunk to send from a worker (frames as one numpy array: see the class docstring)."""
+        frames = torch.stack([w.frames for w in windows]).numpy() if windows else None
         return cls(video, frames, [w.start for w in windows], [w.end for w in windows], finished)
 
     def windows(self) -> list[Window]:
         if self.frames is None:
             return []
-        return [Window(f, s, e) for f, s, e in zip(self.frames, self.starts, self.ends)]
+        frames = torch.as_tensor(self.frames)  # no copy of a received numpy array
+        return [Window(f, s, e) for f, s, e in zip(frames, self.starts, self.ends)]
 
 
 class VideoWindows(IterableDataset):
@@ -128,10 +134,10 @@ class VideoWindows(IterableDataset):
 
 def _worker_init(worker_id: int) -> None:
     # The workers are the parallelism: one torch thread (the small per-frame resize) and one FFmpeg
-    # thread each (frame threading inside every worker cost more CPU than it saved, P7). They run at a
-# lower CPU priority, so the forward gets the cores it asks for and decoding fills the rest: at equal
-# priority, the forward's intra-op threads and the workers took turns on the same cores and both
-# slowed down (2 cores, 32-px model: 1.34x serial at equal priority, 1.56-1.77x niced).
+    # thread each (frame threading inside every worker cost more CPU than it saved). They run at a
+    # lower CPU priority, so the forward gets the cores it asks for and decoding fills the rest: at
+    # equal priority the forward's threads and the workers took turns on the same cores and both
+    # slowed down (BENCHMARKS.md, P7).
     torch.set_num_threads(1)
     set_decoder_threads(1)
     if hasattr(os, "nice"):
@@ -177,8 +183,7 @@ class ForwardThreads:
     ``max(1, threads - workers)`` threads -- more would only take turns with the workers on the same
     cores; otherwise (a forward-bound model) it keeps every thread. Costs are measured as it runs:
     the workers' CPU seconds per window, the forward's seconds x threads per window. Measured on 2
-    cores (P7): the 32-px model went from 1.51-1.54x to 1.58-1.68x the serial path; the 112-px model
-    keeps both threads (1.11-1.22x; on one thread it was 0.81x).
+    cores it helped the 32-px model and would have slowed the 112-px one (BENCHMARKS.md, P7).
     """
 
     def __init__(self, workers: int, enabled: bool) -> None:
