@@ -56,6 +56,7 @@ __all__ = [
     "augment_batch",
     "crop_resize_clip",
     "crop_resize_batch",
+    "crop_resize_frames",
     "eval_clip",
     "normalize_clip",
 ]
@@ -260,13 +261,27 @@ def _crop_resize_to_float(
 
 def _crop_resize(frames: torch.Tensor, top: int, left: int, side: int, size: int) -> torch.Tensor:
     """[T,H,W,3] -> square crop -> resize to size, in the input's dtype: a [T,3,size,size] view."""
-    h, w = frames.shape[1], frames.shape[2]
-    if not (0 <= top and 0 <= left and side >= 1 and top + side <= h and left + side <= w):
-        raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
+    _check_crop(top, left, side, frames.shape[1], frames.shape[2])
     # A [T,H,W,3] tensor seen as [T,3,H,W] is channels-last in memory: torchvision's uint8
     # antialiased bilinear kernel is fastest on exactly that layout.
-    x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
-    if side != size:
+    return _resize_square(frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side], size)
+
+
+def crop_resize_frames(frames: torch.Tensor, top: int, left: int, side: int, size: int) -> torch.Tensor:
+    """uint8 ``[T, H, W, 3]`` -> the square crop resized to ``size``, still uint8, ``[T, size, size, 3]``
+    (the resize kernel's own memory layout: no copy). Every crop-and-resize of frames goes through
+    here: augmentation, evaluation, and the SDK's windows (``inference/loader.CropResize``)."""
+    return _crop_resize(frames, top, left, side, size).permute(0, 2, 3, 1)
+
+
+def _check_crop(top: int, left: int, side: int, h: int, w: int) -> None:
+    if not (0 <= top and 0 <= left and side >= 1 and top + side <= h and left + side <= w):
+        raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
+
+
+def _resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Square ``[..., 3, side, side]`` crops (channels-last in memory) -> ``[..., 3, size, size]``."""
+    if x.shape[-1] != size:
         x = F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
     return x
 
@@ -383,8 +398,7 @@ def crop_resize_clip(frames: torch.Tensor, params: ClipAugParams, cfg: AugmentCo
     _check_frames(frames)
     if frames.dtype != torch.uint8:
         raise TypeError(f"crop_resize_clip takes uint8 frames, got {frames.dtype}")
-    x = _crop_resize(frames, params.crop_top, params.crop_left, params.crop_side, cfg.size)
-    return x.permute(0, 2, 3, 1)
+    return crop_resize_frames(frames, params.crop_top, params.crop_left, params.crop_side, cfg.size)
 
 
 def crop_resize_batch(sources: Sequence[tuple[torch.Tensor, torch.Tensor]], params: Sequence[ClipAugParams],
@@ -409,13 +423,10 @@ def crop_resize_batch(sources: Sequence[tuple[torch.Tensor, torch.Tensor]], para
         for i in members:
             frames, rows = sources[i]
             _check_frames(frames)
-            top, left, h, w = params[i].crop_top, params[i].crop_left, frames.shape[1], frames.shape[2]
-            if not (0 <= top and 0 <= left and top + side <= h and left + side <= w):
-                raise ValueError(f"crop (top={top}, left={left}, side={side}) does not fit a {h}x{w} frame")
+            top, left = params[i].crop_top, params[i].crop_left
+            _check_crop(top, left, side, frames.shape[1], frames.shape[2])
             crops.append(frames[:, top:top + side, left:left + side].index_select(0, rows))
-        x = torch.stack(crops).flatten(0, 1).permute(0, 3, 1, 2)  # channels-last, as in _crop_resize
-        if side != size:
-            x = F.resize(x, [size, size], interpolation=InterpolationMode.BILINEAR, antialias=True)
+        x = _resize_square(torch.stack(crops).flatten(0, 1).permute(0, 3, 1, 2), size)  # channels-last
         index = torch.tensor(members).to(out.device, non_blocking=True)
         out.index_copy_(0, index, x.permute(0, 2, 3, 1).unflatten(0, (len(members), length)))
     return out

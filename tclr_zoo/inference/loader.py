@@ -32,11 +32,9 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torchvision.transforms.v2 import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from ..data.decode import VideoDecodeError, set_decoder_threads
-from ..data.transforms import eval_crop_box
+from ..data.transforms import crop_resize_frames, eval_crop_box
 from ..data.windows import Window, WindowPlan, iter_video_windows
 
 #: Prefetched items per worker (each up to ``chunk`` windows): enough to cover a batch while the
@@ -58,10 +56,7 @@ class CropResize:
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         top, left, side = eval_crop_box(frames.shape[1], frames.shape[2], self.crop_fraction)
-        x = frames.permute(0, 3, 1, 2)[:, :, top:top + side, left:left + side]
-        if side != self.size:
-            x = TF.resize(x, [self.size, self.size], interpolation=InterpolationMode.BILINEAR, antialias=True)
-        return x.permute(0, 2, 3, 1)
+        return crop_resize_frames(frames, top, left, side, self.size)
 
 
 @dataclass

@@ -173,26 +173,21 @@ class VideoModel:
             return self._batch_on_gpu(clips)
         x = np.stack([c.cpu().numpy() for c in clips]).astype(np.float32)  # (frames given on a GPU: small now)
         x /= np.float32(255.0)
-        mean, std = pre.get("mean"), pre.get("std")
-        if mean is not None or std is not None:
-            if mean is None or std is None:
-                raise ValueError("mean and std must both be given or both be None")
-            x -= np.asarray(mean, dtype=np.float32)
-            x /= np.asarray(std, dtype=np.float32)
+        mean_std = _mean_std(pre)
+        if mean_std is not None:
+            x -= np.asarray(mean_std[0], dtype=np.float32)
+            x /= np.asarray(mean_std[1], dtype=np.float32)
         return torch.from_numpy(x).permute(0, 4, 1, 2, 3)
 
     def _batch_on_gpu(self, clips: list[torch.Tensor]) -> torch.Tensor:
         """``_batch`` for a CUDA model: the uint8 windows (4x fewer bytes than float) are copied from
         pinned memory without blocking, and scaled and normalised on the GPU (the same float32 ops)."""
-        pre = self.config["preprocessing"]
         x = torch.from_numpy(np.stack([c.cpu().numpy() for c in clips])).pin_memory()
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
-        mean, std = pre.get("mean"), pre.get("std")
-        if mean is not None or std is not None:
-            if mean is None or std is None:
-                raise ValueError("mean and std must both be given or both be None")
-            x.sub_(torch.tensor(mean, dtype=torch.float32, device=self.device))
-            x.div_(torch.tensor(std, dtype=torch.float32, device=self.device))
+        mean_std = _mean_std(self.config["preprocessing"])
+        if mean_std is not None:
+            x.sub_(torch.tensor(mean_std[0], dtype=torch.float32, device=self.device))
+            x.div_(torch.tensor(mean_std[1], dtype=torch.float32, device=self.device))
         return x.permute(0, 4, 1, 2, 3)
 
     def _windows(self, video: Any, hop: int | None) -> Iterator[Window]:
@@ -430,6 +425,16 @@ def _as_videos(videos: Any) -> list[Any]:
             raise ValueError("no videos given")
         return [v for item in items for v in _as_videos(item)]
     raise ValueError(f"expected a video path, a list of paths or a tensor, got {type(videos).__name__}")
+
+
+def _mean_std(pre: dict[str, Any]) -> tuple[Sequence[float], Sequence[float]] | None:
+    """The preprocessing's ``(mean, std)``, or None when frames are only scaled to [0, 1]."""
+    mean, std = pre.get("mean"), pre.get("std")
+    if mean is None and std is None:
+        return None
+    if mean is None or std is None:
+        raise ValueError("mean and std must both be given or both be None")
+    return mean, std
 
 
 def pool_windows(out: torch.Tensor, pooling: str, head: str) -> torch.Tensor:

@@ -177,6 +177,7 @@ def load_recipe(source: str | os.PathLike | None = None, overrides: list[str] | 
 def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
     """Check what the types alone cannot, before any work: the architecture and its arguments, and
     the keys of the nested settings (``data.synthetic``, ``data.augment``, ``train.loss_weights``)."""
+    from ..data.datasets import AUGMENT_ON
     from ..data.synthetic import SyntheticConfig
     from ..data.transforms import AugmentConfig
     from ..losses import LossWeights
@@ -187,7 +188,7 @@ def validate_recipe(recipe: Recipe, origin: str = "recipe") -> None:
               ("data.synthetic", lambda: SyntheticConfig(**final.data.synthetic)),
               ("data.augment", lambda: AugmentConfig(**{"size": final.data.size, **final.data.augment})),
               ("train.loss_weights", lambda: LossWeights(**final.train.loss_weights)),
-              ("data.augment_on", lambda: _one_of(final.data.augment_on, ("auto", "worker", "device"))))
+              ("data.augment_on", lambda: _one_of(final.data.augment_on, ("auto", *AUGMENT_ON))))
     for key, check in checks:
         try:
             check()

@@ -11,6 +11,7 @@ import random
 import numpy as np
 import torch
 
+from ..data.datasets import AUGMENT_ON
 from .config import Recipe, RecipeError
 
 
@@ -84,8 +85,8 @@ def augment_on(recipe: Recipe, device: torch.device) -> str:
     setting = recipe.data.augment_on
     if setting == "auto":
         return "device" if device.type == "cuda" else "worker"
-    if setting not in ("worker", "device"):
-        raise RecipeError(f"data.augment_on must be auto, worker or device, got {setting!r}")
+    if setting not in AUGMENT_ON:
+        raise RecipeError(f"data.augment_on must be auto, {' or '.join(AUGMENT_ON)}, got {setting!r}")
     return setting
 
 
