@@ -14,11 +14,13 @@
 #      checkpoint writes;
 #   3. P7: embedding end to end, 8 decode workers, against the serial path and its decode-only and
 #      forward-only bounds (bench/p7_embed_workers.py; unmeasured: written without a GPU);
-#   4. P1 on CUDA: the TCLR pretraining step at the paper's shapes (R3D-18, 16x112x112, 40 videos x
+#   4. P9: tclr-zoo embed under torchrun (one process per visible GPU) writes what one process writes
+#      (bench/torchrun_embed.py; unmeasured: written without a GPU);
+#   5. P1 on CUDA: the TCLR pretraining step at the paper's shapes (R3D-18, 16x112x112, 40 videos x
 #      10 clips) and at 8 videos, A as the recipe runs on CUDA (bf16 autocast + channels_last_3d, all
 #      clip groups in one pass) against the reference-style fp32 step, with model FLOP utilisation;
-#   5. inference at fp32/bf16, with and without channels_last_3d and torch.compile;
-#   6. P1 against the reference's own mixed precision (fp16 autocast + GradScaler), and with a
+#   6. inference at fp32/bf16, with and without channels_last_3d and torch.compile;
+#   7. P1 against the reference's own mixed precision (fp16 autocast + GradScaler), and with a
 #      torch.compile-d forward (already quoted in BENCHMARKS.md).
 # Last run: bench/results/gpu_h100_2026-11-26.* (BENCHMARKS.md quotes it).
 # It never downloads anything (the GPU machine is offline); PyAV must be importable.
@@ -49,6 +51,7 @@ if [[ "${DRY:-0}" == 1 ]]; then
     part 120 "inference (dry, CPU)" "$python" -m bench.gpu_inference --dry-cpu --batch 2 --repeats 2 --json "$rows"
     part 120 "P8 (dry, CPU)" "$python" -m bench.p8_pretrain --dry --json "$rows"
     part 120 "P7 (dry, CPU)" "$python" -m bench.p7_embed_workers --quick --json "$rows"
+    part 120 "P9 (dry, CPU, 2 gloo processes)" "$python" -m bench.torchrun_embed --videos 6 --json "$rows"
 else
     # P8: 80 videos of 320x240 written on all cores (~10 s), 3 + 12 steps eager, the model-only step,
     # then torch.compile (compile ~1-2 min, then the same steps): about 3 minutes in all.
@@ -59,6 +62,9 @@ else
     # of the lower bound). Never run on a GPU yet.
     part 120 "P7: embedding end to end with decode workers vs its bounds" "$python" -m bench.p7_embed_workers \
         --device cuda --videos 32 --workers 8 --json "$rows"
+    # P9: 16 short videos through embed in one process and under torchrun (one process per GPU, NCCL
+    # when there are several): same paths, order and vectors. About 40 s, mostly process start-up.
+    part 90 "P9: embed under torchrun vs one process" "$python" -m bench.torchrun_embed --device cuda --json "$rows"
     part 180 "P1 on CUDA: 40 and 8 videos" "$python" -m bench.p1_train_step --device cuda --shapes 40,8 \
         --repeats 3 --json "$rows"
     part 100 "inference" "$python" -m bench.gpu_inference --batch 32 --repeats 10 --json "$rows"

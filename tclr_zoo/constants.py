@@ -20,7 +20,14 @@ CARD_NAME = "README.md"
 ONNX_DIR = "onnx"
 FP32_NAME = "model.onnx"
 FP16_NAME = "model.fp16.onnx"
+# INT8 (static QDQ, one calibration): onnxruntime's U8S8 graph and TensorRT's S8S8 graph.
+INT8_NAME = "model.int8.onnx"
+INT8_TRT_NAME = "model.int8.trt.onnx"
 REPORT_NAME = "export_report.json"
+
+#: Videos per unit of an ``embed`` / ``index build`` run under torchrun (``inference.shards``): one
+#: file each, and what an interruption costs at most per process.
+SHARD_VIDEOS = 256
 
 # Model names that are not registry names.
 HF_PREFIX = "hf-hub:"
@@ -35,4 +42,5 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
 __all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "FP16_NAME", "FP32_NAME",
-           "HEADS", "HF_PREFIX", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR", "REFERENCE_ARCHS", "REPORT_NAME", "WEIGHTS_NAME"]
+           "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR",
+           "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS", "WEIGHTS_NAME"]

@@ -38,8 +38,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SKIPPED = {
     "make demo": "the working directory stands for its result (runs/demo is a tiny demo-recipe run)",
     "make test": "this test is part of make test",
-    "torchrun": "needs 8 GPUs on one or two nodes; tests/train/test_distributed.py runs pretrain under torchrun with 2 "
-                "CPU processes",
+    "torchrun": "needs 8 GPUs on one or more nodes; tests/train/test_distributed.py (pretrain) and "
+                "tests/cli/test_torchrun.py (embed, index build) run torchrun with 2 CPU processes",
 }
 # README text -> what the test runs (placeholders and sizes the README writes out)
 SUBSTITUTIONS = {

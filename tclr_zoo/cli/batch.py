@@ -75,6 +75,14 @@ def stream_videos(model: VideoModel, paths: list[str], head: str, reduce: Callab
     return result
 
 
+def result_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]]) -> BatchResult:
+    """What :func:`embed_files` returns, from the units of a sharded run (``inference.shards``)."""
+    result = BatchResult(failed=[{"path": path, "reason": reason} for path, reason in skipped])
+    for unit in units:
+        _extend(result, unit["paths"], list(unit["embeddings"]))
+    return result
+
+
 def output_metadata(model: VideoModel, head: str, result: BatchResult) -> dict[str, Any]:
     """What an embeddings file records beside the matrix: model, head, the rows' paths, the skipped files."""
     return {"model_id": model.model_id, "revision": model.revision, "architecture": model.config["architecture"],
@@ -102,4 +110,5 @@ def save_embeddings(out: str | os.PathLike, result: BatchResult, metadata: dict[
     raise ValueError(f"{out}: the output must end in .npy or .safetensors")
 
 
-__all__ = ["BatchResult", "classify_files", "embed_files", "output_metadata", "save_embeddings", "stream_videos"]
+__all__ = ["BatchResult", "classify_files", "embed_files", "output_metadata", "result_from_units", "save_embeddings",
+           "stream_videos"]

@@ -10,6 +10,7 @@ import click
 from ..constants import EMBED_HEADS
 from .options import (OVERWRITE_OUTPUTS, load_for_inference, model_options, output_file, refuse_existing,
                       report_skipped, write_json)
+from .torchrun import SHARD_VIDEOS_OPTION
 
 
 @click.command()
@@ -22,33 +23,62 @@ from .options import (OVERWRITE_OUTPUTS, load_for_inference, model_options, outp
               show_default=True, help="retrieval: TCLR's temporal feature (kNN protocol); backbone: pooled "
                                       "features; projection: the contrastive head.")
 @OVERWRITE_OUTPUTS
+@click.option("--resume", is_flag=True,
+              help="Under torchrun: continue an interrupted run from the units it finished (kept in .OUT.shards).")
+@SHARD_VIDEOS_OPTION
 @model_options
-def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, backend: str,
-          device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
-          skip_bad: bool) -> None:
+def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, resume: bool,
+          shard_videos: int, backend: str, device: str | None, batch_size: int, workers: int | None, precision: str,
+          no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
 
     Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
     clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a registry
     name, hf-hub:ORG/REPO[@REV], local-dir:PATH or a saved model folder.
+
+    Under torchrun (torchrun --nproc_per_node N -m tclr_zoo.cli embed ...) each process embeds its
+    share and rank 0 writes the one --out a single process would; see the README, "Embedding on
+    many GPUs".
     """
     from pathlib import Path
 
     from ..data.layouts import find_videos
-    from .batch import embed_files, output_metadata, save_embeddings
+    from .batch import embed_files, result_from_units
+    from .torchrun import ShardedRun, check_shard_folder, refuse_resume_without_torchrun, run_sharded, under_torchrun
 
+    refuse_resume_without_torchrun(resume)
     sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
     refuse_existing(out_file, sidecar, overwrite=overwrite)
     paths = find_videos(videos)
+    if under_torchrun():
+        check_shard_folder(out_file, resume=resume, overwrite=overwrite)
+        run = ShardedRun("embed", out_file, head, resume=resume, overwrite=overwrite, unit_videos=shard_videos)
+
+        def finish(loaded, units, skipped) -> str:
+            return _write(loaded, result_from_units(units, skipped), head, out_file)
+
+        message, is_main = run_sharded(
+            model, paths, run, finish, backend=backend, device=device, precision=precision, batch_size=batch_size, workers=workers,
+            progress=not no_progress, skip_bad=skip_bad)
+        if is_main:
+            click.echo(message)
+        return
     loaded = load_for_inference(model, backend, device, precision)
     result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress,
                          workers=workers)
+    click.echo(_write(loaded, result, head, out_file))
+
+
+def _write(loaded, result, head: str, out_file: str) -> str:
+    """Save the embeddings file (+ sidecar), list the skipped videos; returns the closing line."""
+    from .batch import output_metadata, save_embeddings
+
     metadata = output_metadata(loaded, head, result)
     metadata["dim"] = loaded.config["embedding_dims"][head]
     written = save_embeddings(out_file, result, metadata)
     report_skipped(result.failed)
-    click.echo(f"embedded {len(result.paths)} videos ({len(result.failed)} skipped) -> "
-               f"{', '.join(map(str, written))} [{metadata['dim']}-d, head {head}]")
+    return (f"embedded {len(result.paths)} videos ({len(result.failed)} skipped) -> "
+            f"{', '.join(map(str, written))} [{metadata['dim']}-d, head {head}]")
 
 
 @click.command()

@@ -30,6 +30,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..hub.convert import ConversionError
     from ..hub.format import ModelLoadError
     from ..inference.backends import BackendError
+    from ..inference.shards import ShardError
     from ..models.registry import ModelNotFoundError
     from ..retrieval.types import IndexFormatError
     from ..train.checkpoint import CheckpointError
@@ -37,7 +38,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
-            ConversionError, IndexFormatError, WriteError)
+            ConversionError, IndexFormatError, WriteError, ShardError)
 
 
 SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in the output"

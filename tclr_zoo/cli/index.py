@@ -13,6 +13,7 @@ from ..constants import EMBED_HEADS
 from .errors import exit_with_error, user_errors_exit_2
 from .options import (OVERWRITE_OUTPUTS, checked_device, load_for_inference, model_options, output_file,
                       refuse_existing, report_skipped)
+from .torchrun import SHARD_VIDEOS_OPTION
 
 if TYPE_CHECKING:  # torch-free at run time: the library is imported inside the commands
     from pathlib import Path
@@ -38,37 +39,73 @@ def index() -> None:
               help="Storage precision (float16 halves memory; scores are computed in float32).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index folder (and discard a partial build).")
 @click.option("--resume", is_flag=True,
-              help="Continue an interrupted build from the rows it saved (a hidden .OUT.partial folder).")
+              help="Continue an interrupted build from the rows it saved (a hidden .OUT.partial folder; under "
+                   "torchrun, the finished units in .OUT.shards).")
 @click.option("--save-every", type=click.FloatRange(min=0), default=120.0, show_default=True,
-              help="Seconds between saves of the rows embedded so far (what --resume continues from).")
+              help="Seconds between saves of the rows embedded so far (what --resume continues from; under "
+                   "torchrun each unit is saved when it is done).")
+@SHARD_VIDEOS_OPTION
 @model_options
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
-                overwrite: bool, resume: bool, save_every: float, backend: str, device: str | None, batch_size: int,
-                workers: int | None, precision: str, no_progress: bool, skip_bad: bool) -> None:
+                overwrite: bool, resume: bool, save_every: float, shard_videos: int, backend: str,
+                device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
+                skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
 
     The index records the model id and revision and refuses to mix in embeddings of another model.
     The rows embedded so far are saved beside --out every --save-every seconds, so an interrupted
     build continues with --resume; --out itself is written once, atomically, at the end.
+
+    Under torchrun (torchrun --nproc_per_node N -m tclr_zoo.cli index build ...) each process embeds
+    its share and rank 0 writes the index a single process would; see the README, "Embedding on
+    many GPUs".
     """
     import shutil
 
     from ..data.layouts import find_videos
     from ..retrieval.build import build_index_resumable
+    from .torchrun import ShardedRun, check_shard_folder, under_torchrun
 
+    if under_torchrun():
+        refuse_existing(out_dir, overwrite=overwrite, kind="folder")
+        check_shard_folder(out_dir, resume=resume, overwrite=overwrite)
+        run = ShardedRun("index build", out_dir, head, windows, resume, overwrite, shard_videos)
+        _build_sharded(model, find_videos(videos), run, dtype, backend=backend, device=device, precision=precision,
+                       batch_size=batch_size, workers=workers, progress=not no_progress, skip_bad=skip_bad)
+        return
     partial = _check_build_target(out_dir, overwrite=overwrite, resume=resume)
     paths = find_videos(videos)
     loaded = load_for_inference(model, backend, device, precision)
     built, resumed = build_index_resumable(loaded, paths, out_dir, resume=resume, save_every=save_every, head=head,
                                            batch_size=batch_size, progress=not no_progress, skip_bad=skip_bad,
                                            windows=windows, dtype=dtype, workers=workers)
+    message = _save_built(built, len(paths), loaded, out_dir, windows, resumed)
+    shutil.rmtree(partial, ignore_errors=True)  # only once --out holds every row
+    click.echo(message)
+
+
+def _save_built(built: VideoIndex, videos: int, loaded, out_dir: str, windows: bool, resumed: int = 0) -> str:
+    """Save the index to --out, list the skipped videos; returns the closing line."""
     built.save(out_dir)
-    shutil.rmtree(partial, ignore_errors=True)
     report_skipped([{"path": p, "reason": r} for p, r in built.skipped])
     again = f", {resumed} of them from the interrupted build" if resumed else ""
-    videos_done = len(paths) - len(built.skipped)
+    videos_done = videos - len(built.skipped)
     rows = f"{len(built)} windows of {videos_done} videos" if windows else f"{videos_done} videos"
-    click.echo(f"indexed {rows} ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}")
+    return f"indexed {rows} ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}"
+
+
+def _build_sharded(model: str, paths: list[str], run, dtype: str, **options) -> None:
+    """``index build`` under torchrun: every process embeds its units, rank 0 builds and saves the index."""
+    from ..retrieval.build import index_from_units
+    from .torchrun import run_sharded
+
+    def finish(loaded, units, skipped) -> str:
+        built = index_from_units(units, skipped, model=loaded, head=run.head, dtype=dtype)
+        return _save_built(built, len(paths), loaded, run.out, run.windows)
+
+    message, is_main = run_sharded(model, paths, run, finish, **options)
+    if is_main:
+        click.echo(message)
 
 
 def _check_build_target(out_dir: str, *, overwrite: bool, resume: bool) -> Path:

@@ -215,13 +215,23 @@ def default_workers(device: torch.device | str, videos: int) -> int:
     """Decode workers when the caller does not say: none for a single video (a worker process costs
     more to start than it overlaps); else 2 on the CPU (measured, BENCHMARKS.md P7; at most the
     CPUs) and 8 for a CUDA model (at most the CPUs less one, for the calling process); never more
-    than the videos."""
+    than the videos. Under torchrun the CPUs are this process's share of the node's."""
+    from ..data.datasets import cpu_share
+
     if videos < 2:
         return 0
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = cpu_share(_processes_on_this_node())
     if torch.device(device).type == "cuda":
         return min(8, videos, max(1, cpus - 1))
     return min(2, videos, cpus) if cpus > 1 else 0
+
+
+def _processes_on_this_node() -> int:
+    """How many processes torchrun started on this node (``LOCAL_WORLD_SIZE``); 1 without torchrun."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
 
 
 __all__ = ["CropResize", "ForwardThreads", "VideoWindows", "WindowChunk", "chunks_in_process", "chunks_in_workers", "default_workers"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
+import torch
 from tqdm.auto import tqdm
 
 from ..inference.model import VideoModel, load_model
@@ -65,4 +66,18 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
     return index, len(paths) - len(todo)
 
 
-__all__ = ["build_index_resumable", "index_model", "partial_index_dir"]
+def index_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]], *, model: VideoModel, head: str,
+                     dtype: str) -> VideoIndex:
+    """The index a one-process build makes, from the units of a sharded one (``inference.shards``):
+    the rows in unit order are the rows in input order, added in one call as ``add_videos`` adds them."""
+    index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head)
+    filled = [unit for unit in units if unit["ids"]]
+    if filled:
+        columns = {key: [v for unit in filled for v in unit[key]] for key in ("ids", "paths", "starts", "ends")}
+        index.add(torch.cat([unit["embeddings"] for unit in filled]), columns.pop("ids"), **columns,
+                  model_id=model.model_id, revision=model.revision, head=head)
+    index.skipped = list(skipped)
+    return index
+
+
+__all__ = ["build_index_resumable", "index_from_units", "index_model", "partial_index_dir"]

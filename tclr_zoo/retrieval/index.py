@@ -314,8 +314,8 @@ class VideoIndex:
         parts = []
         for i, wins, out in model.video_outputs([os.fspath(p) for p in paths], head, batch_size, None, progress,
                                                   workers, errors):
-            parts.append(_windows_part(wins, out, paths[i], ids[i], head) if windows else
-                         _video_part(out, paths[i], ids[i], head))
+            parts.append(windows_part(wins, out, paths[i], ids[i], head) if windows else
+                         video_part(out, paths[i], ids[i], head))
         skipped = []
         for i, err in sorted((errors or {}).items()):
             log.warning("skipping %s: %s", paths[i], err.reason)
@@ -474,7 +474,7 @@ class VideoIndex:
 # --------------------------------------------------------------------------------------------
 
 
-def _video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
+def video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
     """One row per video: its windows' outputs pooled as ``VideoModel.embed`` pools them."""
     from ..inference.model import pool_windows
 
@@ -482,7 +482,7 @@ def _video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, A
             "ends": [None]}
 
 
-def _windows_part(windows: list, out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
+def windows_part(windows: list, out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
     """One row per sliding window, with its times, id ``"<id>#<window>"``."""
     return {"embeddings": out, "ids": [f"{id}#{w}" for w in range(len(out))], "paths": [path] * len(out),
             "starts": [w.start for w in windows], "ends": [w.end for w in windows]}

@@ -121,12 +121,15 @@ def test_too_short_error_keeps_its_type_across_processes():
     assert type(back) is VideoTooShortError and str(back) == str(err) and back.reason == err.reason
 
 
-def test_workers_argument_and_defaults(model, videos):
+def test_workers_argument_and_defaults(model, videos, monkeypatch):
     with pytest.raises(ValueError, match="workers must be an int >= 0"):
         model.embed(videos, workers=-1)
     cpus = len(os.sched_getaffinity(0))
     assert default_workers("cpu", 1) == 0 and default_workers("cpu", 10) == (min(2, cpus) if cpus > 1 else 0)
     assert default_workers("cuda", 3) == min(3, max(1, cpus - 1))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun with 4 processes on this node: a quarter of the CPUs each
+    assert default_workers("cuda", 100) == min(8, max(1, cpus // 4 - 1))
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
     assert model._decode_workers(None, videos[:1]) == 0 and model._decode_workers(8, videos) == len(videos)
     frames = torch.zeros(40, 48, 64, 3, dtype=torch.uint8)
     assert model._decode_workers(2, [frames, videos[0]]) == 0  # frames in memory are cut in this process
