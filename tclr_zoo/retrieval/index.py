@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from ..atomic import refuse_to_replace, staged_directory
-from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_topk, import_faiss,
-                     new_faiss_index)
+from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_built_as, faiss_topk,
+                     import_faiss, new_faiss_index)
 from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_sha256, is_saved_index,
-                      read_manifest, read_matrix, write_embeddings, write_manifest)
+                      read_faiss, read_manifest, read_matrix, write_embeddings, write_faiss, write_manifest)
 from .types import DTYPES, SearchHit
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def _checked_ids(ids: Any, count: int, taken: dict[str, int]) -> list[str]:
         if not isinstance(value, str) or not value:
             raise ValueError(f"ids must be non-empty strings, got {value!r}")
         if value in taken or value in seen:
-            raise ValueError(f"duplicate id {value!r}: ids must be unique within the index")
+            again = " (to re-add a changed video: add_videos(..., replace=True))" if value in taken else ""
+            raise ValueError(f"duplicate id {value!r}: ids must be unique within the index{again}")
         seen.add(value)
     return ids
 
@@ -293,7 +294,7 @@ class VideoIndex:
 
     def add_videos(self, model: Any, paths: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
                    head: str | None = None, batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
-                   windows: bool = False, workers: int | None = None) -> list[tuple[str, str]]:
+                   windows: bool = False, workers: int | None = None, replace: bool = False) -> list[tuple[str, str]]:
         """Embed videos with ``model`` and add them; returns the ``(path, reason)`` of skipped ones.
 
         ``paths``: video files, and folders (searched recursively for video files, as the CLI does).
@@ -302,12 +303,16 @@ class VideoIndex:
         ``skip_bad``, unreadable videos are logged and skipped instead of aborting. Rows are
         added only once every video is embedded, so a failure leaves the index unchanged.
         ``workers``: processes decoding the videos while the model runs (``VideoModel.embed``).
+        ``replace=True`` re-adds videos whose file changed: the rows the index holds for these paths
+        are removed once the new ones are embedded, and the new rows go at the end.
         """
         from ..data.decode import VideoDecodeError
         from ..data.layouts import expand_video_folders
 
         paths = expand_video_folders([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
-        ids = _checked_ids(paths if ids is None else ids, len(paths), self._row_of)
+        replaced = set(paths) if replace else set()
+        taken = {id: row for id, row in self._row_of.items() if self._paths[row] not in replaced}
+        ids = _checked_ids(paths if ids is None else ids, len(paths), taken)
         head = head or self.head or "retrieval"
         self._check_provenance("the model's embeddings", model_id=model.model_id, revision=model.revision, head=head)
         errors: dict[int, VideoDecodeError] | None = {} if skip_bad else None
@@ -320,6 +325,8 @@ class VideoIndex:
         for i, err in sorted((errors or {}).items()):
             log.warning("skipping %s: %s", paths[i], err.reason)
             skipped.append((paths[i], err.reason))
+        if replaced:
+            self.remove_videos(replaced - {path for path, _ in skipped})  # a video that failed keeps its old rows
         if parts:
             self._add_parts(parts, model, head)
         return skipped
@@ -328,6 +335,37 @@ class VideoIndex:
         columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
         self.add(torch.cat([part["embeddings"] for part in parts]), columns.pop("ids"), **columns,
                  model_id=model.model_id, revision=model.revision, head=head)
+
+    # ---- removing ---------------------------------------------------------------------------
+    def remove(self, ids: str | Iterable[str]) -> int:
+        """Remove the rows with these ids; returns how many. An unknown id raises ``KeyError`` (naming
+        it) before anything is removed. A FAISS index is rebuilt on the next search that needs it:
+        HNSW graphs cannot delete."""
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        missing = [id for id in ids if id not in self._row_of]
+        if missing:
+            raise KeyError(f"not in the index: {', '.join(map(repr, missing[:5]))}"
+                           + (f" and {len(missing) - 5} more" if len(missing) > 5 else ""))
+        return self._drop_rows({self._row_of[id] for id in ids})
+
+    def remove_videos(self, paths: Iterable[str | os.PathLike]) -> int:
+        """Remove every row of these videos (one per video, or one per window); returns how many.
+        Paths the index does not hold are ignored."""
+        paths = {os.fspath(p) for p in paths}
+        return self._drop_rows({row for row, path in enumerate(self._paths) if path in paths})
+
+    def _drop_rows(self, drop: set[int]) -> int:
+        if not drop:
+            return 0
+        keep = [row for row in range(self._count) if row not in drop]
+        self._data = self._data[torch.tensor(keep, dtype=torch.long)] if keep else self._data[:0].clone()
+        self._count = len(keep)
+        for name in ("_ids", "_paths", "_starts", "_ends"):
+            column = getattr(self, name)
+            setattr(self, name, [column[row] for row in keep])
+        self._row_of = {id: row for row, id in enumerate(self._ids)}
+        self._faiss = None
+        return len(drop)
 
     @classmethod
     def build(cls, model: Any, paths: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
@@ -420,10 +458,10 @@ class VideoIndex:
         return faiss_topk(self.faiss_index(), queries, k, approximate=self.approximate, ef_search=self.ef_search)
 
     # ---- saving and loading -----------------------------------------------------------------
-    def _manifest(self, sha256: str) -> dict[str, Any]:
+    def _manifest(self, sha256: str, faiss: dict[str, Any] | None = None) -> dict[str, Any]:
         from .. import __version__
 
-        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "library_version": __version__,
+        return {**({"faiss": faiss} if faiss else {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "library_version": __version__,
                 "model_id": self.model_id, "revision": self.revision, "head": self.head, "dim": self.dim,
                 "dtype": self.dtype, "count": self._count, "embeddings_file": EMBEDDINGS_NAME,
                 "sha256": sha256, "ids": self._ids, "paths": self._paths, "starts": self._starts,
@@ -434,31 +472,40 @@ class VideoIndex:
 
         Both files are written to a temporary sibling folder that then replaces ``directory``,
         so an interrupted save leaves the previous index intact. A non-empty ``directory`` that
-        is not a saved index is refused rather than replaced.
+        is not a saved index is refused rather than replaced. An approximate index also writes its
+        HNSW graph (``faiss.index``, built now if it was not yet), which ``load(approximate=True)``
+        then uses instead of building it again.
         """
         directory = Path(directory)
         refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_saved_index,
                           ours_name=MANIFEST_NAME)
         with staged_directory(directory) as staging:
             matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
-            write_manifest(staging, self._manifest(write_embeddings(staging, matrix)))
+            sha256 = write_embeddings(staging, matrix)
+            graph = (write_faiss(staging, self.faiss_index(), faiss_built_as(self.dtype, True))
+                     if self.approximate and self._count else None)
+            write_manifest(staging, self._manifest(sha256, graph))
         return directory
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, backend: str = "auto", approximate: bool = False,
-             verify: bool = True) -> "VideoIndex":
+             verify: bool = True, mmap: bool = True) -> "VideoIndex":
         """Read an index written by :meth:`save`.
 
         Raises :class:`~.types.IndexFormatError` (a ``ValueError``) naming the file when a file is
         missing, malformed, fails its sha256 check (``verify=False`` skips it, e.g. for
-        read-only trusted copies) or disagrees with the manifest.
+        read-only trusted copies) or disagrees with the manifest. ``approximate=True`` uses the
+        saved HNSW graph when it is current (saved by an approximate index, over all rows) and
+        builds one on first search otherwise. The embeddings are memory-mapped from the file (pages
+        are read as searches touch them, and processes serving one index share them);
+        ``mmap=False`` reads them into memory instead.
         """
         directory = Path(directory)
         manifest_path, tensor_path = directory / MANIFEST_NAME, directory / EMBEDDINGS_NAME
         manifest = read_manifest(manifest_path)
         if verify:
             check_sha256(tensor_path, manifest["sha256"])
-        matrix = read_matrix(tensor_path, manifest)
+        matrix = read_matrix(tensor_path, manifest, mmap=mmap)
         index = cls(manifest["dim"], dtype=manifest["dtype"], model_id=manifest["model_id"],
                     revision=manifest["revision"], head=manifest["head"], backend=backend, approximate=approximate)
         index._data, index._count = matrix, matrix.shape[0]
@@ -466,6 +513,8 @@ class VideoIndex:
         index._starts, index._ends = ([None if t is None else float(t) for t in manifest[key]]
                                       for key in ("starts", "ends"))
         index._row_of = {id: row for row, id in enumerate(index._ids)}
+        if approximate and index._count:
+            index._faiss = read_faiss(directory, manifest, faiss_built_as(index.dtype, True), verify=verify)
         return index
 
 

@@ -143,6 +143,14 @@ def new_faiss_index(faiss, dim: int, dtype: str, approximate: bool):
     return index
 
 
+def faiss_built_as(dtype: str, approximate: bool) -> dict[str, object]:
+    """What :func:`new_faiss_index` builds, as recorded beside a saved FAISS index: a saved index is
+    used only if it is what this code would build now."""
+    return {"kind": "hnsw" if approximate else "flat", "codes": "fp16" if dtype == "float16" else "fp32",
+            "metric": "inner_product", **({"m": _HNSW_M, "ef_construction": _HNSW_EF_CONSTRUCTION} if approximate
+                                          else {})}
+
+
 def faiss_topk(index, queries: torch.Tensor, k: int, *, approximate: bool,
                ef_search: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Search the FAISS ``index`` (from :func:`new_faiss_index`) for float32 ``queries [Q, D]``;
@@ -154,5 +162,5 @@ def faiss_topk(index, queries: torch.Tensor, k: int, *, approximate: bool,
     return _sort_hits(torch.from_numpy(scores), torch.from_numpy(rows))
 
 
-__all__ = ["BACKENDS", "DEFAULT_CHUNK_ROWS", "HNSW_EF_SEARCH", "exact_topk", "faiss_topk", "import_faiss",
-           "new_faiss_index"]
+__all__ = ["BACKENDS", "DEFAULT_CHUNK_ROWS", "HNSW_EF_SEARCH", "exact_topk", "faiss_built_as", "faiss_topk",
+           "import_faiss", "new_faiss_index"]

@@ -8,24 +8,29 @@ format (or a tool that only needs ``MANIFEST_NAME``) should not have to wade thr
 Saved layout (``save``/``load``)::
 
     DIR/embeddings.safetensors   {"embeddings": [N, D] float32|float16}
+    DIR/faiss.index              approximate indexes only: the HNSW graph, so loading does not rebuild it
     DIR/manifest.json            format, version, model id/revision/head, dim, dtype, count,
                                  sha256 of the safetensors file, and per row: ids, paths,
-                                 starts, ends (window timestamps in seconds, or null)
+                                 starts, ends (window timestamps in seconds, or null); with
+                                 faiss.index, "faiss": its sha256, row count and how it was built
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..atomic import save_safetensors
+from .search import import_faiss
 from .types import DTYPES, IndexFormatError
 
 EMBEDDINGS_NAME = "embeddings.safetensors"
+FAISS_NAME = "faiss.index"
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "tclr-zoo-video-index"
 FORMAT_VERSION = 1
@@ -49,6 +54,14 @@ def write_embeddings(folder: Path, matrix: torch.Tensor) -> str:
     """Write ``folder/embeddings.safetensors``; returns its sha256 for the manifest."""
     save_safetensors({"embeddings": matrix.contiguous()}, folder / EMBEDDINGS_NAME)
     return _sha256(folder / EMBEDDINGS_NAME)
+
+
+def write_faiss(folder: Path, index: Any, built_as: dict[str, Any]) -> dict[str, Any]:
+    """Write ``folder/faiss.index``; returns the manifest's ``faiss`` entry (``built_as``: the index
+    type and parameters, so a reader that would build another kind ignores it)."""
+    import_faiss().write_index(index, str(folder / FAISS_NAME))
+    return {"file": FAISS_NAME, "sha256": _sha256(folder / FAISS_NAME), "ntotal": int(index.ntotal),
+            "built_as": built_as}
 
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
@@ -124,20 +137,29 @@ def _check_manifest_values(path: Path, manifest: dict[str, Any]) -> None:
             fail(f"{key} must be numbers or null")
 
 
-def read_matrix(path: Path, manifest: dict[str, Any]) -> torch.Tensor:
-    """The ``embeddings`` tensor, checked against the manifest's count, dim and dtype."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+def read_matrix(path: Path, manifest: dict[str, Any], *, mmap: bool = True) -> torch.Tensor:
+    """The ``embeddings`` tensor, checked against the manifest's count, dim and dtype.
+
+    ``mmap``: map the file (copy-on-write, so the file never changes) instead of reading it: loading
+    costs no memory, and the pages that searches touch come from disk or from the page cache, which
+    several processes serving one index share. ``mmap=False`` reads the rows into memory (a copy),
+    for files on storage that should not be paged from. safetensors 0.8 maps files by itself, but
+    older versions read them, so the mapping is made here rather than left to the version.
+    """
+    from safetensors import SafetensorError, safe_open
 
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), "pt") as f:
+            names = list(f.keys())
+            if names != ["embeddings"]:
+                raise IndexFormatError(f"{path}: expected one tensor 'embeddings', found {sorted(names)}")
+            matrix = _mapped(path, f.get_slice("embeddings")) if mmap else f.get_tensor("embeddings").clone()
     except FileNotFoundError:
         raise IndexFormatError(f"{path}: missing") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        if isinstance(err, IndexFormatError):
+            raise
         raise IndexFormatError(f"{path}: not a readable safetensors file ({err})") from err
-    matrix = tensors.get("embeddings")
-    if matrix is None or set(tensors) != {"embeddings"}:
-        raise IndexFormatError(f"{path}: expected one tensor 'embeddings', found {sorted(tensors)}")
     expected = (manifest["count"], manifest["dim"] or 0)
     if tuple(matrix.shape) != expected or matrix.dtype != DTYPES[manifest["dtype"]]:
         raise IndexFormatError(f"{path}: holds {matrix.dtype} {tuple(matrix.shape)} but {MANIFEST_NAME} says "
@@ -145,5 +167,47 @@ def read_matrix(path: Path, manifest: dict[str, Any]) -> torch.Tensor:
     return matrix
 
 
-__all__ = ["EMBEDDINGS_NAME", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "check_sha256", "is_saved_index",
-           "read_manifest", "read_matrix", "write_embeddings", "write_manifest"]
+_SAFETENSORS_DTYPES = {"F32": torch.float32, "F16": torch.float16}
+
+
+def _mapped(path: Path, view: Any) -> torch.Tensor:
+    """The tensor ``view`` describes, memory-mapped from ``path`` (a safetensors file holding it alone)."""
+    dtype = _SAFETENSORS_DTYPES.get(view.get_dtype())
+    if dtype is None:
+        raise IndexFormatError(f"{path}: embeddings of dtype {view.get_dtype()} (expected F32 or F16)")
+    shape = tuple(view.get_shape())
+    with open(path, "rb") as f:
+        data_start = 8 + struct.unpack("<Q", f.read(8))[0]  # safetensors: u64 header size, header, data
+    size = path.stat().st_size
+    nbytes = dtype.itemsize * shape[0] * (shape[1] if len(shape) > 1 else 1)
+    if data_start % dtype.itemsize or data_start + nbytes > size:
+        raise IndexFormatError(f"{path}: embeddings data is not where its header says")
+    whole = torch.from_file(str(path), shared=False, size=size, dtype=torch.uint8)
+    return whole[data_start:data_start + nbytes].view(dtype).view(shape)
+
+
+def read_faiss(directory: Path, manifest: dict[str, Any], built_as: dict[str, Any], *, verify: bool) -> Any | None:
+    """The saved FAISS index when it is current -- built as ``built_as`` asks, over all ``count``
+    rows -- else None (the caller rebuilds it on first use). A file that its manifest names but
+    that is missing, modified or inconsistent is an error, not a silent rebuild."""
+    entry = manifest.get("faiss")
+    if not isinstance(entry, dict) or entry.get("built_as") != built_as or entry.get("ntotal") != manifest["count"]:
+        return None
+    path = directory / FAISS_NAME
+    if entry.get("file") != FAISS_NAME or not isinstance(entry.get("sha256"), str):
+        raise IndexFormatError(f"{directory / MANIFEST_NAME}: bad 'faiss' entry")
+    if verify:
+        check_sha256(path, entry["sha256"])
+    try:
+        index = import_faiss().read_index(str(path))
+    except RuntimeError as err:  # FAISS reports bad files as RuntimeError
+        raise IndexFormatError(f"{path}: not a readable FAISS index ({err})") from err
+    if index.ntotal != manifest["count"] or index.d != manifest["dim"]:
+        raise IndexFormatError(f"{path}: holds {index.ntotal} x {index.d} but {MANIFEST_NAME} says "
+                               f"{manifest['count']} x {manifest['dim']}")
+    return index
+
+
+__all__ = ["EMBEDDINGS_NAME", "FAISS_NAME", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "check_sha256",
+           "is_saved_index", "read_faiss", "read_manifest", "read_matrix", "write_embeddings", "write_faiss",
+           "write_manifest"]
