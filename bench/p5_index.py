@@ -1,4 +1,5 @@
-"""P5: VideoIndex exact search against the memory-bandwidth bound; FAISS HNSW latency and recall.
+"""P5: VideoIndex exact search against the memory-bandwidth bound; FAISS HNSW latency and recall;
+loading a saved HNSW graph against building it again (P5-load).
 
 The data is clustered (1000 centres + noise), closer to real embeddings than isotropic noise
 (where approximate search is at its worst); queries are perturbed copies of indexed rows.
@@ -47,7 +48,59 @@ def run(quick: bool) -> list[Result]:
                    "reading the matrix once", batch, bound, ratio=batch / bound, target="report",
                    notes="per query: {:.1f} ms".format(batch / 64 * 1e3))]
     rows.append(_faiss_row(index, q, n, quick))
+    rows.append(saved_graph_row(20_000 if quick else 100_000))
     return rows
+
+
+def saved_graph_row(n: int) -> Result:
+    """P5-load: ``VideoIndex.load(approximate=True)`` of a saved approximate index plus its first
+    search (A: the saved HNSW graph is read) against the same for an index saved without the graph
+    (B: what every load cost before, the graph is built again on the first search)."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from tclr_zoo.retrieval.index import VideoIndex
+
+    x, q = _data(n, 1)
+    approx = VideoIndex(DIM, approximate=True)
+    approx.add(x, [f"v{i}" for i in range(n)])
+    with tempfile.TemporaryDirectory(prefix="tclr-zoo-bench-p5-") as tmp:
+        start = time.perf_counter()
+        approx.save(Path(tmp) / "with_graph")  # builds the graph, then writes it
+        save_s = time.perf_counter() - start
+        shutil.copytree(Path(tmp) / "with_graph", Path(tmp) / "without")
+        manifest = Path(tmp) / "without" / "manifest.json"
+        data = json.loads(manifest.read_text())
+        del data["faiss"]
+        manifest.write_text(json.dumps(data))
+
+        def first_search(folder: str) -> None:
+            VideoIndex.load(Path(tmp) / folder, approximate=True).search(q, K)
+
+        saved = median_time(lambda: first_search("with_graph"), repeats=5, warmup=1)
+        rebuilt = median_time(lambda: first_search("without"), repeats=1, warmup=0)
+        graph_mb = (Path(tmp) / "with_graph" / "faiss.index").stat().st_size / 1e6
+    return Result("P5-load", f"load a saved HNSW index of {n:,} x {DIM} float32 + first search", "saved graph read",
+                  "graph built again (no saved graph)", saved, rebuilt, ratio=rebuilt / saved,
+                  target="report (issue 16: never rebuilt when current)", met=None,
+                  notes=f"faiss.index {graph_mb:.0f} MB; save with the build {save_s:.0f} s; sha256 checks on",
+                  extra={"rows": n, "save_seconds": save_s, "graph_mb": graph_mb})
+
+
+if __name__ == "__main__":
+    import argparse
+
+    from .core import append_json_rows
+
+    parser = argparse.ArgumentParser(prog="python -m bench.p5_index", description="P5-load alone")
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--json", help="append the row (JSON lines) here")
+    args = parser.parse_args()
+    row = saved_graph_row(args.rows)
+    print(row.as_dict())
+    append_json_rows(args.json, [row])
 
 
 def _faiss_row(index, q: torch.Tensor, n: int, quick: bool) -> Result:
