@@ -37,6 +37,9 @@ def index() -> None:
 @click.option("--windows", is_flag=True, help="One row per sliding window (with start/end seconds), not per video.")
 @click.option("--dtype", type=click.Choice(["float32", "float16"]), default="float32", show_default=True,
               help="Storage precision (float16 halves memory; scores are computed in float32).")
+@click.option("--approximate", is_flag=True,
+              help="Also build an HNSW graph for approximate search and save it (faiss.index; needs faiss-cpu): "
+                   "`index search` and `tclr-zoo app` then load it instead of building it again.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index folder (and discard a partial build).")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted build from the rows it saved (a hidden .OUT.partial folder; under "
@@ -47,7 +50,7 @@ def index() -> None:
 @SHARD_VIDEOS_OPTION
 @model_options
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
-                overwrite: bool, resume: bool, save_every: float, shard_videos: int, backend: str,
+                approximate: bool, overwrite: bool, resume: bool, save_every: float, shard_videos: int, backend: str,
                 device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
                 skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
@@ -66,22 +69,35 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     from ..retrieval.build import build_index_resumable
     from .torchrun import ShardedRun, check_shard_folder, under_torchrun
 
+    if approximate:
+        _need_faiss()
     if under_torchrun():
         refuse_existing(out_dir, overwrite=overwrite, kind="folder")
         check_shard_folder(out_dir, resume=resume, overwrite=overwrite)
         run = ShardedRun("index build", out_dir, head, windows, resume, overwrite, shard_videos)
-        _build_sharded(model, find_videos(videos), run, dtype, backend=backend, device=device, precision=precision,
-                       batch_size=batch_size, workers=workers, progress=not no_progress, skip_bad=skip_bad)
+        _build_sharded(model, find_videos(videos), run, dtype, approximate, backend=backend, device=device,
+                       precision=precision, batch_size=batch_size, workers=workers, progress=not no_progress,
+                       skip_bad=skip_bad)
         return
     partial = _check_build_target(out_dir, overwrite=overwrite, resume=resume)
     paths = find_videos(videos)
     loaded = load_for_inference(model, backend, device, precision)
     built, resumed = build_index_resumable(loaded, paths, out_dir, resume=resume, save_every=save_every, head=head,
                                            batch_size=batch_size, progress=not no_progress, skip_bad=skip_bad,
-                                           windows=windows, dtype=dtype, workers=workers)
+                                           windows=windows, dtype=dtype, workers=workers, approximate=approximate)
     message = _save_built(built, len(paths), loaded, out_dir, windows, resumed)
     shutil.rmtree(partial, ignore_errors=True)  # only once --out holds every row
     click.echo(message)
+
+
+def _need_faiss() -> None:
+    """--approximate without FAISS: a usage error before any work, not an ImportError after it."""
+    from ..retrieval.search import import_faiss
+
+    try:
+        import_faiss()
+    except ImportError as err:
+        raise click.UsageError(f"--approximate: {err}") from None
 
 
 def _save_built(built: VideoIndex, videos: int, loaded, out_dir: str, windows: bool, resumed: int = 0) -> str:
@@ -94,13 +110,13 @@ def _save_built(built: VideoIndex, videos: int, loaded, out_dir: str, windows: b
     return f"indexed {rows} ({len(built.skipped)} skipped{again}) with {loaded.model_id} -> {out_dir}"
 
 
-def _build_sharded(model: str, paths: list[str], run, dtype: str, **options) -> None:
+def _build_sharded(model: str, paths: list[str], run, dtype: str, approximate: bool, **options) -> None:
     """``index build`` under torchrun: every process embeds its units, rank 0 builds and saves the index."""
     from ..retrieval.build import index_from_units
     from .torchrun import run_sharded
 
     def finish(loaded, units, skipped) -> str:
-        built = index_from_units(units, skipped, model=loaded, head=run.head, dtype=dtype)
+        built = index_from_units(units, skipped, model=loaded, head=run.head, dtype=dtype, approximate=approximate)
         return _save_built(built, len(paths), loaded, run.out, run.windows)
 
     message, is_main = run_sharded(model, paths, run, finish, **options)

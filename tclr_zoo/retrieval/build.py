@@ -33,20 +33,22 @@ def partial_index_dir(out_dir: str | os.PathLike) -> Path:
 
 def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str | os.PathLike, *, resume: bool,
                           save_every: float, head: str, batch_size: int, progress: bool, skip_bad: bool,
-                          windows: bool, dtype: str, workers: int | None = None):
+                          windows: bool, dtype: str, workers: int | None = None, approximate: bool = False):
     """``VideoIndex.build`` for long runs: the rows embedded so far are saved (atomically) to
     :func:`partial_index_dir` at most every ``save_every`` seconds, and ``resume`` continues from
     them, skipping the videos they hold. Returns ``(index, videos_resumed)``; the caller saves the
-    index to ``out_dir`` and then removes the partial folder.
+    index to ``out_dir`` and then removes the partial folder. ``approximate``: the index saves an HNSW
+    graph at the end (the partial saves leave it out: building it is the slow part).
     """
     partial = partial_index_dir(out_dir)
     if resume and (partial / MANIFEST_NAME).is_file():
-        index = VideoIndex.load(partial)
+        index = VideoIndex.load(partial, approximate=approximate)
         if index.head != head or index.model_id != model.model_id or index.revision != model.revision:
             raise IndexFormatError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
                              f"{index.revision!r}, head {index.head!r}); rebuild with --overwrite or use that model")
     else:
-        index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head)
+        index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
+                           approximate=approximate)
     done = set(index.paths)
     todo = [p for p in paths if p not in done]
     skipped: list[tuple[str, str]] = []
@@ -60,17 +62,18 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
                                         skip_bad=skip_bad, windows=windows, workers=workers)
             bar.update(len(chunk))
             if start + step < len(todo) and time.monotonic() - last_save >= save_every:
-                index.save(partial)
+                index.save(partial, graph=False)
                 last_save = time.monotonic()
     index.skipped = skipped
     return index, len(paths) - len(todo)
 
 
 def index_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]], *, model: VideoModel, head: str,
-                     dtype: str) -> VideoIndex:
+                     dtype: str, approximate: bool = False) -> VideoIndex:
     """The index a one-process build makes, from the units of a sharded one (``inference.shards``):
     the rows in unit order are the rows in input order, added in one call as ``add_videos`` adds them."""
-    index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head)
+    index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
+                       approximate=approximate)
     filled = [unit for unit in units if unit["ids"]]
     if filled:
         columns = {key: [v for unit in filled for v in unit[key]] for key in ("ids", "paths", "starts", "ends")}

@@ -467,14 +467,14 @@ class VideoIndex:
                 "sha256": sha256, "ids": self._ids, "paths": self._paths, "starts": self._starts,
                 "ends": self._ends}
 
-    def save(self, directory: str | os.PathLike) -> Path:
+    def save(self, directory: str | os.PathLike, *, graph: bool | None = None) -> Path:
         """Write ``directory/embeddings.safetensors`` and ``directory/manifest.json`` atomically.
 
         Both files are written to a temporary sibling folder that then replaces ``directory``,
         so an interrupted save leaves the previous index intact. A non-empty ``directory`` that
         is not a saved index is refused rather than replaced. An approximate index also writes its
-        HNSW graph (``faiss.index``, built now if it was not yet), which ``load(approximate=True)``
-        then uses instead of building it again.
+        HNSW graph (``faiss.index``, built now if it was not yet), which ``load`` then uses instead of
+        building it again; ``graph=False`` leaves it out (e.g. for intermediate saves of a long build).
         """
         directory = Path(directory)
         refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_saved_index,
@@ -483,12 +483,12 @@ class VideoIndex:
             matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
             sha256 = write_embeddings(staging, matrix)
             graph = (write_faiss(staging, self.faiss_index(), faiss_built_as(self.dtype, True))
-                     if self.approximate and self._count else None)
+                     if (self.approximate if graph is None else graph) and self._count else None)
             write_manifest(staging, self._manifest(sha256, graph))
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, *, backend: str = "auto", approximate: bool = False,
+    def load(cls, directory: str | os.PathLike, *, backend: str = "auto", approximate: bool | None = None,
              verify: bool = True, mmap: bool = True) -> "VideoIndex":
         """Read an index written by :meth:`save`.
 
@@ -496,13 +496,16 @@ class VideoIndex:
         missing, malformed, fails its sha256 check (``verify=False`` skips it, e.g. for
         read-only trusted copies) or disagrees with the manifest. ``approximate=True`` uses the
         saved HNSW graph when it is current (saved by an approximate index, over all rows) and
-        builds one on first search otherwise. The embeddings are memory-mapped from the file (pages
+        builds one on first search otherwise; ``None`` (the default): approximate when the index was
+        saved with a graph and FAISS is installed, exact otherwise. The embeddings are memory-mapped from the file (pages
         are read as searches touch them, and processes serving one index share them);
         ``mmap=False`` reads them into memory instead.
         """
         directory = Path(directory)
         manifest_path, tensor_path = directory / MANIFEST_NAME, directory / EMBEDDINGS_NAME
         manifest = read_manifest(manifest_path)
+        if approximate is None:
+            approximate = "faiss" in manifest and backend != "torch" and _faiss_installed()
         if verify:
             check_sha256(tensor_path, manifest["sha256"])
         matrix = read_matrix(tensor_path, manifest, mmap=mmap)
@@ -516,6 +519,14 @@ class VideoIndex:
         if approximate and index._count:
             index._faiss = read_faiss(directory, manifest, faiss_built_as(index.dtype, True), verify=verify)
         return index
+
+
+def _faiss_installed() -> bool:
+    try:
+        import_faiss()
+    except ImportError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_approximate_index_is_saved_with_its_graph_and_loaded_without_a_rebuild(
     assert loaded.faiss_index().ntotal == 500
     assert [[h.id for h in q] for q in loaded.search(data[:20], 5)] == [[h.id for h in q] for q in expected]
     monkeypatch.undo()
-    assert VideoIndex.load(tmp_path / "idx")._faiss is None  # exact loading ignores the graph
+    assert VideoIndex.load(tmp_path / "idx", approximate=False)._faiss is None  # exact loading ignores the graph
 
 
 def test_a_tampered_or_stale_graph_is_refused_or_rebuilt(tmp_path, monkeypatch):
@@ -120,11 +120,36 @@ def test_a_tampered_or_stale_graph_is_refused_or_rebuilt(tmp_path, monkeypatch):
     assert stale._faiss is None and stale.search(data[3], 1)[0][0].id == "v3"
 
 
-def test_exact_index_writes_no_graph(tmp_path):
+def test_exact_index_writes_no_graph_and_loading_follows_what_was_saved(tmp_path):
     _, index = filled(10)
     index.save(tmp_path / "idx")
     assert not (tmp_path / "idx" / FAISS_NAME).exists()
     assert "faiss" not in json.loads((tmp_path / "idx" / MANIFEST_NAME).read_text())
+    assert VideoIndex.load(tmp_path / "idx").approximate is False
+    _, approx = filled(10, approximate=True)
+    approx.save(tmp_path / "approx")
+    loaded = VideoIndex.load(tmp_path / "approx")  # saved with a graph: approximate, graph read
+    assert loaded.approximate and loaded._faiss is not None
+    assert VideoIndex.load(tmp_path / "approx", approximate=False)._faiss is None
+    approx.save(tmp_path / "no-graph", graph=False)
+    assert not (tmp_path / "no-graph" / FAISS_NAME).exists()
+
+
+def test_index_build_approximate_saves_the_graph_that_search_uses(tmp_path):
+    from click.testing import CliRunner
+
+    from tclr_zoo import cli
+
+    saved = load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path / "model")
+    paths = [write_video(tmp_path / f"clip{i}.mp4", seed=i) for i in range(3)]
+    runner = CliRunner()
+    built = runner.invoke(cli.main, ["index", "build", str(saved), *paths, "--out", str(tmp_path / "idx"),
+                                     "--approximate", "--no-progress", "--workers", "0"])
+    assert built.exit_code == 0, built.output
+    assert (tmp_path / "idx" / FAISS_NAME).is_file()
+    found = runner.invoke(cli.main, ["index", "search", str(tmp_path / "idx"), paths[2], "-k", "1", "--json"])
+    assert found.exit_code == 0, found.output
+    assert json.loads(found.output)[0]["id"] == paths[2]
 
 
 # --------------------------------------------------------------------------------------------
