@@ -48,7 +48,7 @@ def run(quick: bool) -> list[Result]:
                    "reading the matrix once", batch, bound, ratio=batch / bound, target="report",
                    notes="per query: {:.1f} ms".format(batch / 64 * 1e3))]
     rows.append(_faiss_row(index, q, n, quick))
-    rows.append(saved_graph_row(20_000 if quick else 100_000))
+    rows.append(saved_graph_row(5_000 if quick else 100_000))
     return rows
 
 
