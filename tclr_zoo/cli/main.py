@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .app import app_cmd
 from .embed import classify, embed
 from .errors import Group
 from .export import convert, export_cmd
@@ -26,7 +27,7 @@ def main() -> None:
 
 
 for _command in (pretrain, eval_cmd, finetune, export_cmd, embed, classify, info, convert, download, push, index,
-                 list_cmd):
+                 list_cmd, app_cmd):
     main.add_command(_command)
 
 __all__ = ["main"]
