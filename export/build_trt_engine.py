@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build a TensorRT engine (``model.plan``) from a ``tclr-zoo export --onnx`` folder.
 
-    python export/build_trt_engine.py EXPORT_DIR [--out model.plan] [--fp16] [--opt-batch N]
+    python export/build_trt_engine.py EXPORT_DIR [--out model.plan] [--fp16] [--int8] [--opt-batch N]
         [--max-batch N] [--timing-cache trt.cache] [--workspace-gib 4]
 
 - Parses ``onnx/model.onnx`` (or, with ``--fp16-graph``, ``onnx/model.fp16.onnx``) with the TensorRT
@@ -10,6 +10,11 @@
 - ``--fp16``: TensorRT 8.x-10.x set ``BuilderFlag.FP16`` on the fp32 graph.  TensorRT >= 11 builds
   strongly-typed networks only (no FP16 builder flag): precision comes from the graph, so ``--fp16``
   there uses ``onnx/model.fp16.onnx`` (export with ``--fp16``) and fails if the export lacks it.
+- ``--int8``: parses ``onnx/model.int8.trt.onnx`` (export with ``--int8 --calibrate SOURCE``), the QDQ
+  graph whose symmetric int8 scales came from ``tclr-zoo export``'s calibration and passed its accuracy
+  gate. Explicit quantization: the scales are in the graph, so there is no calibrator and no calibration
+  cache here. TensorRT 8.x-10.x build it with ``BuilderFlag.INT8`` (add ``--fp16`` to let the layers
+  outside Q/DQ pairs run in float16); TensorRT >= 11 builds it strongly typed (those layers stay float32).
 - ``--timing-cache PATH``: loaded if it exists, saved after the build (rebuilds are much faster).
 
 Run it on the machine (GPU + TensorRT version) that will serve the engine: a plan is tied to both.
@@ -53,11 +58,18 @@ def _import_tensorrt():
 def build(args: argparse.Namespace) -> Path:
     export_dir = Path(args.export_dir)
     exp = _export(export_dir)
+    if args.int8 and not (export_dir / (exp["onnx"].get("int8_trt") or "missing")).is_file():  # before TensorRT
+        raise UsageError(f"{export_dir}: no int8 TensorRT graph (onnx/model.int8.trt.onnx); re-export with "
+                         "`tclr-zoo export ... --int8 --calibrate SOURCE`")
     trt = _import_tensorrt()
     major = int(trt.__version__.split(".")[0])
     strongly_typed = not hasattr(trt.BuilderFlag, "FP16")  # TensorRT >= 11: weak typing removed
+    if args.int8 and (args.fp16_graph or (args.fp16 and strongly_typed)):
+        raise UsageError("--int8 builds from the int8 TensorRT graph: drop --fp16-graph"
+                         + (f" and --fp16 (TensorRT {trt.__version__} builds strongly-typed networks, where the "
+                            "layers outside Q/DQ pairs keep the graph's float32)" if strongly_typed else ""))
     use_fp16_graph = args.fp16_graph or (args.fp16 and strongly_typed)
-    key = "fp16" if use_fp16_graph else "fp32"
+    key = "int8_trt" if args.int8 else "fp16" if use_fp16_graph else "fp32"
     rel = exp["onnx"].get(key)
     if not rel or not (export_dir / rel).is_file():
         why = (f"TensorRT {trt.__version__} builds strongly-typed networks only, so --fp16 needs the fp16 "
@@ -92,6 +104,8 @@ def build(args: argparse.Namespace) -> Path:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(args.workspace_gib * (1 << 30)))
     if args.fp16 and not strongly_typed and not use_fp16_graph:
         config.set_flag(trt.BuilderFlag.FP16)
+    if args.int8 and not strongly_typed:  # explicit quantization: Q/DQ scales from the graph, no calibrator
+        config.set_flag(trt.BuilderFlag.INT8)
     profile = builder.create_optimization_profile()
     profile.set_shape(inp["name"], (1, *item), (opt_batch, *item), (max_batch, *item))
     config.add_optimization_profile(profile)
@@ -111,7 +125,7 @@ def build(args: argparse.Namespace) -> Path:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         cache_path.write_bytes(bytes(config.get_timing_cache().serialize()))
     print(f"wrote {out} (TensorRT {trt.__version__}, {graph.name}, batch 1/{opt_batch}/{max_batch}"
-          f"{', fp16' if args.fp16 else ''})")
+          f"{', fp16' if args.fp16 else ''}{', int8 (explicit quantization)' if args.int8 else ''})")
     return out
 
 
@@ -121,6 +135,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="model.plan", help="engine file to write (default: model.plan)")
     p.add_argument("--fp16", action="store_true", help="fp16 engine (see above for TensorRT >= 11)")
     p.add_argument("--fp16-graph", action="store_true", help="parse onnx/model.fp16.onnx instead of model.onnx")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 engine from onnx/model.int8.trt.onnx (explicit quantization, no calibrator)")
     p.add_argument("--opt-batch", type=int, help="batch size TensorRT tunes for (default: max batch)")
     p.add_argument("--max-batch", type=int, help="profile max batch (default and upper bound: the export's)")
     p.add_argument("--timing-cache", help="timing cache file: loaded if present, saved after the build")

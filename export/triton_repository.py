@@ -2,15 +2,16 @@
 """Write a Triton Inference Server model repository for a ``tclr-zoo export --onnx`` folder.
 
     python export/triton_repository.py EXPORT_DIR --out REPO [--name NAME]
-        [--platform onnxruntime|tensorrt] [--plan model.plan] [--fp16]
+        [--platform onnxruntime|tensorrt] [--plan model.plan] [--fp16 | --int8]
         [--max-batch N] [--preferred-batch 4,8] [--queue-delay-us 100]
         [--instances 1] [--kind KIND_AUTO|KIND_GPU|KIND_CPU] [--overwrite]
 
 Result::
 
     REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching
-    REPO/NAME/1/model.onnx       (onnxruntime) the export's graph, copied byte for byte
-    REPO/NAME/1/model.plan       (tensorrt) the engine from export/build_trt_engine.py (--plan)
+    REPO/NAME/1/model.onnx       (onnxruntime) the export's fp32 graph (--fp16, --int8: that graph), byte for byte
+    REPO/NAME/1/model.plan       (tensorrt) the engine from export/build_trt_engine.py (--plan; an int8
+                                 engine comes from build_trt_engine.py --int8, the repository is the same)
     REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (from config.json "preprocessing")
 
 The generator is ``tclr_zoo.export.triton`` (also behind ``tclr-zoo export --triton``); this script
@@ -33,7 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", help="model name in the repository (default: the export folder's name)")
     p.add_argument("--platform", choices=sorted(PLATFORMS), default="onnxruntime")
     p.add_argument("--plan", help="TensorRT engine (model.plan) for --platform tensorrt")
-    p.add_argument("--fp16", action="store_true", help="onnxruntime: serve onnx/model.fp16.onnx")
+    graph = p.add_mutually_exclusive_group()
+    graph.add_argument("--fp16", action="store_true", help="onnxruntime: serve onnx/model.fp16.onnx")
+    graph.add_argument("--int8", action="store_true",
+                       help="onnxruntime: serve onnx/model.int8.onnx (export with --int8 --calibrate SOURCE)")
     p.add_argument("--max-batch", type=int, help="max_batch_size (default and upper bound: the export's)")
     p.add_argument("--preferred-batch", help="comma-separated preferred batch sizes (default: max/2,max)")
     p.add_argument("--queue-delay-us", type=int, default=100, help="max_queue_delay_microseconds")
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model_dir = write_model_repository(
             args.export_dir, args.out, name=args.name, platform=args.platform, plan=args.plan, fp16=args.fp16,
-            max_batch=args.max_batch, queue_delay_us=args.queue_delay_us, instances=args.instances,
+            int8=args.int8, max_batch=args.max_batch, queue_delay_us=args.queue_delay_us, instances=args.instances,
             kind=args.kind, overwrite=args.overwrite,
             preferred_batch=None if args.preferred_batch is None else parse_batches(args.preferred_batch))
     except TritonError as err:

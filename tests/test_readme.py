@@ -38,6 +38,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 SKIPPED = {
     "make demo": "the working directory stands for its result (runs/demo is a tiny demo-recipe run)",
     "make test": "this test is part of make test",
+    ".venv/bin/tclr-zoo export runs/demo/model --out exports/demo-int8": "calibrates on a dataset root this "
+        "checkout lacks; tests/export/test_quantize.py runs the same export on the tiny synthetic dataset",
     ".venv/bin/tclr-zoo app": "serves until stopped; tests/app/test_app_cli.py starts it and "
                               "tests/app/test_app_browser.py drives its page",
     "torchrun": "needs 8 GPUs on one or more nodes; tests/train/test_distributed.py (pretrain) and "

@@ -10,8 +10,12 @@ from typing import NoReturn
 
 import click
 
-from ..constants import FP16_NAME, FP32_NAME, HEADS, REFERENCE_ARCHS
+from ..constants import DATASET_LAYOUTS, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, REFERENCE_ARCHS
+from ..export.int8_options import (CALIB_CLIPS, CALIBRATION_METHODS, DEFAULT_METHOD, HOLDOUT_CLIPS, MIN_AGREEMENT,
+                                   MIN_COSINE)
 from .errors import exit_with_error, user_errors_exit_2
+
+TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 
 
 @click.command("export")
@@ -29,41 +33,93 @@ from .errors import exit_with_error, user_errors_exit_2
 @click.option("--triton", is_flag=True,
               help="Also write a Triton model repository in OUT/triton (onnxruntime platform, dynamic batching, "
                    "PREPROCESSING.md); implies --onnx. For TensorRT plans see export/triton_repository.py.")
-@click.option("--triton-graph", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
-              help="The graph the Triton repository serves (fp16 needs --fp16).")
+@click.option("--int8", is_flag=True,
+              help="Also write onnx/model.int8.onnx (onnxruntime: uint8 activations, int8 weights) and "
+                   "onnx/model.int8.trt.onnx (TensorRT explicit quantization: symmetric int8), both from one "
+                   "static calibration on --calibrate and gated on held-out clips; implies --onnx. A graph "
+                   "that misses the gate fails the export (exit 1, nothing written).")
+@click.option("--calibrate", "calibrate", metavar="SOURCE", type=click.Path(exists=True),
+              help="With --int8: what to calibrate on, decoded and preprocessed as the SDK does for this model. "
+                   "A folder of videos (dealt alternately to calibration and the held-out gate), a dataset root "
+                   "with --dataset (calibration from its train list, the gate on its test list) or a .npy of "
+                   "preprocessed clips [N,3,T,H,W] (the first --calib-clips calibrate, the rest are held out).")
+@click.option("--dataset", type=click.Choice(DATASET_LAYOUTS), default=None,
+              help="Read --calibrate as a dataset root of this layout (split 1).")
+@click.option("--calib-clips", type=click.IntRange(min=1), default=CALIB_CLIPS, show_default=True,
+              help="Clips to calibrate on (spread evenly over the calibration videos).")
+@click.option("--holdout-clips", type=click.IntRange(min=2), default=HOLDOUT_CLIPS, show_default=True,
+              help="Held-out clips the accuracy gate measures on (never calibration clips).")
+@click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_METHOD, show_default=True,
+              help="How activation ranges are set: minmax (the range seen), entropy (TensorRT's KL threshold) "
+                   "or percentile (99.999th); see export/README.md for what each measured.")
+@click.option("--min-cosine", type=click.FloatRange(0, 1), default=MIN_COSINE, show_default=True,
+              help="Gate: least mean cosine of int8 outputs to the fp32 graph's, on the held-out clips.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=MIN_AGREEMENT, show_default=True,
+              help="Gate: least share of held-out clips whose nearest other held-out video (embedding heads) "
+                   "or top-1 class (logits) is the same under int8 and fp32.")
+@click.option("--triton-graph", type=click.Choice(list(TRITON_GRAPHS)), default="fp32", show_default=True,
+              help="The graph the Triton repository serves (fp16 needs --fp16, int8 needs --int8: the "
+                   "onnxruntime int8 graph; for TensorRT build a plan with export/build_trt_engine.py --int8).")
 @click.option("--triton-kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
               help="Where Triton runs it: auto = a GPU when the server has one, else the CPU.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder (only once every check passed).")
 @user_errors_exit_2
 def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
-               triton: bool, triton_graph: str, triton_kind: str, overwrite: bool) -> None:
+               int8: bool, calibrate: str | None, dataset: str | None, calib_clips: int, holdout_clips: int,
+               calib_method: str, min_cosine: float, min_agreement: float, triton: bool, triton_graph: str,
+               triton_kind: str, overwrite: bool) -> None:
     """Export MODEL for deployment: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], a
     registry name (e.g. r3d_18.tclr_ucf101) or a training checkpoint (.pt).
 
     Writes config.json + model.safetensors (+ model card); with --onnx also a single-file ONNX graph
     (input `video` [batch,3,T,H,W] float32, output named after --head), checked against the TensorRT
-    graph rules and for parity with PyTorch in onnxruntime, and onnx/export_report.json. A failed
-    check exits with status 1 and leaves no --out folder behind.
+    graph rules and for parity with PyTorch in onnxruntime, and onnx/export_report.json. With --int8
+    also two INT8 graphs, e.g.
+
+    \b
+        tclr-zoo export r3d_18.tclr_ucf101 --out exports/r3d18 --int8 --calibrate my_videos/
+
+    A failed check (graph rule, parity, int8 accuracy gate) exits with status 1, names the numbers and
+    leaves no --out folder behind.
     """
+    from ..export.accuracy import AccuracyGateError
     from ..export.exporter import ExportError, export_model
     from ..export.graph_checks import GraphCheckError
+    from ..export.int8_options import Int8Options
     from ..export.parity import ParityError
     from ..export.triton import TritonError
 
-    if triton_graph == "fp16" and not (fp16 and triton):
-        raise click.UsageError("--triton-graph fp16 needs --triton and --fp16 (the fp16 graph must be exported)")
+    _check_int8_usage(int8, calibrate, dataset, triton_graph, fp16=fp16, triton=triton)
+    options = Int8Options(calibrate, dataset=dataset, calib_clips=calib_clips, holdout_clips=holdout_clips,
+                          method=calib_method, min_cosine=min_cosine, min_agreement=min_agreement) if int8 else None
     try:
         report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
-                              max_batch=max_batch, overwrite=overwrite)
+                              max_batch=max_batch, overwrite=overwrite, int8=options)
         if triton:
             _write_triton(report, out_dir, triton_graph, triton_kind)
     except (ExportError, TritonError) as err:
         exit_with_error(err)
     except GraphCheckError as err:
         _export_failed("graph check: " + "; ".join(f"[{rule}] {msg}" for rule, msg in err.violations), out_dir)
-    except ParityError as err:
+    except (ParityError, AccuracyGateError) as err:
         _export_failed(str(err), out_dir)
     _print_export_summary(report, out_dir)
+
+
+def _check_int8_usage(int8: bool, calibrate: str | None, dataset: str | None, triton_graph: str, *, fp16: bool,
+                      triton: bool) -> None:
+    """Flags that only make sense together, refused before any work (exit 2, one line)."""
+    if int8 and not calibrate:
+        raise click.UsageError("--int8 needs --calibrate SOURCE (a folder of videos, a dataset root with --dataset, "
+                               "or a .npy of preprocessed clips)")
+    if calibrate and not int8:
+        raise click.UsageError("--calibrate is for --int8 (add --int8 to export the int8 graphs)")
+    if dataset and not calibrate:
+        raise click.UsageError("--dataset names the layout of --calibrate SOURCE; it needs --int8 --calibrate")
+    if triton_graph == "fp16" and not (fp16 and triton):
+        raise click.UsageError("--triton-graph fp16 needs --triton and --fp16 (the fp16 graph must be exported)")
+    if triton_graph == "int8" and not (int8 and triton):
+        raise click.UsageError("--triton-graph int8 needs --triton and --int8 (the int8 graph must be exported)")
 
 
 def _write_triton(report: dict, out_dir: str, graph: str, kind: str) -> None:
@@ -72,9 +128,9 @@ def _write_triton(report: dict, out_dir: str, graph: str, kind: str) -> None:
 
     from ..export.triton import write_model_repository
 
-    repo = write_model_repository(out_dir, Path(out_dir) / "triton", fp16=graph == "fp16",
+    repo = write_model_repository(out_dir, Path(out_dir) / "triton", fp16=graph == "fp16", int8=graph == "int8",
                                   kind=f"KIND_{kind.upper()}", generator="tclr-zoo export --triton")
-    served = report["files"][FP16_NAME if graph == "fp16" else FP32_NAME]["path"]
+    served = report["files"][TRITON_GRAPHS[graph]]["path"]
     click.echo(f"triton: wrote {repo}, serving {served} ({graph}, KIND_{kind.upper()}; "
                f"serve with: tritonserver --model-repository {repo.parent})")
 
@@ -96,6 +152,19 @@ def _print_export_summary(report: dict, out_dir: str) -> None:
                f"batch 1..{report['max_batch']}, output {report['output']['name']} {report['output']['shape']}")
     for name, result in report["parity"].items():
         click.echo(f"{name}: {_parity_line(result['batches'])}")
+    if "int8" in report:
+        click.echo(_int8_line(report["int8"]))
+
+
+def _int8_line(int8: dict) -> str:
+    """The calibration and the gate's figures per int8 graph, on one line."""
+    gate = int8["gate"]
+    held = gate["held_out"]
+    graphs = "; ".join(f"{name} cosine mean {g['cosine_mean']:.5f} (min {g['cosine_min']:.5f}), "
+                       f"{g['agreement_kind']} agreement {g['agreement']:.3f}, {g['speedup_vs_fp32']:.2f}x the fp32 "
+                       "graph's speed (onnxruntime CPU)" for name, g in gate["graphs"].items())
+    return (f"int8: {int8['method']} calibration on {int8['calibration_clips']} clips; gate passed on "
+            f"{held['clips']} held-out clips of {held['videos']} videos: {graphs}")
 
 
 def _parity_line(rows: list[dict]) -> str:

@@ -95,9 +95,10 @@ _MODEL_OPTIONS = with_options(
     click.option("--workers", type=click.IntRange(min=0), default=None,
                  help="Processes that decode videos while the model runs (0: decode in the main process) "
                       "[default: 2 on the CPU, up to 8 with a GPU, 0 for one video].", show_default=False),
-    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]), default="fp32", show_default=True,
-                 help="torch backend: fp32 or bf16 (bfloat16 autocast, for GPUs); onnx backend: fp32 or fp16 "
-                      "(the exported float16 graph)."),
+    click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16", "int8"]), default="fp32",
+                 show_default=True,
+                 help="torch backend: fp32 or bf16 (bfloat16 autocast, for GPUs); onnx backend: fp32, fp16 (the "
+                      "exported float16 graph) or int8 (the calibrated int8 graph of export --int8)."),
     click.option("--no-progress", is_flag=True, help="No progress bar."),
     click.option("--skip-bad", is_flag=True,
                  help="Record unreadable videos in the output and go on, instead of stopping at the first."),

@@ -7,11 +7,15 @@ Layout written to ``out_dir`` (the saved-model / Hub repo layout)::
     README.md              the model card (copied from the source folder, else generated)
     onnx/model.onnx        with onnx=True: fp32 graph, input ``video`` [batch,3,T,H,W], output = the head name
     onnx/model.fp16.onnx   with fp16=True: float16 compute, float32 input/output
-    onnx/export_report.json  graph reports, parity reports (batch 1, 3, max_batch), versions, timings
+    onnx/model.int8.onnx   with int8=Int8Options(...): static INT8 QDQ for onnxruntime (U8S8)
+    onnx/model.int8.trt.onnx  the same calibration as TensorRT's explicit-quantization graph (S8S8)
+    onnx/export_report.json  graph reports, parity reports (batch 1, 3, max_batch), the int8 calibration
+                           and accuracy gate, versions, timings
 
 Everything is built in a temporary sibling folder and renamed to ``out_dir`` only after every graph and
 parity check passed, so a failed export leaves nothing behind that looks like a valid one (and an
-existing folder replaced with ``overwrite=True`` stays untouched until then).
+existing folder replaced with ``overwrite=True`` stays untouched until then). The same holds for the
+INT8 graphs: one that breaks a graph rule or misses the accuracy gate fails the whole export.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import torch
 
 from .. import __version__
 from ..atomic import refuse_to_replace, staged_directory
-from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, ONNX_DIR, REPORT_NAME
+from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, INT8_TRT_NAME, ONNX_DIR, REPORT_NAME
 from ..hub.card import render_model_card
 from ..hub.format import write_model_files
 from ..models import TCLRModel
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
+from .int8_options import Int8Options
 from ..models.outputs import build_head, check_head, head_output_dim
 from .onnx_export import DEFAULT_OPSET, INPUT_NAME, TORCHSCRIPT_MAX_OPSET, export_onnx
 from .parity import check_parity
@@ -48,21 +53,25 @@ class ExportError(ValueError):
 def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRModel, dict], out_dir: str | os.PathLike,
                  *, onnx: bool = False, fp16: bool = False, opset: int | None = None, head: str = "retrieval",
                  max_batch: int = 8, sample_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
-                 config: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+                 config: dict[str, Any] | None = None, overwrite: bool = False,
+                 int8: Int8Options | None = None) -> dict[str, Any]:
     """Export a model; returns the report (also written to ``onnx/export_report.json`` with ``onnx``).
 
     ``model_ref_or_model``: anything ``load_model`` accepts (a saved-model folder, ``local-dir:``,
     ``hf-hub:``, a registry name) or a training checkpoint path (``protocols.load_encoder``),
     a ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``. ``fp16`` implies ``onnx``.
     ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
-    clips in [0, 1]). Raises ``OutputExistsError`` for a non-empty ``out_dir`` without ``overwrite``,
-    ``ExportError`` for bad requests, ``GraphCheckError`` / ``ParityError`` when a check fails (and then
+    clips in [0, 1]). ``int8`` (implies ``onnx``): also the two INT8 graphs, calibrated and gated as
+    ``int8`` says (``export/int8_options.py``); the clips are read before anything is exported, so a bad
+    source fails at once. Raises ``OutputExistsError`` for a non-empty ``out_dir`` without ``overwrite``,
+    ``ExportError`` for bad requests (a calibration source that cannot serve included),
+    ``GraphCheckError`` / ``ParityError`` / ``accuracy.AccuracyGateError`` when a check fails (and then
     writes nothing to ``out_dir``).
     """
     out_dir = Path(out_dir)
     refuse_to_replace(out_dir, overwrite=overwrite, kind="folder")  # before the model is even loaded
     model, config, card = _resolve(model_ref_or_model, config)
-    onnx = onnx or fp16
+    onnx = onnx or fp16 or int8 is not None
     try:
         check_head(model, head)
     except ValueError as err:
@@ -72,6 +81,9 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     if opset is not None and not 7 <= opset <= DEFAULT_OPSET:
         raise ExportError(f"--opset must be between 7 and {DEFAULT_OPSET} (TensorRT 10 parses <= {TRT10_MAX_OPSET}; "
                           f"use {TRT8_MAX_OPSET} for TensorRT 8.x), got {opset}")
+    clip_sets = _int8_clips(model, config, int8) if int8 is not None else None
+    if clip_sets is not None and sample_inputs is None:  # real clips for the parity checks too
+        sample_inputs = torch.from_numpy(clip_sets[1].clips[:max_batch])
 
     pre = config["preprocessing"]
     frames, size = int(pre["frames"]), int(pre["size"])
@@ -88,8 +100,12 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
         "opset": opset_used,
         "exporter": None if not onnx else ("torchscript" if opset_used <= TORCHSCRIPT_MAX_OPSET else "dynamo"),
         "onnx": ({"fp32": f"{ONNX_DIR}/{FP32_NAME}", **({"fp16": f"{ONNX_DIR}/{FP16_NAME}"} if fp16 else {}),
+                  **({"int8": f"{ONNX_DIR}/{INT8_NAME}", "int8_trt": f"{ONNX_DIR}/{INT8_TRT_NAME}"} if int8 else {}),
                   "report": f"{ONNX_DIR}/{REPORT_NAME}"} if onnx else None),
     }
+    if int8 is not None:
+        config["export"]["int8"] = {"calibration_method": int8.method, "int8": "onnxruntime, U8S8",
+                                    "int8_trt": "TensorRT explicit quantization, S8S8"}
 
     with staged_directory(out_dir) as staging:
         write_model_files(model, staging, config, card=card if card is not None else render_model_card(config))
@@ -100,6 +116,9 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
             report.update(_export_and_check(model, staging / ONNX_DIR, head=head, input_shape=input_shape,
                                             opset=opset, max_batch=max_batch, fp16=fp16,
                                             sample_inputs=sample_inputs))
+            if clip_sets is not None:
+                _export_int8(report, staging / ONNX_DIR, clip_sets, int8, config, head=head,
+                             input_shape=input_shape)
             (staging / ONNX_DIR / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
             # The card now carries the export (graphs, parity numbers) and keeps the source card's results.
             (staging / CARD_NAME).write_text(render_model_card(config, folder=staging))
@@ -172,6 +191,52 @@ def _export_and_check(model: TCLRModel, onnx_dir: Path, *, head: str, input_shap
             "graphs": graphs, "parity": parity, "speed": _speed(parity)}
 
 
+def _int8_clips(model: TCLRModel, config: dict[str, Any], options: Int8Options):
+    """(calibration, held-out) clips, preprocessed by the SDK's ``VideoModel`` for this model's config."""
+    from ..hub.resolve import ModelSource
+    from ..inference.backends import TorchBackend
+    from ..inference.model import VideoModel
+    from .calibration import CalibrationSourceError, calibration_sets
+
+    try:
+        options.check()
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    sdk = VideoModel(TorchBackend(copy.deepcopy(model), "cpu"), config, ModelSource("export", None))
+    try:  # unreadable videos and datasets raise their own errors (exit status 2 in the CLI)
+        return calibration_sets(sdk, options.source, calib_clips=options.calib_clips,
+                                holdout_clips=options.holdout_clips, dataset=options.dataset)
+    except CalibrationSourceError as err:
+        raise ExportError(f"calibration source: {err}") from None
+
+
+def _export_int8(report: dict[str, Any], onnx_dir: Path, clip_sets, options: Int8Options, config: dict[str, Any],
+                 *, head: str, input_shape) -> None:
+    """Quantize the checked fp32 graph, check both int8 graphs' rules and gate their accuracy; fills
+    ``report`` (``files``, ``graphs`` and ``int8``). Raises on the first failure."""
+    from .accuracy import check_int8_accuracy
+    from .quantize import input_range, quantize_int8
+
+    calibration, held_out = clip_sets
+    fp32 = onnx_dir / FP32_NAME
+    made = quantize_int8(fp32, calibration.clips, onnx_dir, method=options.method,
+                         input_range=input_range(config["preprocessing"]))
+    max_opset = TRT8_MAX_OPSET if report["opset"] <= TORCHSCRIPT_MAX_OPSET else TRT10_MAX_OPSET
+    paths = {}
+    for flavour, graph in made["graphs"].items():
+        checked = check_graph(graph["path"], input_shape=input_shape, output_names=[head], max_opset=max_opset,
+                              quantized=flavour)
+        checked["path"] = f"{ONNX_DIR}/{graph['name']}"
+        report["graphs"][graph["name"]] = checked
+        report["files"][graph["name"]] = {"path": checked["path"], "bytes": checked.get("file_size_bytes"),
+                                          "sha256": checked.get("sha256")}
+        paths[graph["name"]] = graph["path"]
+        graph["path"] = checked["path"]
+    gate = check_int8_accuracy(fp32, paths, held_out, head=head, min_cosine=options.min_cosine,
+                               min_agreement=options.min_agreement)
+    report["int8"] = {**made, "calibration": calibration.describe(), "gate": gate}
+
+
 def _speed(parity: dict[str, Any]) -> dict[str, Any]:
     """ORT vs PyTorch CPU seconds per batch (median of the parity runs) and clips/s, per graph."""
     speed = {}
@@ -202,5 +267,5 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-__all__ = ["ExportError", "FP16_NAME", "FP32_NAME", "HEADS", "ONNX_DIR", "REPORT_NAME", "export_model",
-           "parity_inputs"]
+__all__ = ["ExportError", "FP16_NAME", "FP32_NAME", "HEADS", "INT8_NAME", "INT8_TRT_NAME", "Int8Options", "ONNX_DIR",
+           "REPORT_NAME", "export_model", "parity_inputs"]

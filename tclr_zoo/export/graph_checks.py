@@ -20,6 +20,21 @@ Rules (names as they appear in ``checks_passed`` and in error messages):
 ``no_shape_derived_reshape``  no Reshape whose shape input depends (transitively) on a ``Shape`` node.  Such a
                         shape is also non-constant, so rule ``constant_axes_and_shapes`` fires as well; this
                         rule names the ``Shape`` node at the root of the chain, which is the thing to fix.
+
+INT8 (QDQ) graphs, with ``quantized="onnxruntime"`` or ``"tensorrt"`` (``QuantizeLinear`` and
+``DequantizeLinear`` then join the allowed ops). These are TensorRT's explicit-quantization rules; the
+onnxruntime graph (uint8 activations with zero points) must pass all but the last:
+
+``qdq_no_integer_ops``  no ``QLinear*``, ``ConvInteger``, ``MatMulInteger`` or dynamic-quantization op (the
+                        QOperator form): TensorRT parses quantization only as Q/DQ pairs around float ops.
+``qdq_constant_scales`` every Q/DQ scale and zero point is an initializer; scales are finite and > 0.
+                        TensorRT reads them at build time and refuses computed ones.
+``qdq_around_compute``  each input of every Conv, Gemm and MatMul that TensorRT fuses into an int8 kernel
+                        (data and weights; not the bias) comes from a ``DequantizeLinear``: an activation
+                        through a ``QuantizeLinear`` -> ``DequantizeLinear`` pair, a weight from a constant.
+                        Without them TensorRT runs that layer in float.
+``qdq_int8_zero_points`` (``"tensorrt"`` only) every Q/DQ has an int8 zero point and all of them are 0: TensorRT
+                        supports symmetric int8 only (a missing zero point means uint8).
 """
 
 from __future__ import annotations
@@ -29,16 +44,21 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 
 __all__ = [
     "GraphCheckError",
     "MAX_IR_VERSION",
+    "QDQ_OPS",
+    "QDQ_RULES",
     "RULES",
     "TENSORRT_OPS",
     "TRT10_MAX_OPSET",
     "TRT8_MAX_OPSET",
     "check_graph",
+    "qdq_violations",
 ]
 
 
@@ -83,6 +103,17 @@ RULES = (
     "onnx_checker", "single_file", "input_signature", "output_signature", "batchnorm_folded",
     "opset_ir_version", "allowed_ops", "constant_axes_and_shapes", "no_shape_derived_reshape",
 )
+#: Rules of an INT8 graph for each runtime (``check_graph(quantized=...)``), after :data:`RULES`.
+QDQ_RULES: dict[str, tuple[str, ...]] = {
+    "onnxruntime": ("qdq_no_integer_ops", "qdq_constant_scales", "qdq_around_compute"),
+    "tensorrt": ("qdq_no_integer_ops", "qdq_constant_scales", "qdq_around_compute", "qdq_int8_zero_points"),
+}
+QDQ_OPS: frozenset[str] = frozenset({"QuantizeLinear", "DequantizeLinear"})
+#: QOperator-form ops (``quantize_static(quant_format=QOperator)``, dynamic quantization): not TensorRT's.
+_INTEGER_OPS = frozenset({"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "MatMulIntegerToFloat",
+                          "DynamicQuantizeMatMul"})
+#: The compute ops TensorRT runs in int8 when Q/DQ feed them, and which of their inputs must be quantized.
+_QUANTIZED_INPUTS: dict[str, tuple[int, ...]] = {"Conv": (0, 1), "Gemm": (0, 1), "MatMul": (0, 1)}
 
 # (op_type -> input positions that must be constant). Axes are inputs from opset 13 (ReduceSum, Squeeze,
 # Unsqueeze) or 18 (the other Reduce* ops); at older opsets they are attributes and there is no input.
@@ -157,12 +188,19 @@ def check_graph(
     allowed_ops: frozenset[str] | set[str] = TENSORRT_OPS,
     max_ir_version: int = MAX_IR_VERSION,
     max_opset: int = TRT10_MAX_OPSET,
+    quantized: str | None = None,
 ) -> dict[str, Any]:
     """Run every graph rule on ``model`` (a ModelProto or a path to a ``.onnx`` file).
 
     Raises :class:`GraphCheckError` listing every violation; otherwise returns the report dict.
     ``input_shape`` is ``(batch, 3, T, H, W)``; its first entry is ignored (the batch axis must be dynamic).
+    ``quantized``: ``"onnxruntime"`` or ``"tensorrt"`` for an INT8 QDQ graph (the rules of
+    :data:`QDQ_RULES` for that runtime run too, and Q/DQ ops are allowed).
     """
+    if quantized is not None and quantized not in QDQ_RULES:
+        raise ValueError(f"quantized must be None or one of {', '.join(QDQ_RULES)}, got {quantized!r}")
+    if quantized is not None:
+        allowed_ops = frozenset(allowed_ops) | QDQ_OPS
     path: Path | None = None
     if isinstance(model, (str, Path)):
         path = Path(model)
@@ -310,6 +348,10 @@ def check_graph(
                 fail("no_shape_derived_reshape", f"{_node_label(n)}: shape input {n.input[1]!r} derives from "
                                                  f"{_node_label(root)} (dynamic Shape->...->Reshape chain)")
 
+    if quantized is not None:
+        for rule, msg in qdq_violations(graph, tensorrt=quantized == "tensorrt"):
+            fail(rule, msg)
+
     if violations:
         raise GraphCheckError(violations)
 
@@ -323,9 +365,11 @@ def check_graph(
         "num_initializers": len(graph.initializer),
         "inputs": [_describe(i) for i in real_inputs],
         "outputs": [_describe(o) for o in graph.output],
-        "checks_passed": [r for r in RULES if r not in failed],
+        "checks_passed": [r for r in RULES + QDQ_RULES.get(quantized or "", ()) if r not in failed],
         "limits": {"max_opset": max_opset, "max_ir_version": max_ir_version},
     }
+    if quantized is not None:
+        report["quantized"] = {"runtime": quantized, **_qdq_summary(graph)}
     if path is not None:
         digest = hashlib.sha256()
         with path.open("rb") as fh:
@@ -333,3 +377,92 @@ def check_graph(
                 digest.update(chunk)
         report.update(path=str(path), file_size_bytes=path.stat().st_size, sha256=digest.hexdigest())
     return report
+
+
+# ---- INT8 (QDQ) rules ------------------------------------------------------------------------
+
+
+def qdq_violations(graph: onnx.GraphProto, *, tensorrt: bool) -> list[tuple[str, str]]:
+    """``(rule, message)`` for every break of the QDQ rules (module docstring) in ``graph``;
+    ``tensorrt`` adds rule ``qdq_int8_zero_points``."""
+    initializers = {t.name: t for t in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output if out}
+    found: list[tuple[str, str]] = []
+    for n in graph.node:
+        if n.op_type.startswith("QLinear") or n.op_type in _INTEGER_OPS:
+            found.append(("qdq_no_integer_ops", f"{_node_label(n)} is a QOperator-form integer op; quantize "
+                                                "with quant_format=QDQ (TensorRT parses Q/DQ pairs only)"))
+        if n.op_type in QDQ_OPS:
+            found += _scale_violations(n, initializers)
+            if tensorrt:
+                found += _zero_point_violations(n, initializers)
+        if n.domain in ("", "ai.onnx") and n.op_type in _QUANTIZED_INPUTS:
+            found += _compute_input_violations(n, producer, initializers)
+    return found
+
+
+def _scale_violations(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> list[tuple[str, str]]:
+    found = []
+    for pos, what in ((1, "scale"), (2, "zero point")):
+        if len(node.input) <= pos or not node.input[pos]:
+            continue
+        name = node.input[pos]
+        if name not in initializers:
+            found.append(("qdq_constant_scales", f"{_node_label(node)}: {what} {name!r} is not an initializer "
+                                                 "(TensorRT needs constant Q/DQ parameters)"))
+        elif pos == 1:
+            scale = onnx.numpy_helper.to_array(initializers[name])
+            if not (scale.size and (scale > 0).all() and np.isfinite(scale).all()):
+                found.append(("qdq_constant_scales", f"{_node_label(node)}: scale {name!r} has values that are "
+                                                     "not finite and > 0"))
+    return found
+
+
+def _zero_point_violations(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> list[tuple[str, str]]:
+    if len(node.input) < 3 or not node.input[2]:
+        return [("qdq_int8_zero_points", f"{_node_label(node)} has no zero point, which means uint8; TensorRT "
+                                         "needs an int8 zero point of 0")]
+    tensor = initializers.get(node.input[2])
+    if tensor is None:
+        return []  # rule qdq_constant_scales names it
+    if tensor.data_type != onnx.TensorProto.INT8:
+        bias = " (a quantized bias: keep biases float)" if tensor.data_type == onnx.TensorProto.INT32 else ""
+        return [("qdq_int8_zero_points", f"{_node_label(node)}: zero point {node.input[2]!r} is "
+                                         f"{_dtype_name(tensor.data_type)}{bias}, TensorRT needs int8 (symmetric)")]
+    values = onnx.numpy_helper.to_array(tensor)
+    if values.any():
+        return [("qdq_int8_zero_points", f"{_node_label(node)}: zero point {node.input[2]!r} is "
+                                         f"{values.ravel()[:4].tolist()}, TensorRT needs 0 (symmetric)")]
+    return []
+
+
+def _compute_input_violations(node: onnx.NodeProto, producer: dict[str, onnx.NodeProto],
+                              initializers: dict[str, onnx.TensorProto]) -> list[tuple[str, str]]:
+    found = []
+    for pos in _QUANTIZED_INPUTS[node.op_type]:
+        if len(node.input) <= pos or not node.input[pos]:
+            continue
+        name = node.input[pos]
+        dq = producer.get(name)
+        if dq is None or dq.op_type != "DequantizeLinear":
+            found.append(("qdq_around_compute", f"{_node_label(node)}: input {pos} {name!r} does not come from a "
+                                                "DequantizeLinear, so TensorRT runs this layer in float"))
+            continue
+        source = dq.input[0]
+        quantize = producer.get(source)
+        if source not in initializers and (quantize is None or quantize.op_type != "QuantizeLinear"):
+            found.append(("qdq_around_compute", f"{_node_label(node)}: input {pos} comes from {_node_label(dq)}, "
+                                                "which is fed neither by a QuantizeLinear nor by a constant"))
+    return found
+
+
+def _qdq_summary(graph: onnx.GraphProto) -> dict[str, Any]:
+    """What was quantized: Q/DQ counts and the compute ops fed by DequantizeLinear on every input rule
+    ``qdq_around_compute`` covers."""
+    producer = {out: n for n in graph.node for out in n.output if out}
+    compute = [n for n in graph.node if n.domain in ("", "ai.onnx") and n.op_type in _QUANTIZED_INPUTS]
+    fed = [n for n in compute if all(getattr(producer.get(n.input[p]), "op_type", None) == "DequantizeLinear"
+                                     for p in _QUANTIZED_INPUTS[n.op_type] if p < len(n.input) and n.input[p])]
+    kinds = Counter(n.op_type for n in graph.node)
+    return {"quantize_nodes": kinds["QuantizeLinear"], "dequantize_nodes": kinds["DequantizeLinear"],
+            "compute_ops": len(compute), "quantized_compute_ops": len(fed)}

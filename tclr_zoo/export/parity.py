@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["FP16_MIN_COSINE", "FP32_MAX_ABS_REL", "FP32_MIN_COSINE", "ParityError", "check_parity"]
+__all__ = ["FP16_MIN_COSINE", "FP32_MAX_ABS_REL", "FP32_MIN_COSINE", "ParityError", "check_parity", "row_cosines"]
 
 FP32_MAX_ABS_REL = 1e-4
 FP32_MIN_COSINE = 0.99999
@@ -36,7 +36,8 @@ class ParityError(ValueError):
         self.report = report
 
 
-def _row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of ``a`` with the same row of ``b`` (two zero rows agree: 1)."""
     a = a.reshape(a.shape[0], -1)
     b = b.reshape(b.shape[0], -1)
     na = np.linalg.norm(a, axis=1)
@@ -120,7 +121,7 @@ def check_parity(
         max_abs = float(np.max(np.abs(o - r))) if r.size else 0.0
         if not np.all(np.isfinite(o)):
             max_abs = float("nan")
-        cos = _row_cosines(o, r)
+        cos = row_cosines(o, r)
         min_cos = float(np.min(cos)) if cos.size else 1.0
         if np.isnan(cos).any():
             min_cos = float("nan")

@@ -4,7 +4,7 @@ Used by ``tclr-zoo export --triton`` and by the stand-alone ``export/triton_repo
 Result::
 
     REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching
-    REPO/NAME/1/model.onnx       (onnxruntime) the export's graph, copied byte for byte
+    REPO/NAME/1/model.onnx       (onnxruntime) the export's fp32, fp16 or int8 graph, copied byte for byte
     REPO/NAME/1/model.plan       (tensorrt) an engine from export/build_trt_engine.py
     REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (from config.json "preprocessing")
 """
@@ -44,13 +44,17 @@ def load_export(export_dir: Path) -> dict:
     return config
 
 
-def onnx_graph(export_dir: Path, config: dict, fp16: bool) -> Path:
+#: The graphs an onnxruntime repository can serve: config.json "export.onnx" key -> the flags that export it.
+GRAPHS = {"fp32": "--onnx", "fp16": "--onnx --fp16", "int8": "--int8 --calibrate SOURCE"}
+
+
+def onnx_graph(export_dir: Path, config: dict, precision: str = "fp32") -> Path:
+    """The export's graph of ``precision`` (a key of :data:`GRAPHS`); ``TritonError`` if it has none."""
     files = config["export"].get("onnx") or {}
-    key = "fp16" if fp16 else "fp32"
-    rel = files.get(key)
+    rel = files.get(precision)
     if not rel or not (export_dir / rel).is_file():
-        raise TritonError(f"{export_dir}: no {key} ONNX graph in this export (re-export with "
-                         f"`tclr-zoo export ... --onnx{' --fp16' if fp16 else ''}`)")
+        raise TritonError(f"{export_dir}: no {precision} ONNX graph in this export (re-export with "
+                         f"`tclr-zoo export ... {GRAPHS[precision]}`)")
     return export_dir / rel
 
 
@@ -132,20 +136,24 @@ Full "preprocessing" section:
 
 def write_model_repository(export_dir: str | Path, out: str | Path, *, name: str | None = None,
                            platform: str = "onnxruntime", plan: str | Path | None = None, fp16: bool = False,
-                           max_batch: int | None = None, preferred_batch: list[int] | None = None,
+                           int8: bool = False, max_batch: int | None = None, preferred_batch: list[int] | None = None,
                            queue_delay_us: int = 100, instances: int = 1, kind: str | None = None,
                            overwrite: bool = False, generator: str = "export/triton_repository.py") -> Path:
     """Write ``out/NAME/{config.pbtxt, 1/model.onnx|model.plan, PREPROCESSING.md}``; returns ``out/NAME``.
 
     ``kind``: where Triton runs the instances; default ``KIND_AUTO`` for onnxruntime (a GPU when the
-    server has one, else the CPU) and ``KIND_GPU`` for TensorRT plans, which need one. ``fp16``:
-    serve the float16 graph instead of the float32 one (onnxruntime). ``generator`` names the tool
-    in ``config.pbtxt``'s header comment.
+    server has one, else the CPU) and ``KIND_GPU`` for TensorRT plans, which need one. ``fp16`` /
+    ``int8``: serve the float16 graph or the onnxruntime INT8 graph instead of the float32 one
+    (onnxruntime; a TensorRT INT8 engine is a ``plan`` built by ``build_trt_engine.py --int8``). The
+    input and output stay float32 either way. ``generator`` names the tool in ``config.pbtxt``'s
+    header comment.
     """
     export_dir = Path(export_dir)
     config = load_export(export_dir)
     if platform not in PLATFORMS:
         raise TritonError(f"platform must be one of {', '.join(sorted(PLATFORMS))}, got {platform!r}")
+    if fp16 and int8:
+        raise TritonError("serve one graph: --fp16 or --int8, not both")
     kind = kind or ("KIND_GPU" if platform == "tensorrt" else "KIND_AUTO")
     if kind not in KINDS:
         raise TritonError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -162,7 +170,8 @@ def write_model_repository(export_dir: str | Path, out: str | Path, *, name: str
         raise TritonError(f"--preferred-batch values must be in 1..{max_batch}, got {bad}")
     if instances < 1 or queue_delay_us < 0:
         raise TritonError("--instances must be >= 1 and --queue-delay-us >= 0")
-    source = _model_file(export_dir, config, platform, plan, fp16, kind)
+    precision = "fp16" if fp16 else "int8" if int8 else "fp32"
+    source = _model_file(export_dir, config, platform, plan, precision, kind)
 
     name = name or export_dir.resolve().name
     model_dir = Path(out) / name
@@ -178,11 +187,14 @@ def write_model_repository(export_dir: str | Path, out: str | Path, *, name: str
     return model_dir
 
 
-def _model_file(export_dir: Path, config: dict, platform: str, plan, fp16: bool, kind: str) -> Path:
+def _model_file(export_dir: Path, config: dict, platform: str, plan, precision: str, kind: str) -> Path:
     """The file Triton serves: the export's ONNX graph, or a TensorRT engine built from it."""
     if platform == "onnxruntime":
-        return onnx_graph(export_dir, config, fp16)
-    onnx_graph(export_dir, config, False)  # still an ONNX export: the engine was built from it
+        return onnx_graph(export_dir, config, precision)
+    if precision != "fp32":
+        raise TritonError(f"--{precision} picks an onnxruntime graph; a TensorRT plan carries its precision "
+                          f"(build it with export/build_trt_engine.py --{precision})")
+    onnx_graph(export_dir, config)  # still an ONNX export: the engine was built from it
     if not plan:
         raise TritonError("--platform tensorrt needs --plan PATH (build it with export/build_trt_engine.py)")
     if not Path(plan).is_file():

@@ -302,7 +302,25 @@ def export_section(config: dict[str, Any], report: dict[str, Any] | None = None)
     lines.append(f"- ONNX opset {export.get('opset')} ({export.get('exporter')} exporter); files: "
                  + ", ".join(f"`{path}` ({kind})" for kind, path in onnx.items()))
     lines += _parity_lines(report, onnx.get("report"))
+    lines += _int8_lines(report)
     return "\n".join(lines)
+
+
+def _int8_lines(report: dict[str, Any] | None) -> list[str]:
+    """The int8 graphs' calibration and accuracy gate, as measured at export time (held-out clips)."""
+    int8 = (report or {}).get("int8")
+    if not int8:
+        return []
+    gate, calibration = int8.get("gate") or {}, int8.get("calibration") or {}
+    held, bounds = gate.get("held_out") or {}, gate.get("bounds") or {}
+    lines = [f"- int8 (static QDQ, {int8.get('method')} calibration on {calibration.get('clips')} clips of "
+             f"{calibration.get('videos')} videos): against the fp32 graph on {held.get('clips')} held-out clips of "
+             f"{held.get('videos')} videos (gate: cosine mean >= {bounds.get('cosine_mean')}, agreement >= "
+             f"{bounds.get('agreement')}):"]
+    for name, figures in (gate.get("graphs") or {}).items():
+        lines.append(f"  - `{name}`: cosine mean {figures['cosine_mean']:.5f} (min {figures['cosine_min']:.5f}), "
+                     f"{figures['agreement_kind']} agreement {figures['agreement']:.4f}")
+    return lines
 
 
 def _parity_lines(report: dict[str, Any] | None, report_path: str | None) -> list[str]:

@@ -33,6 +33,11 @@ CPU = "CPUExecutionProvider"
 #: ``precision`` of the torch backend: float32, or bfloat16 autocast (weights stay float32; convolutions
 #: and matrix products run in bfloat16; outputs are float32). See the README for its measured cosine.
 TORCH_PRECISIONS = ("fp32", "bf16")
+#: ``precision`` of the onnx backend: which exported graph runs (``tclr-zoo export --onnx``, ``--fp16``,
+#: ``--int8 --calibrate ...``: the onnxruntime int8 graph, checked against fp32 when it was exported).
+ONNX_PRECISIONS = ("fp32", "fp16", "int8")
+#: The export flags that write each graph (for the error that says how to get a missing one).
+_EXPORT_FLAGS = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calibrate VIDEOS"}
 
 
 class BackendError(ValueError):
@@ -74,7 +79,7 @@ class TorchBackend:
                  precision: str = "fp32") -> None:
         if precision not in TORCH_PRECISIONS:
             raise BackendError(f"precision must be {' or '.join(TORCH_PRECISIONS)} for the torch backend, got "
-                               f"{precision!r} (fp16 is the onnx backend's float16 graph)")
+                               f"{precision!r} (fp16 and int8 are graphs of the onnx backend: backend='onnx')")
         self.precision = precision
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.eval().to(self.device)
@@ -138,13 +143,13 @@ class OnnxBackend:
                  providers: Sequence[str] | None = None, precision: str = "fp32") -> None:
         import onnxruntime as ort
 
-        self.graph_path = _graph_path(directory, config, precision)
+        requested = list(providers) if providers else choose_providers(
+            ort.get_available_providers(), device=device, gpu=gpu_present())
+        self.graph_path = _graph_path(directory, config, graph_key(precision, requested[0]))
         export = config["export"]
         self.head = export["head"]
         self.input_name = export["input"]["name"]
         self.max_batch = int(export.get("max_batch") or 1)
-        requested = list(providers) if providers else choose_providers(
-            ort.get_available_providers(), device=device, gpu=gpu_present())
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors of a provider that fails to start are reported below
         self.session = ort.InferenceSession(str(self.graph_path), sess_options=options, providers=requested)
@@ -169,14 +174,22 @@ class OnnxBackend:
         return torch.from_numpy(np.concatenate(outs).astype(np.float32, copy=False))
 
 
-def _graph_path(directory: Path, config: dict[str, Any], precision: str) -> Path:
+def graph_key(precision: str, provider: str) -> str:
+    """Which graph of ``config["export"]["onnx"]`` runs ``precision`` on ``provider``: int8 has two,
+    the onnxruntime graph (uint8 activations) and TensorRT's (int8, zero points 0), because TensorRT's
+    explicit quantization cannot take the first."""
+    if precision not in ONNX_PRECISIONS:
+        raise BackendError(f"precision must be {', '.join(ONNX_PRECISIONS)} for the onnx backend, got {precision!r}")
+    return "int8_trt" if precision == "int8" and provider == TENSORRT else precision
+
+
+def _graph_path(directory: Path, config: dict[str, Any], key: str) -> Path:
     export = config.get("export") or {}
     files = export.get("onnx") or {}
-    if precision not in ("fp32", "fp16"):
-        raise BackendError(f"precision must be fp32 or fp16, got {precision!r}")
-    rel = files.get(precision)
+    rel = files.get(key)
     if not rel:
-        flag = " --fp16" if precision == "fp16" else ""
+        precision = "int8" if key == "int8_trt" else key
+        flag = _EXPORT_FLAGS[precision]
         target = f"{str(directory).rstrip(os.sep)}-onnx"
         raise BackendError(f"{directory}: no {precision} ONNX graph; export one into a new folder with "
                            f"`tclr-zoo export {directory} --out {target} --onnx{flag}` and load {target}")

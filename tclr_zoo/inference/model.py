@@ -61,7 +61,7 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
     ``name_or_uri``: a registry name (``r3d_18.tclr_ucf101``, or ``r3d_18`` with ``pretrained=False``
     for random weights), ``hf-hub:ORG/REPO[@REVISION]``, ``local-dir:PATH`` or a folder written by
     ``save_pretrained`` / ``tclr-zoo export``. ``backend="onnx"`` runs the folder's exported graph
-    (``precision="fp16"`` its float16 one) in onnxruntime, on TensorRT, CUDA or CPU in that order
+    (``precision="fp16"`` its float16 one, ``precision="int8"`` its calibrated int8 one) in onnxruntime, on TensorRT, CUDA or CPU in that order
     (``device="cpu"`` forces the CPU; ``providers`` overrides the choice); ``model.providers`` says
     which execution provider actually runs. With the torch backend, ``precision="bf16"`` runs the
     model in bfloat16 autocast (on a GPU with bf16 units: faster; cosine to fp32 in the README).
@@ -70,7 +70,7 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if backend == "torch" and precision not in TORCH_PRECISIONS:  # before any download
         raise BackendError(f"precision must be {' or '.join(TORCH_PRECISIONS)} for the torch backend, got "
-                           f"{precision!r} (fp16 is the onnx backend's float16 graph)")
+                           f"{precision!r} (fp16 and int8 are graphs of the onnx backend: backend='onnx')")
     source = resolve(os.fspath(name_or_uri), pretrained=pretrained, with_onnx=backend == "onnx")
     if source.directory is None:
         if backend == "onnx":
