@@ -78,8 +78,9 @@ def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_
     _announce(service, host, sock.getsockname()[1], index_dir)
     try:
         uvicorn_server(app).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn shuts down cleanly, then re-raises Ctrl+C: a normal way to stop
-        click.echo("tclr-zoo app: stopped")
+    except KeyboardInterrupt:  # uvicorn shuts down cleanly and may then re-raise Ctrl+C: a normal way to stop
+        pass
+    click.echo("tclr-zoo app: stopped")  # also when uvicorn handled the signal itself and returned
 
 
 def _announce(service, host: str, port: int, index_dir: str) -> None:
