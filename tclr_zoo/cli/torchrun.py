@@ -28,8 +28,10 @@ Finish = Callable[[Any, list, list], Any]
 
 
 def under_torchrun() -> bool:
-    """Whether torchrun started this process (it sets these variables; a plain command has none)."""
-    return all(name in os.environ for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK"))
+    """Whether torchrun started this process: the variables pretraining reads (``train.distributed``)."""
+    from ..train.distributed import torchrun_env
+
+    return torchrun_env() is not None
 
 
 def shard_folder(out: str | os.PathLike) -> Path:
