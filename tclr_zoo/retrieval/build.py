@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from ..inference.model import VideoModel, load_model
@@ -76,9 +75,7 @@ def index_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]]
                        approximate=approximate)
     filled = [unit for unit in units if unit["ids"]]
     if filled:
-        columns = {key: [v for unit in filled for v in unit[key]] for key in ("ids", "paths", "starts", "ends")}
-        index.add(torch.cat([unit["embeddings"] for unit in filled]), columns.pop("ids"), **columns,
-                  model_id=model.model_id, revision=model.revision, head=head)
+        index.add_parts(filled, model, head)
     index.skipped = list(skipped)
     return index
 

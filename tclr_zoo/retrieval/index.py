@@ -328,10 +328,12 @@ class VideoIndex:
         if replaced:
             self.remove_videos(replaced - {path for path, _ in skipped})  # a video that failed keeps its old rows
         if parts:
-            self._add_parts(parts, model, head)
+            self.add_parts(parts, model, head)
         return skipped
 
-    def _add_parts(self, parts: list[dict[str, Any]], model: Any, head: str) -> None:
+    def add_parts(self, parts: list[dict[str, Any]], model: Any, head: str) -> None:
+        """Add the rows of ``parts`` (``video_part`` / ``windows_part`` dicts, or units of a sharded
+        build) in one call, stating ``model``'s provenance."""
         columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
         self.add(torch.cat([part["embeddings"] for part in parts]), columns.pop("ids"), **columns,
                  model_id=model.model_id, revision=model.revision, head=head)
