@@ -33,6 +33,7 @@ import torch
 
 from ..data.decode import decode_frames, probe
 from ..data.layouts import expand_video_folders, load_split
+from ..data.sampling import evenly_spaced_clips
 from ..data.windows import WindowPlan
 
 SHUFFLE_SEED = 0
@@ -148,11 +149,10 @@ def video_clips(model: Any, videos: Sequence[str], count: int, source: str) -> C
 
 def spread_windows(plan: WindowPlan, num_frames: int, k: int) -> np.ndarray:
     """``[k', frames]`` frame indices of up to ``k`` windows of ``plan`` with starts spread evenly over a
-    video of ``num_frames`` frames (one mirrored window for a video shorter than a window)."""
-    every_start = WindowPlan(plan.frames, plan.stride, hop=1).indices(num_frames)
-    if k >= len(every_start):
-        return every_start
-    return every_start[np.linspace(0, len(every_start) - 1, k).round().astype(int)]
+    video of ``num_frames`` frames: the kNN protocol's evenly spaced clips, never more than the video has
+    distinct starts (one mirrored window for a video shorter than a window)."""
+    distinct_starts = max(num_frames - plan.span, 0) + 1
+    return evenly_spaced_clips(num_frames, min(k, distinct_starts), plan.frames, plan.stride)
 
 
 __all__ = ["CalibrationSourceError", "ClipSet", "calibration_sets", "spread_windows", "video_clips"]
