@@ -24,6 +24,9 @@ FP16_NAME = "model.fp16.onnx"
 INT8_NAME = "model.int8.onnx"
 INT8_TRT_NAME = "model.int8.trt.onnx"
 REPORT_NAME = "export_report.json"
+#: The ``tclr-zoo export`` flags that write each graph (config.json "export.onnx" key -> flags), for the
+#: messages that say how to get a graph an export lacks.
+EXPORT_FLAGS: dict[str, str] = {"fp32": "--onnx", "fp16": "--onnx --fp16", "int8": "--int8 --calibrate SOURCE"}
 
 #: Videos per unit of an ``embed`` / ``index build`` run under torchrun (``inference.shards``): one
 #: file each, and what an interruption costs at most per process.
@@ -41,6 +44,6 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 #: Every ``--dataset`` layout: the official ones plus a plain class-per-folder tree and a CSV list.
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
-__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "FP16_NAME", "FP32_NAME",
+__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME", "FP32_NAME",
            "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR",
            "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS", "WEIGHTS_NAME"]

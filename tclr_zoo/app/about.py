@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 BGR_NOTE = ("BGR: the weights expect OpenCV's channel order (the reference trained on OpenCV frames); the app "
             "converts uploads for you, other clients must too")
-EXPORT_HINT = "tclr-zoo export MODEL --out DIR --onnx [--fp16] [--int8 --calibrate VIDEOS]"
+EXPORT_HINT = "tclr-zoo export MODEL --out DIR --onnx [--fp16] [--int8 --calibrate SOURCE]"
 
 
 def about_panel(model: VideoModel, index: VideoIndex, index_dir: str | os.PathLike | None, *, videos: int,

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from ..atomic import refuse_to_replace, staged_directory
+from ..constants import EXPORT_FLAGS
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
@@ -45,7 +46,7 @@ def load_export(export_dir: Path) -> dict:
 
 
 #: The graphs an onnxruntime repository can serve: config.json "export.onnx" key -> the flags that export it.
-GRAPHS = {"fp32": "--onnx", "fp16": "--onnx --fp16", "int8": "--int8 --calibrate SOURCE"}
+GRAPHS = EXPORT_FLAGS
 
 
 def onnx_graph(export_dir: Path, config: dict, precision: str = "fp32") -> Path:

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from ..constants import EMBED_HEADS, HEADS
+from ..constants import EMBED_HEADS, EXPORT_FLAGS, HEADS
 from ..models import TCLRModel
 from ..models.outputs import check_head, fold_batchnorm, head_forward
 
@@ -36,8 +36,6 @@ TORCH_PRECISIONS = ("fp32", "bf16")
 #: ``precision`` of the onnx backend: which exported graph runs (``tclr-zoo export --onnx``, ``--fp16``,
 #: ``--int8 --calibrate ...``: the onnxruntime int8 graph, checked against fp32 when it was exported).
 ONNX_PRECISIONS = ("fp32", "fp16", "int8")
-#: The export flags that write each graph (for the error that says how to get a missing one).
-_EXPORT_FLAGS = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calibrate VIDEOS"}
 
 
 class BackendError(ValueError):
@@ -189,10 +187,9 @@ def _graph_path(directory: Path, config: dict[str, Any], key: str) -> Path:
     rel = files.get(key)
     if not rel:
         precision = "int8" if key == "int8_trt" else key
-        flag = _EXPORT_FLAGS[precision]
         target = f"{str(directory).rstrip(os.sep)}-onnx"
         raise BackendError(f"{directory}: no {precision} ONNX graph; export one into a new folder with "
-                           f"`tclr-zoo export {directory} --out {target} --onnx{flag}` and load {target}")
+                           f"`tclr-zoo export {directory} --out {target} {EXPORT_FLAGS[precision]}` and load {target}")
     # Checked on the name, not the resolved path: Hub cache snapshots are symlinks into a blob store.
     normal = os.path.normpath(rel)
     if os.path.isabs(normal) or normal.split(os.sep)[0] == "..":
