@@ -8,6 +8,10 @@ the old version or the new one -- never half of the new one, and never no versio
   its files fsynced (:func:`fsync_tree`, the one place folder writers do it) and it replaces the
   target, and the old target is deleted only after the new one is in place.
 * :func:`refuse_to_replace` is the one "may I put this here?" check every writer makes first.
+* :func:`exclusive_output` is the one "am I the only writer?" check: an OS lock (``flock``) on a
+  hidden sibling of the output, held while a run, an export, an index build or an embedding job
+  writes it. The kernel drops the lock when its holder exits, however it exits (``SIGKILL``
+  included), so a lock is never stale; readers never take it and are never blocked.
 
 Leftovers of a process killed mid-write (``SIGKILL`` cannot be caught) are hidden siblings named
 after the target and the writer's process id; :func:`remove_stale_siblings` deletes those whose
@@ -18,11 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import secrets
 import shutil
 import stat
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -280,3 +288,124 @@ def publish_directory(staging: Path, target: Path) -> None:
         raise
     fsync_dir(target.parent)
     shutil.rmtree(backup, ignore_errors=True)
+
+
+class OutputInUseError(RuntimeError):
+    """Another process is writing this output (a second run into one folder, a second export...):
+    refused before any work, naming the holder's PID and command (the CLI exits 2)."""
+
+
+#: Locks this process holds: {lock file: [open descriptor, depth]} (one writer may nest its locks).
+_HELD: dict[Path, list[int]] = {}
+_HELD_GUARD = threading.Lock()
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of ``target``: a hidden sibling, so that it survives the target being replaced
+    (a staged folder published over it, ``--overwrite``) and is never inside a user's folder."""
+    target = Path(target).absolute()
+    return target.parent / f".{target.name}.lock"
+
+
+def _command_line() -> str:
+    """What this process is, for a refused second writer: ``tclr-zoo pretrain --out runs/a``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if name in ("__main__.py", "-m", "-c", ""):
+        name = "tclr-zoo" if any("tclr_zoo" in a for a in sys.orig_argv) else "python"
+    line = " ".join([name, *sys.argv[1:]])
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _holder(lock: Path) -> str:
+    """Who holds ``lock``, as its holder wrote it: ``PID 123 (tclr-zoo pretrain ...), since 10:42:07``."""
+    try:
+        info = json.loads(lock.read_text() or "{}")
+    except (OSError, ValueError):
+        info = {}
+    if not info.get("pid"):
+        return "another process (it has just started)"
+    since = time.strftime("%H:%M:%S", time.localtime(info["started"])) if info.get("started") else "?"
+    return f"PID {info['pid']} ({info.get('command', '?')}), since {since}"
+
+
+def _acquire(lock: Path, target: Path) -> int:
+    """Open ``lock`` and take its exclusive ``flock`` without waiting; the descriptor holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputInUseError(f"{target}: another tclr-zoo process is writing it: {_holder(lock)}; wait for "
+                                   "it to finish (or stop it), or choose another output") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        try:  # the holder before us may have removed the file between our open and our flock: retry
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def exclusive_output(target: str | os.PathLike, *, command: str | None = None) -> Iterator[Path]:
+    """Be the only writer of ``target`` (a run folder, an export folder, an index, an embeddings
+    file) for the block, or raise :class:`OutputInUseError` at once, naming the holder.
+
+    The lock is an OS file lock on :func:`lock_path` (``flock``): released by the kernel when this
+    process ends, even by ``SIGKILL``, so there is no stale lock to clean up by hand; the file itself
+    records the holder's PID and ``command`` for the refusal and is removed on release. Taken again
+    in the same process (the CLI takes it before loading a model, the library writer again) it
+    nests. Readers do not take it. Parent folders created for the lock are removed again when
+    nothing else was put in them, so a refused or failed start leaves nothing behind.
+    """
+    target = Path(target)
+    lock = lock_path(target)
+    with _HELD_GUARD:
+        if lock in _HELD:
+            _HELD[lock][1] += 1
+            nested = True
+        else:
+            nested = False
+    if nested:
+        try:
+            yield lock
+        finally:
+            with _HELD_GUARD:
+                _HELD[lock][1] -= 1
+        return
+    created = [p for p in (lock.parent, *lock.parent.parents) if not p.exists()]
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(lock, target)
+    except BaseException as err:
+        _remove_empty(created)
+        failure = _as_write_error(target, err)
+        if failure is err:
+            raise
+        raise failure from err
+    try:
+        record = {"pid": os.getpid(), "command": command or _command_line(), "started": time.time()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(record).encode(), 0)
+        with _HELD_GUARD:
+            _HELD[lock] = [fd, 1]
+        yield lock
+    finally:
+        with _HELD_GUARD:
+            _HELD.pop(lock, None)
+        with contextlib.suppress(OSError):
+            lock.unlink()  # while still locked: a waiting opener sees another inode and retries
+        os.close(fd)
+        _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders (innermost first) that are still empty."""
+    for path in folders:
+        with contextlib.suppress(OSError):
+            path.rmdir()

@@ -23,7 +23,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     Importing them up front would load torch and torchvision and make every `--help` take seconds.
     """
-    from ..atomic import WriteError
+    from ..atomic import OutputInUseError, WriteError
     from ..data.datasets import DatasetError
     from ..data.decode import VideoDecodeError
     from ..hub.client import HubError
@@ -38,7 +38,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
-            ConversionError, IndexFormatError, WriteError, ShardError)
+            ConversionError, IndexFormatError, WriteError, ShardError, OutputInUseError)
 
 
 SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in the output"

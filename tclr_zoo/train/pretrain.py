@@ -18,6 +18,7 @@ Under ``torchrun`` the same function runs once per process: see distributed.py f
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -48,7 +49,7 @@ from ..losses import LOSS_KEYS, LossWeights, tclr_losses
 from ..hub.card import protocol_text
 from ..models.registry import create_model, resolve_model_args
 from . import distributed
-from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings, staged_directory
+from ..atomic import atomic_write, exclusive_output, refuse_to_replace, remove_stale_siblings, staged_directory
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
 from .config import Recipe, RecipeError, preprocessing_config, recipe_from_dict, resume_changes
 from .evaluate import knn_retrieval
@@ -267,9 +268,12 @@ def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overw
     Started by ``torchrun`` it joins the process group (distributed.py); rank 0 logs, writes and
     returns the results, the other ranks stay silent and return ``{"rank", "world_size", "history"}``.
     """
-    with distributed.session(resolve_device(recipe.train.device)) as ctx:
+    with distributed.session(resolve_device(recipe.train.device)) as ctx, contextlib.ExitStack() as held:
         if not ctx.is_main:
             progress, log = False, _silent
+        # One writer per run folder: rank 0 holds its lock for the whole run; a second run is refused
+        # (on every rank) before anything is read or written.
+        distributed.on_main(lambda: held.enter_context(exclusive_output(out_dir)))
         return _pretrain(recipe, Path(out_dir), ctx, resume=resume, overwrite=overwrite, progress=progress, log=log)
 
 
