@@ -1,8 +1,9 @@
 """Inference backends behind ``VideoModel``: PyTorch, or an exported ONNX graph in onnxruntime.
 
-Both take preprocessed clips ``[B, 3, T, H, W]`` float32 and return one head's output ``[B, D]``
-as a CPU float32 tensor; everything before (decoding, windows, preprocessing) and after (pooling
-over windows, labels) is shared in ``model.py``, so switching backends changes nothing else.
+Both take preprocessed clips ``[B, 3, T, H, W]`` float32 (validated before either runs, in
+``inputs.py``) and return one head's output ``[B, D]`` as a CPU float32 tensor; everything before
+(decoding, windows, preprocessing) and after (pooling over windows, labels) is shared in
+``model.py``, so switching backends changes nothing else.
 
 onnxruntime silently falls back to the CPU when a requested execution provider cannot start
 (missing CUDA libraries, no GPU): :class:`OnnxBackend` asks for TensorRT, then CUDA, then CPU --
@@ -39,23 +40,8 @@ ONNX_PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class BackendError(ValueError):
-    """A backend that cannot run as asked (no ONNX graph, head not exported, device missing)."""
-
-
-def check_clips(clips: Any, expected: tuple[int, int, int]) -> torch.Tensor:
-    """Validate a preprocessed batch: float ``[B, 3, T, H, W]`` with the model's T, H, W and finite values."""
-    t, h, w = expected
-    want = f"[batch, 3, {t}, {h}, {w}]"
-    if not isinstance(clips, torch.Tensor):
-        raise ValueError(f"expected a float32 tensor {want}, got {type(clips).__name__}")
-    if not clips.is_floating_point():
-        raise ValueError(f"expected a float32 tensor {want}, got dtype {clips.dtype} (preprocess uint8 frames "
-                         "first, or pass them as [T, H, W, 3])")
-    if clips.ndim != 5 or tuple(clips.shape[1:]) != (3, t, h, w) or clips.shape[0] < 1:
-        raise ValueError(f"expected a tensor {want}, got shape {tuple(clips.shape)}")
-    if not torch.isfinite(clips).all():
-        raise ValueError(f"input {want} contains NaN or Inf")
-    return clips.float()
+    """A backend that cannot run as asked (no ONNX graph, head not exported, device missing); input it
+    cannot take is refused, for both backends, by its subclass ``inputs.VideoInputError``."""
 
 
 class TorchBackend:

@@ -6,7 +6,9 @@ order, crop, size, frames, stride) -- so users never re-implement it and never g
 (the published TCLR weights expect BGR frames, unlike most video models).
 
 Inputs: a video path, a list of paths, one video as uint8 RGB frames ``[T, H, W, 3]``, or an
-already preprocessed float batch ``[B, 3, T, H, W]``. Videos are cut into sliding windows
+already preprocessed float batch ``[B, 3, T, H, W]`` -- torch tensors or numpy arrays, checked
+for both backends in ``inputs.py`` (shapes, dtypes, and the value range the preprocessing gives,
+so that 0..255 float clips are refused rather than embedded). Videos are cut into sliding windows
 (``data/windows.py``) decoded in one streaming pass, so memory is bounded by the window and the
 batch, never by the video's length; windows of several videos share batches.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,7 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .backends import TORCH_PRECISIONS, BackendError, OnnxBackend, TorchBackend, check_clips
+from .backends import TORCH_PRECISIONS, BackendError, OnnxBackend, TorchBackend
+from .inputs import VideoInputError, check_clips, check_frames, clip_batch, video_list
 from ..data.transforms import eval_clip, normalize_clip
 from ..data.decode import VideoDecodeError
 from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
@@ -145,10 +148,11 @@ class VideoModel:
         return self.backend.model
 
     # ---- preprocessing --------------------------------------------------------------------
-    def preprocess(self, frames: torch.Tensor) -> torch.Tensor:
-        """uint8 frames ``[T, H, W, 3]`` in the model's channel order -> float clip ``[3, T, size, size]``."""
+    def preprocess(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """uint8 frames ``[T, H, W, 3]`` (tensor or numpy array; float in [0, 1] too) in the model's
+        channel order -> float clip ``[3, T, size, size]``; stack clips into the batch ``embed`` takes."""
         pre = self.config["preprocessing"]
-        clip = eval_clip(frames, size=self.size, crop_fraction=float(pre.get("crop_fraction", 1.0)))
+        clip = eval_clip(check_frames(frames), size=self.size, crop_fraction=float(pre.get("crop_fraction", 1.0)))
         return normalize_clip(clip, pre.get("mean"), pre.get("std"))
 
     # The windows of embed/classify take a faster road to the same numbers as ``preprocess``
@@ -202,7 +206,8 @@ class VideoModel:
     # ---- inference ------------------------------------------------------------------------
     def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
         """Preprocessed clips ``[B, 3, T, H, W]`` -> the head's output ``[B, D]`` (validated input)."""
-        return self.backend.run(check_clips(clips, (self.frames, self.size, self.size)), head)
+        checked = check_clips(clips, frames=self.frames, size=self.size, preprocessing=self.config["preprocessing"])
+        return self.backend.run(checked, head)
 
     def video_outputs(self, videos: list[Any], head: str, batch_size: int, hop: int | None, progress: bool,
                         workers: int | None = None, errors: dict[int, VideoDecodeError] | None = None,
@@ -320,11 +325,11 @@ class VideoModel:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        batch = _as_batch(videos)
+        batch = clip_batch(videos)
         if batch is not None:
             return self.run(batch, head)
         rows = [pool_windows(out, pooling, head) for _, _, out in
-                self.video_outputs(_as_videos(videos), head, batch_size, hop, progress, workers)]
+                self.video_outputs(video_list(videos), head, batch_size, hop, progress, workers)]
         return torch.stack(rows)
 
     def embed_windows(self, video: Any, *, head: str = "retrieval", batch_size: int = 8,
@@ -336,7 +341,10 @@ class VideoModel:
         """
         if head not in EMBED_HEADS:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
-        (video,) = _as_videos(video)
+        videos = video_list(video)
+        if len(videos) != 1:
+            raise VideoInputError(f"embed_windows takes one video, got {len(videos)} (use embed for several)")
+        (video,) = videos
         ((_, windows, out),) = list(self.video_outputs([video], head, batch_size, hop, False, workers))
         return WindowEmbeddings(out, [w.start for w in windows], [w.end for w in windows],
                                 source=video if isinstance(video, str) else "<frames>")
@@ -351,12 +359,12 @@ class VideoModel:
         if not labels:
             raise BackendError(f"{self.model_id} has no classifier; fine-tune or linear-probe it first "
                                "(tclr-zoo eval --protocol linear|finetune --save DIR)")
-        batch = _as_batch(videos)
+        batch = clip_batch(videos)
         if batch is not None:
             probs = self.run(batch, "logits").softmax(dim=1)
         else:
             probs = torch.stack([out.softmax(dim=1).mean(dim=0) for _, _, out in
-                                 self.video_outputs(_as_videos(videos), "logits", batch_size, hop, progress,
+                                 self.video_outputs(video_list(videos), "logits", batch_size, hop, progress,
                                                       workers)])
         values, indices = probs.topk(min(top_k, len(labels)), dim=1)
         return [[(labels[int(i)], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
@@ -401,30 +409,6 @@ class VideoModel:
         with tempfile.TemporaryDirectory(prefix="tclr-zoo-push-") as tmp:
             self.save_pretrained(tmp, model_id=f"{HF_PREFIX}{repo_id}")
             return push_folder(tmp, repo_id, revision=revision, commit_message=message, private=private, token=token)
-
-
-def _as_batch(videos: Any) -> torch.Tensor | None:
-    """A preprocessed float batch ``[B, 3, T, H, W]`` is passed through as is."""
-    if isinstance(videos, torch.Tensor) and videos.is_floating_point():
-        return videos
-    return None
-
-
-def _as_videos(videos: Any) -> list[Any]:
-    """Normalise the accepted video inputs to a list of paths (str) or uint8 frame tensors."""
-    if isinstance(videos, (str, os.PathLike)):
-        return [os.fspath(videos)]
-    if isinstance(videos, torch.Tensor):
-        if videos.dtype == torch.uint8 and videos.ndim == 4 and videos.shape[-1] == 3:
-            return [videos]
-        raise ValueError(f"a video tensor must be uint8 RGB frames [T, H, W, 3] or a float batch "
-                         f"[B, 3, T, H, W], got {videos.dtype} {tuple(videos.shape)}")
-    if isinstance(videos, Iterable) and not isinstance(videos, (bytes, dict)):
-        items = list(videos)
-        if not items:
-            raise ValueError("no videos given")
-        return [v for item in items for v in _as_videos(item)]
-    raise ValueError(f"expected a video path, a list of paths or a tensor, got {type(videos).__name__}")
 
 
 def _mean_std(pre: dict[str, Any]) -> tuple[Sequence[float], Sequence[float]] | None:

@@ -105,7 +105,7 @@ def test_preprocessed_batch_is_embedded_per_clip(model):
 
 @pytest.mark.parametrize("bad, message", [
     (torch.rand(3, 16, 112, 112), r"\[batch, 3, 16, 112, 112\]"),
-    (torch.rand(2, 4, 16, 112, 112), r"got shape \(2, 4, 16, 112, 112\)"),
+    (torch.rand(2, 4, 16, 112, 112), r"got float32 shape \(2, 4, 16, 112, 112\)"),
     (torch.rand(2, 3, 8, 112, 112), r"\[batch, 3, 16, 112, 112\]"),
     (torch.full((1, 3, 16, 112, 112), float("nan")), "NaN or Inf"),
     (torch.zeros(16, 112, 112, 3, dtype=torch.int32), r"\[T, H, W, 3\]"),
@@ -115,28 +115,47 @@ def test_bad_input_names_the_expected_shape(model, bad, message):
         model.embed(bad)
 
 
-BAD_BATCHES = {
-    "rank 4": torch.rand(3, 16, 112, 112),
-    "rank 6": torch.rand(1, 2, 3, 16, 112, 112),
-    "integer dtype": torch.zeros(1, 3, 16, 112, 112, dtype=torch.int64),
-    "4 channels": torch.rand(1, 4, 16, 112, 112),
-    "too few frames": torch.rand(1, 3, 8, 112, 112),
-    "wrong size": torch.rand(1, 3, 16, 64, 64),
-    "NaN": torch.full((1, 3, 16, 112, 112), float("nan")),
-    "Inf": torch.full((1, 3, 16, 112, 112), float("inf")),
-    "empty batch": torch.rand(0, 3, 16, 112, 112),
+SHAPE = r"\[batch, 3, 16, 112, 112\]|\[T, H, W, 3\]"
+BAD_BATCHES = {  # case: (input, what the refusal must say)
+    "rank 4": (torch.rand(3, 16, 112, 112), SHAPE),
+    "rank 6": (torch.rand(1, 2, 3, 16, 112, 112), SHAPE),
+    "integer dtype": (torch.zeros(1, 3, 16, 112, 112, dtype=torch.int64), SHAPE),
+    "4 channels": (torch.rand(1, 4, 16, 112, 112), SHAPE),
+    "too few frames": (torch.rand(1, 3, 8, 112, 112), SHAPE),
+    "wrong size": (torch.rand(1, 3, 16, 64, 64), SHAPE),
+    "NaN": (torch.full((1, 3, 16, 112, 112), float("nan")), "NaN or Inf"),
+    "Inf": (torch.full((1, 3, 16, 112, 112), float("inf")), "NaN or Inf"),
+    "empty batch": (torch.rand(0, 3, 16, 112, 112), SHAPE),
+    "0..255 floats": (torch.rand(1, 3, 16, 112, 112) * 255,
+                      r"float values in \[.*\]; this model expects values in \[0, 1\] .*divide by 255"),
+    "numpy 0..255 floats": (np.random.default_rng(0).random((1, 3, 16, 112, 112), np.float32) * 255,
+                            r"float values in \[.*\]; this model expects values in \[0, 1\] .*divide by 255"),
+    "numpy [-1, 1] floats": (np.random.default_rng(1).random((1, 3, 16, 112, 112)) * 2 - 1,
+                             r"float values in \[-1, 1\]; this model expects values in \[0, 1\]"),
+    "numpy rank 4": (np.zeros((3, 16, 112, 112), np.float32), r"got float32 shape \(3, 16, 112, 112\)"),
+    "numpy int32 frames": (np.zeros((16, 112, 112, 3), np.int32), r"got int32 shape \(16, 112, 112, 3\)"),
 }
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 @pytest.mark.parametrize("case", list(BAD_BATCHES))
 def test_both_backends_validate_before_running(saved, exported, backend, case):
-    """Each bad batch is a ValueError naming the expected [batch, 3, T, H, W] (or NaN/Inf) -- raised by
-    our check, not by onnxruntime (whose errors name neither)."""
+    """Each bad batch (tensor or numpy array) is refused with the SDK's input error naming the expected
+    [batch, 3, T, H, W], what was given, or the value range -- by our check, not by onnxruntime
+    (whose errors name neither)."""
     model = tclr_zoo.load_model(saved) if backend == "torch" else tclr_zoo.load_model(exported, backend="onnx")
-    expected = "NaN or Inf" if case in ("NaN", "Inf") else r"\[batch, 3, 16, 112, 112\]|\[T, H, W, 3\]"
-    with pytest.raises(ValueError, match=expected):
-        model.embed(BAD_BATCHES[case])
+    given, expected = BAD_BATCHES[case]
+    with pytest.raises(BackendError, match=expected):
+        model.embed(given)
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_numpy_clips_and_frames_give_what_tensors_give_on_both_backends(saved, exported, backend):
+    model = tclr_zoo.load_model(saved) if backend == "torch" else tclr_zoo.load_model(exported, backend="onnx")
+    clips = np.random.default_rng(2).random((2, 3, 16, 112, 112), np.float32)
+    torch.testing.assert_close(model.embed(clips), model.embed(torch.from_numpy(clips)), rtol=0, atol=0)
+    frames = np.random.default_rng(3).integers(0, 256, (20, 48, 64, 3), dtype=np.uint8)
+    torch.testing.assert_close(model.embed(frames), model.embed(torch.from_numpy(frames)), rtol=0, atol=0)
 
 
 def test_onnx_backend_matches_torch_on_a_real_video(saved, exported):
