@@ -25,7 +25,7 @@ args = parser.parse_args()
 paths = sorted(str(p) for p in args.folder.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
 model = load_model(args.model)
 index = VideoIndex.build(model, paths, skip_bad=True)  # unreadable files are listed in index.skipped
-index.save(args.index_dir)
+index.save(args.index_dir, overwrite=True)  # replaces an index saved there before, never other files
 print(f"{index!r} saved to {args.index_dir}; skipped: {index.skipped or 'none'}")
 
 index = VideoIndex.load(args.index_dir)  # checks the sha256 recorded in the manifest

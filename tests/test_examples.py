@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 import tclr_zoo
 from real_videos import real_video
+from tclr_zoo.retrieval.sheets import caption_height
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEOS = ("carphone_pristine.mp4", "bikes.mp4", "carphone_distorted.mp4")
@@ -55,7 +56,7 @@ def test_build_index_example_finds_every_video_itself(saved, folder, tmp_path):
     proc = run("examples/build_index.py", saved, folder, tmp_path / "index", "--sheet", tmp_path / "s.png", "-k", "3")
     assert proc.returncode == 0, proc.stderr
     assert "3/3 videos are their own nearest neighbour" in proc.stdout
-    assert Image.open(tmp_path / "s.png").size == (160 * 4, 160 + 32)
+    assert Image.open(tmp_path / "s.png").size == (160 * 4, 160 + caption_height(160))
 
 
 def test_classify_example(tmp_path, folder):

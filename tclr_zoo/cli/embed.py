@@ -8,8 +8,8 @@ from __future__ import annotations
 import click
 
 from ..constants import EMBED_HEADS
-from .options import (OVERWRITE_OUTPUTS, load_for_inference, model_options, output_file, refuse_existing,
-                      report_skipped, write_json)
+from .options import (OVERWRITE_OUTPUTS, counted, exclusive_outputs, load_for_inference, model_options, output_file,
+                      refuse_existing, report_skipped, write_json)
 from .torchrun import SHARD_VIDEOS_OPTION
 
 
@@ -44,29 +44,32 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
 
     from ..data.layouts import find_videos
     from .batch import embed_files, result_from_units
-    from .torchrun import ShardedRun, check_shard_folder, refuse_resume_without_torchrun, run_sharded, under_torchrun
+    from .torchrun import ShardedRun, refuse_resume_without_torchrun, run_sharded, under_torchrun
 
     refuse_resume_without_torchrun(resume)
-    sidecar = Path(out_file).with_suffix(".json") if out_file.lower().endswith(".npy") else None
-    refuse_existing(out_file, sidecar, overwrite=overwrite)
-    paths = find_videos(videos)
-    if under_torchrun():
-        check_shard_folder(out_file, resume=resume, overwrite=overwrite)
-        run = ShardedRun("embed", out_file, head, resume=resume, overwrite=overwrite, unit_videos=shard_videos)
+    sidecar = str(Path(out_file).with_suffix(".json")) if out_file.lower().endswith(".npy") else None
+    if under_torchrun():  # rank 0 takes the outputs' locks and makes the checks (torchrun.run_sharded)
+        paths = find_videos(videos)
+        run = ShardedRun("embed", out_file, head, resume=resume, overwrite=overwrite, unit_videos=shard_videos,
+                         sidecar=sidecar)
 
         def finish(loaded, units, skipped) -> str:
             return _write(loaded, result_from_units(units, skipped), head, out_file)
 
-        message, is_main = run_sharded(
-            model, paths, run, finish, backend=backend, device=device, precision=precision, batch_size=batch_size, workers=workers,
-            progress=not no_progress, skip_bad=skip_bad)
+        message, is_main = run_sharded(model, paths, run, finish,
+                                       check=lambda: refuse_existing(out_file, sidecar, overwrite=overwrite),
+                                       backend=backend, device=device, precision=precision, batch_size=batch_size,
+                                       workers=workers, progress=not no_progress, skip_bad=skip_bad)
         if is_main:
             click.echo(message)
         return
-    loaded = load_for_inference(model, backend, device, precision)
-    result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad, progress=not no_progress,
-                         workers=workers)
-    click.echo(_write(loaded, result, head, out_file))
+    with exclusive_outputs(out_file, sidecar):  # one writer per output, for the whole run
+        refuse_existing(out_file, sidecar, overwrite=overwrite)
+        paths = find_videos(videos)
+        loaded = load_for_inference(model, backend, device, precision)
+        result = embed_files(loaded, paths, head=head, batch_size=batch_size, skip_bad=skip_bad,
+                             progress=not no_progress, workers=workers)
+        click.echo(_write(loaded, result, head, out_file))
 
 
 def _write(loaded, result, head: str, out_file: str) -> str:
@@ -77,7 +80,7 @@ def _write(loaded, result, head: str, out_file: str) -> str:
     metadata["dim"] = loaded.config["embedding_dims"][head]
     written = save_embeddings(out_file, result, metadata)
     report_skipped(result.failed)
-    return (f"embedded {len(result.paths)} videos ({len(result.failed)} skipped) -> "
+    return (f"embedded {counted(len(result.paths), 'video')} ({len(result.failed)} skipped) -> "
             f"{', '.join(map(str, written))} [{metadata['dim']}-d, head {head}]")
 
 
@@ -99,16 +102,17 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_file: str | N
     from ..data.layouts import find_videos
     from .batch import classify_files
 
-    refuse_existing(json_file, overwrite=overwrite)
-    paths = find_videos(videos)
-    loaded = load_for_inference(model, backend, device, precision)
-    result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
-                            progress=not no_progress, workers=workers)
-    for path, top in zip(result.paths, result.rows):
-        click.echo(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
-    report_skipped(result.failed)
-    if json_file:
-        write_json(json_file, _classify_payload(loaded, result))
+    with exclusive_outputs(json_file):  # one writer per output, for the whole run
+        refuse_existing(json_file, overwrite=overwrite)
+        paths = find_videos(videos)
+        loaded = load_for_inference(model, backend, device, precision)
+        result = classify_files(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
+                                progress=not no_progress, workers=workers)
+        for path, top in zip(result.paths, result.rows):
+            click.echo(f"{path}: " + ", ".join(f"{label} {p:.3f}" for label, p in top))
+        report_skipped(result.failed)
+        if json_file:
+            write_json(json_file, _classify_payload(loaded, result))
 
 
 def _classify_payload(loaded, result) -> dict:

@@ -4,14 +4,17 @@ this output?" check made before any work, and the helpers of the inference comma
 * :func:`checked_device` / :func:`output_file`: click callbacks that reject a missing device or a
   wrongly named output file while the command line is parsed (exit 2).
 * :func:`refuse_existing` / :data:`OVERWRITE_OUTPUTS`: no output replaces a user's file unless
-  ``--overwrite``; :func:`write_json` writes a JSON output atomically.
+  ``--overwrite``; :func:`exclusive_outputs`: no two commands write one output at once;
+  :func:`write_json` writes a JSON output atomically.
 * :func:`model_options`, :func:`load_for_inference`, :func:`report_skipped`: the options of the
   commands that run a model over videos (embed, classify, index build), and what consumes them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import click
 
@@ -58,6 +61,20 @@ def refuse_existing(*paths, overwrite: bool, kind: str = "file") -> None:
     for path in paths:
         if path is not None:
             refuse_to_replace(path, overwrite=overwrite, kind=kind)
+
+
+@contextlib.contextmanager
+def exclusive_outputs(*paths: str | os.PathLike | None) -> Iterator[None]:
+    """Be the only writer of every output in ``paths`` (``None``: not asked for) for the block, taken
+    first thing: a second command writing one of them is refused at once, in one line naming the
+    running one (``atomic.exclusive_output``, exit 2), instead of both writing it."""
+    from ..atomic import exclusive_output
+
+    with contextlib.ExitStack() as held:
+        for path in paths:
+            if path is not None:
+                held.enter_context(exclusive_output(path))
+        yield
 
 
 def write_json(path: str | os.PathLike, payload: object) -> None:
@@ -118,11 +135,16 @@ def load_for_inference(model: str, backend: str, device: str | None, precision: 
     return load_model(model, backend=backend, device=device, precision=precision)
 
 
+def counted(count: int, noun: str) -> str:
+    """``count`` and ``noun`` in the closing lines of the commands: "1 video", "3 videos"."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def report_skipped(failed: list[dict]) -> None:
     """One stderr line per video that --skip-bad skipped: ``{"path", "reason"}`` items."""
     for item in failed:
         click.echo(f"tclr-zoo: skipped {item['path']}: {item['reason']}", err=True)
 
 
-__all__ = ["OVERWRITE_OUTPUTS", "checked_device", "load_for_inference", "model_options", "output_file",
-           "refuse_existing", "report_skipped", "with_options", "write_json"]
+__all__ = ["OVERWRITE_OUTPUTS", "checked_device", "counted", "exclusive_outputs", "load_for_inference", "model_options",
+           "output_file", "refuse_existing", "report_skipped", "with_options", "write_json"]

@@ -7,11 +7,14 @@ the model on its device and embeds the units ``inference.shards`` assigns it, in
 sibling of ``--out`` (``.OUT.shards``). When all are done, rank 0 reads the units in order, writes
 ``--out`` atomically and removes the shard folder. An interrupted run continues with ``--resume``,
 with any number of processes: finished units are kept. The shard folder must be on a file system
-that every process (every node) can reach, as ``--out`` must.
+that every process (every node) can reach, as ``--out`` must. Rank 0 holds ``--out``'s writer lock
+for the whole job, taken before any rank loads the model: a second run into the same output is
+refused at once, on every rank.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -21,7 +24,7 @@ from typing import Any, Callable
 import click
 
 from ..constants import SHARD_VIDEOS
-from .options import load_for_inference
+from .options import exclusive_outputs, load_for_inference
 
 #: ``finish(model, units, skipped)`` on rank 0: write the output and return what to report.
 Finish = Callable[[Any, list, list], Any]
@@ -41,11 +44,18 @@ def shard_folder(out: str | os.PathLike) -> Path:
 
 
 def check_shard_folder(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> None:
-    """Before any work: units an interrupted run left are neither lost nor silently reused."""
+    """Before any work: units an interrupted run left are neither lost nor silently reused, and
+    ``--resume`` with nothing to continue says so instead of silently starting afresh."""
+    from ..inference.shards import JOB_NAME
+
     folder = shard_folder(out)
     if folder.exists() and not (resume or overwrite):
         raise FileExistsError(f"{out}: an interrupted torchrun run left its finished units in {folder}; pass "
                               "--resume to continue it or --overwrite to start afresh")
+    if resume and not (folder / JOB_NAME).is_file():
+        fix = "pass --overwrite instead to start afresh" if folder.exists() else "drop --resume to start one"
+        raise FileNotFoundError(f"--resume: {out} has no interrupted torchrun run to continue (no {JOB_NAME} in "
+                                f"{folder}); {fix}")
 
 
 def refuse_resume_without_torchrun(resume: bool) -> None:
@@ -67,18 +77,23 @@ class ShardedRun:
     resume: bool = False
     overwrite: bool = False
     unit_videos: int = SHARD_VIDEOS
+    sidecar: str | None = None  # embed's FILE.json beside FILE.npy, written (and locked) with ``out``
 
 
-def run_sharded(model_name: str, paths: list[str], run: ShardedRun, finish: Finish, *, backend: str,
-                device: str | None, precision: str, batch_size: int, workers: int | None, progress: bool,
-                skip_bad: bool) -> tuple[Any, bool]:
+def run_sharded(model_name: str, paths: list[str], run: ShardedRun, finish: Finish, *, check: Callable[[], None],
+                backend: str, device: str | None, precision: str, batch_size: int, workers: int | None,
+                progress: bool, skip_bad: bool) -> tuple[Any, bool]:
     """Embed ``paths`` over torchrun's processes and merge on rank 0; returns ``(what finish returned,
-    whether this process is rank 0)``. Only rank 0 shows progress (of its own units)."""
+    whether this process is rank 0)``. Only rank 0 shows progress (of its own units).
+
+    Before any rank loads the model, rank 0 takes the outputs' writer locks (held to the end) and
+    runs ``check`` (may the outputs be written?); a refusal stops every rank with the same error."""
     from ..inference.shards import ShardPlan, UnitStore, embed_units
     from ..train import distributed
     from ..train.runtime import resolve_device
 
-    with distributed.session(resolve_device(device or "auto")) as ctx:
+    with distributed.session(resolve_device(device or "auto")) as ctx, contextlib.ExitStack() as held:
+        distributed.on_main(lambda: _claim(held, run, check))
         loaded = load_for_inference(model_name, backend, str(ctx.device), precision)
         plan = ShardPlan(len(paths), run.unit_videos)
         store = UnitStore(shard_folder(run.out), _job(run, loaded, paths, backend, precision))
@@ -88,6 +103,15 @@ def run_sharded(model_name: str, paths: list[str], run: ShardedRun, finish: Fini
                     workers=workers)
         distributed.barrier()
         return distributed.on_main(lambda: _merge(store, plan, loaded, finish)), ctx.is_main
+
+
+def _claim(held: contextlib.ExitStack, run: ShardedRun, check: Callable[[], None]) -> None:
+    """Rank 0, first thing: hold the outputs' writer locks for the whole job (``held``), then make,
+    under them, the command's ``check`` that its outputs may be written, and check that the units an
+    earlier run left are neither lost nor silently reused."""
+    held.enter_context(exclusive_outputs(run.out, run.sidecar))
+    check()
+    check_shard_folder(run.out, resume=run.resume, overwrite=run.overwrite)
 
 
 def _job(run: ShardedRun, model: Any, paths: list[str], backend: str, precision: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from torchvision.models import video
 from ..constants import CARD_NAME, REFERENCE_ARCHS
 from .card import render_model_card
 from .format import file_sha256, load_pretrained_dir, model_config, write_model_files
-from ..atomic import refuse_to_replace, staged_directory
+from ..atomic import exclusive_output, refuse_to_replace, staged_directory
 from ..models.pretrained import FAITHFUL_PREPROCESSING
 from ..models.registry import create_model, resolve_model_args
 
@@ -274,9 +274,16 @@ def convert_reference_checkpoint(src: str | os.PathLike, out_dir: str | os.PathL
     temporary directory and renamed at the end, so a failed conversion leaves nothing behind. With
     ``check`` the saved folder is reloaded and compared with the reference network rebuilt from the
     source weights; a max abs difference above ``CHECK_TOLERANCE`` is a :class:`ConversionError`.
+    Another process writing ``out_dir`` (its lock is held for the whole conversion) is an
+    ``atomic.OutputInUseError``, raised before the checkpoint is read.
     """
     _check_arch(arch)
-    out = Path(out_dir).absolute()
+    with exclusive_output(out_dir):
+        return _convert(src, Path(out_dir).absolute(), arch=arch, overwrite=overwrite, check=check)
+
+
+def _convert(src: str | os.PathLike, out: Path, *, arch: str, overwrite: bool, check: bool) -> dict[str, Any]:
+    """:func:`convert_reference_checkpoint`, its output's lock held."""
     refuse_to_replace(out, overwrite=overwrite, kind="folder")
     obj = _read_checkpoint(src)
     key, raw = _state_dict_of(obj, src)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from ..atomic import exclusive_output
 from ..inference.model import VideoModel, load_model
 from .index import VideoIndex
 from .storage import MANIFEST_NAME
@@ -38,16 +39,51 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
     them, skipping the videos they hold. Returns ``(index, videos_resumed)``; the caller saves the
     index to ``out_dir`` and then removes the partial folder. ``approximate``: the index saves an HNSW
     graph at the end (the partial saves leave it out: building it is the slow part).
+
+    ``resume`` with no saved rows raises ``FileNotFoundError`` (nothing to continue) rather than
+    silently starting afresh. The build holds ``out_dir``'s writer lock (``atomic.exclusive_output``;
+    the caller may hold it already, as ``index build`` does, to save under it): a second build into
+    the same index is refused with ``OutputInUseError`` before any video is read.
     """
+    with exclusive_output(out_dir):
+        index = _start_index(model, out_dir, resume=resume, head=head, dtype=dtype, approximate=approximate)
+        return _fill(index, model, paths, partial_index_dir(out_dir), save_every=save_every, head=head,
+                     batch_size=batch_size, progress=progress, skip_bad=skip_bad, windows=windows, workers=workers)
+
+
+def nothing_to_resume(out_dir: str | os.PathLike) -> str | None:
+    """Why ``index build --resume`` has nothing to continue at ``out_dir`` (one line naming the
+    folder and what to do), or None when an interrupted build left rows to resume from."""
     partial = partial_index_dir(out_dir)
-    if resume and (partial / MANIFEST_NAME).is_file():
-        index = VideoIndex.load(partial, approximate=approximate)
-        if index.head != head or index.model_id != model.model_id or index.revision != model.revision:
-            raise IndexFormatError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
-                             f"{index.revision!r}, head {index.head!r}); rebuild with --overwrite or use that model")
-    else:
-        index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
-                           approximate=approximate)
+    if (partial / MANIFEST_NAME).is_file():
+        return None
+    fix = "pass --overwrite instead to start afresh" if partial.exists() else "drop --resume to start one"
+    return f"--resume: {out_dir} has no interrupted build to continue (no saved rows in {partial}); {fix}"
+
+
+def _start_index(model: VideoModel, out_dir: str | os.PathLike, *, resume: bool, head: str, dtype: str,
+                 approximate: bool) -> VideoIndex:
+    """The rows an interrupted build of ``out_dir`` saved (``resume``), checked to be of this model
+    and head; else an empty index."""
+    if not resume:
+        return VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
+                          approximate=approximate)
+    missing = nothing_to_resume(out_dir)
+    if missing:
+        raise FileNotFoundError(missing)
+    partial = partial_index_dir(out_dir)
+    index = VideoIndex.load(partial, approximate=approximate)
+    if index.head != head or index.model_id != model.model_id or index.revision != model.revision:
+        raise IndexFormatError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
+                               f"{index.revision!r}, head {index.head!r}); rebuild with --overwrite or use that model")
+    return index
+
+
+def _fill(index: VideoIndex, model: VideoModel, paths: Sequence[str], partial: Path, *, save_every: float,
+          head: str, batch_size: int, progress: bool, skip_bad: bool, windows: bool,
+          workers: int | None) -> tuple[VideoIndex, int]:
+    """Embed the ``paths`` the index does not hold yet, saving the rows to ``partial`` every
+    ``save_every`` seconds; returns ``(index, videos_resumed)``."""
     done = set(index.paths)
     todo = [p for p in paths if p not in done]
     skipped: list[tuple[str, str]] = []
@@ -61,7 +97,7 @@ def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str 
                                         skip_bad=skip_bad, windows=windows, workers=workers)
             bar.update(len(chunk))
             if start + step < len(todo) and time.monotonic() - last_save >= save_every:
-                index.save(partial, graph=False)
+                index.save(partial, graph=False, overwrite=True)
                 last_save = time.monotonic()
     index.skipped = skipped
     return index, len(paths) - len(todo)
@@ -80,4 +116,4 @@ def index_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]]
     return index
 
 
-__all__ = ["build_index_resumable", "index_from_units", "index_model", "partial_index_dir"]
+__all__ = ["build_index_resumable", "index_from_units", "index_model", "nothing_to_resume", "partial_index_dir"]

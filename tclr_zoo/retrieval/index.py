@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import refuse_to_replace, staged_directory
+from ..atomic import exclusive_output, staged_directory
 from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_built_as, faiss_topk,
                      import_faiss, new_faiss_index)
-from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_sha256, is_saved_index,
+from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_index_target, check_sha256,
                       read_faiss, read_manifest, read_matrix, write_embeddings, write_faiss, write_manifest)
 from .types import DTYPES, SearchHit
 
@@ -323,7 +323,7 @@ class VideoIndex:
                          video_part(out, paths[i], ids[i], head))
         skipped = []
         for i, err in sorted((errors or {}).items()):
-            log.warning("skipping %s: %s", paths[i], err.reason)
+            log.info("skipping %s: %s", paths[i], err.reason)  # returned to the caller, who reports it (once)
             skipped.append((paths[i], err.reason))
         if replaced:
             self.remove_videos(replaced - {path for path, _ in skipped})  # a video that failed keeps its old rows
@@ -436,11 +436,18 @@ class VideoIndex:
             scores, rows = self._faiss_search(queries, min(k, self._count))
         else:
             scores, rows = exact_topk(self.embeddings, queries, k, chunk_rows=self.chunk_rows)
-        return [[self._hit(int(r), float(s)) for s, r in zip(srow.tolist(), rrow.tolist()) if r >= 0]
+        present: dict[str, bool] = {}  # one stat per file per search (windows of one video share it)
+        return [[self._hit(int(r), float(s), present) for s, r in zip(srow.tolist(), rrow.tolist()) if r >= 0]
                 for srow, rrow in zip(scores, rows)]
 
-    def _hit(self, row: int, score: float) -> SearchHit:
-        return SearchHit(self._ids[row], score, self._paths[row], self._starts[row], self._ends[row], row)
+    def _hit(self, row: int, score: float, present: dict[str, bool]) -> SearchHit:
+        """The hit of ``row``, marked ``missing`` when its file is no longer there (``present``:
+        what this search already found out about files)."""
+        path = self._paths[row]
+        if path is not None and path not in present:
+            present[path] = os.path.exists(path)
+        return SearchHit(self._ids[row], score, path, self._starts[row], self._ends[row], row,
+                         missing=path is not None and not present[path])
 
     # ---- FAISS ------------------------------------------------------------------------------
     def faiss_index(self):
@@ -469,24 +476,28 @@ class VideoIndex:
                 "sha256": sha256, "ids": self._ids, "paths": self._paths, "starts": self._starts,
                 "ends": self._ends}
 
-    def save(self, directory: str | os.PathLike, *, graph: bool | None = None) -> Path:
+    def save(self, directory: str | os.PathLike, *, graph: bool | None = None, overwrite: bool = False) -> Path:
         """Write ``directory/embeddings.safetensors`` and ``directory/manifest.json`` atomically.
 
         Both files are written to a temporary sibling folder that then replaces ``directory``,
-        so an interrupted save leaves the previous index intact. A non-empty ``directory`` that
-        is not a saved index is refused rather than replaced. An approximate index also writes its
-        HNSW graph (``faiss.index``, built now if it was not yet), which ``load`` then uses instead of
-        building it again; ``graph=False`` leaves it out (e.g. for intermediate saves of a long build).
+        so an interrupted save leaves the previous index intact. A ``directory`` that already holds
+        a saved index is replaced only with ``overwrite=True`` (as ``index build`` needs
+        ``--overwrite``); a non-empty one that is not a saved index is never replaced
+        (``OutputExistsError``, a ``ValueError``, naming the folder). While it writes, the save holds
+        the folder's writer lock: another process saving there at the same time gets
+        ``atomic.OutputInUseError``. An approximate index also writes its HNSW graph
+        (``faiss.index``, built now if it was not yet), which ``load`` then uses instead of building
+        it again; ``graph=False`` leaves it out (e.g. for intermediate saves of a long build).
         """
         directory = Path(directory)
-        refuse_to_replace(directory, overwrite=False, kind="folder", flag="", ours=is_saved_index,
-                          ours_name=MANIFEST_NAME)
-        with staged_directory(directory) as staging:
-            matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
-            sha256 = write_embeddings(staging, matrix)
-            graph = (write_faiss(staging, self.faiss_index(), faiss_built_as(self.dtype, True))
-                     if (self.approximate if graph is None else graph) and self._count else None)
-            write_manifest(staging, self._manifest(sha256, graph))
+        with exclusive_output(directory):
+            check_index_target(directory, overwrite=overwrite)
+            with staged_directory(directory) as staging:
+                matrix = self.embeddings if self.dim is not None else torch.empty(0, 0, dtype=DTYPES[self.dtype])
+                sha256 = write_embeddings(staging, matrix)
+                graph = (write_faiss(staging, self.faiss_index(), faiss_built_as(self.dtype, True))
+                         if (self.approximate if graph is None else graph) and self._count else None)
+                write_manifest(staging, self._manifest(sha256, graph))
         return directory
 
     @classmethod

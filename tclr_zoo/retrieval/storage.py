@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import save_safetensors
+from ..atomic import OutputExistsError, refuse_to_replace, save_safetensors
 from .search import import_faiss
 from .types import DTYPES, IndexFormatError
 
@@ -48,6 +48,22 @@ _MANIFEST_TYPES = {"format": str, "format_version": int, "count": int, "dtype": 
 def is_saved_index(directory: Path) -> bool:
     """Whether ``directory`` holds a saved index (its manifest): the one folder ``save`` may replace."""
     return (directory / MANIFEST_NAME).is_file()
+
+
+def check_index_target(directory: Path, *, overwrite: bool, flag: str = "overwrite=True") -> None:
+    """May an index be saved to ``directory``? An absent or empty folder, always; a saved index only
+    with ``overwrite`` (``flag`` names it in the refusal: ``--overwrite`` for the CLI). Anything
+    else -- a file, a folder of the user's own files -- is never replaced, not even with
+    ``overwrite``: an index is rebuilt in minutes, a user's folder is not."""
+    if is_saved_index(directory):
+        if not overwrite:
+            raise OutputExistsError(f"{directory}: holds a saved index; pass {flag} to replace it, or choose "
+                                    "another folder")
+        return
+    if directory.is_dir() and any(directory.iterdir()):
+        raise OutputExistsError(f"{directory}: folder is not empty and holds no {MANIFEST_NAME}; refusing to replace "
+                                f"it (choose another folder or empty it; {flag} replaces only a saved index)")
+    refuse_to_replace(directory, overwrite=False, kind="folder")  # a file where the folder goes
 
 
 def write_embeddings(folder: Path, matrix: torch.Tensor) -> str:
@@ -208,6 +224,6 @@ def read_faiss(directory: Path, manifest: dict[str, Any], built_as: dict[str, An
     return index
 
 
-__all__ = ["EMBEDDINGS_NAME", "FAISS_NAME", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "check_sha256",
-           "is_saved_index", "read_faiss", "read_manifest", "read_matrix", "write_embeddings", "write_faiss",
-           "write_manifest"]
+__all__ = ["EMBEDDINGS_NAME", "FAISS_NAME", "FORMAT_NAME", "FORMAT_VERSION", "MANIFEST_NAME", "check_index_target",
+           "check_sha256", "is_saved_index", "read_faiss", "read_manifest", "read_matrix", "write_embeddings",
+           "write_faiss", "write_manifest"]

@@ -22,7 +22,10 @@ class IndexFormatError(ValueError):
 
 @dataclass(frozen=True)
 class SearchHit:
-    """One neighbour: its id, cosine score, video path, window times (seconds) and row number."""
+    """One neighbour: its id, cosine score, video path, window times (seconds) and row number, and
+    ``missing``: its video file is no longer at ``path`` (moved or deleted since it was indexed; the
+    row still matches, but nothing can be played, decoded or re-embedded from there).
+    """
 
     id: str
     score: float
@@ -30,6 +33,7 @@ class SearchHit:
     start: float | None
     end: float | None
     row: int
+    missing: bool = False
 
 
 __all__ = ["DTYPES", "IndexFormatError", "SearchHit"]

@@ -17,7 +17,7 @@ from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
 from tclr_zoo.retrieval.index import VideoIndex
 from tclr_zoo.retrieval.search import exact_topk
-from tclr_zoo.retrieval.sheets import CAPTION_HEIGHT, contact_sheet
+from tclr_zoo.retrieval.sheets import caption_height, contact_sheet
 from tclr_zoo.retrieval.types import IndexFormatError, SearchHit
 from tclr_zoo.models.registry import ModelNotFoundError
 
@@ -249,11 +249,11 @@ def test_save_replaces_old_index_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr("safetensors.torch.save_file", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        bigger.save(target)
+        bigger.save(target, overwrite=True)
     monkeypatch.undo()
     assert len(VideoIndex.load(target)) == 50
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]  # no staging folder left behind
-    bigger.save(target)
+    bigger.save(target, overwrite=True)
     assert len(VideoIndex.load(target)) == 51
     assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
 
@@ -396,7 +396,7 @@ def test_contact_sheet_png(tmp_path, videos):
     out = contact_sheet(videos[0], hits, tmp_path / "sheets" / "sheet.png", size=96)
     with Image.open(out) as image:
         assert image.format == "PNG"
-        assert image.size == (96 * 4, 96 + CAPTION_HEIGHT)
+        assert image.size == (96 * 4, 96 + caption_height(96))
         assert image.getpixel((48, 48)) != image.getpixel((96 * 3 + 48, 48))  # a frame vs the "no frame" tile
     with pytest.raises(TypeError, match="SearchHit"):
         contact_sheet(videos[0], [hits], tmp_path / "bad.png")
