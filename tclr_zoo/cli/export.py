@@ -11,9 +11,11 @@ from typing import NoReturn
 import click
 
 from ..constants import DATASET_LAYOUTS, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, REFERENCE_ARCHS
-from ..export.int8_options import (CALIB_CLIPS, CALIBRATION_METHODS, DEFAULT_METHOD, HOLDOUT_CLIPS, MIN_AGREEMENT,
-                                   MIN_COSINE)
+from ..export.int8_options import (CALIB_CLIPS, CALIBRATION_METHODS, DEFAULT_METHOD, HELD_OUT_RULE, HOLDOUT_CLIPS,
+                                   MIN_AGREEMENT, MIN_COSINE, MIN_FOLDER_VIDEOS, MIN_HELDOUT_VIDEOS, TIE_COSINE,
+                                   TIE_PROBABILITY)
 from .errors import exit_with_error, user_errors_exit_2
+from .options import counted, report_skipped
 
 TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 
@@ -40,23 +42,30 @@ TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
                    "that misses the gate fails the export (exit 1, nothing written).")
 @click.option("--calibrate", "calibrate", metavar="SOURCE", type=click.Path(exists=True),
               help="With --int8: what to calibrate on, decoded and preprocessed as the SDK does for this model. "
-                   "A folder of videos (dealt alternately to calibration and the held-out gate), a dataset root "
-                   "with --dataset (calibration from its train list, the gate on its test list) or a .npy of "
-                   "preprocessed clips [N,3,T,H,W] (the first --calib-clips calibrate, the rest are held out).")
+                   f"A folder of at least {MIN_FOLDER_VIDEOS} videos (dealt alternately to calibration and the "
+                   "held-out gate), a dataset root with --dataset (calibration from its train list, the gate on "
+                   "its test list) or a .npy of preprocessed clips [N,3,T,H,W] (the first --calib-clips "
+                   f"calibrate, the rest are held out). {HELD_OUT_RULE[0].upper()}{HELD_OUT_RULE[1:]}.")
 @click.option("--dataset", type=click.Choice(DATASET_LAYOUTS), default=None,
               help="Read --calibrate as a dataset root of this layout (split 1).")
 @click.option("--calib-clips", type=click.IntRange(min=1), default=CALIB_CLIPS, show_default=True,
               help="Clips to calibrate on (spread evenly over the calibration videos).")
-@click.option("--holdout-clips", type=click.IntRange(min=2), default=HOLDOUT_CLIPS, show_default=True,
-              help="Held-out clips the accuracy gate measures on (never calibration clips).")
+@click.option("--holdout-clips", type=click.IntRange(min=MIN_HELDOUT_VIDEOS), default=HOLDOUT_CLIPS, show_default=True,
+              help="Held-out clips the accuracy gate measures on (never calibration clips), spread over the "
+                   "held-out videos.")
+@click.option("--skip-bad", is_flag=True,
+              help="With --int8: leave out --calibrate videos that cannot be decoded (named on stderr and in "
+                   "onnx/export_report.json) instead of stopping at the first.")
 @click.option("--calib-method", type=click.Choice(CALIBRATION_METHODS), default=DEFAULT_METHOD, show_default=True,
               help="How activation ranges are set: minmax (the range seen), entropy (TensorRT's KL threshold) "
                    "or percentile (99.999th); see export/README.md for what each measured.")
 @click.option("--min-cosine", type=click.FloatRange(0, 1), default=MIN_COSINE, show_default=True,
               help="Gate: least mean cosine of int8 outputs to the fp32 graph's, on the held-out clips.")
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=MIN_AGREEMENT, show_default=True,
-              help="Gate: least share of held-out clips whose nearest other held-out video (embedding heads) "
-                   "or top-1 class (logits) is the same under int8 and fp32.")
+              help="Gate: least share of judged held-out clips whose int8 answer -- the nearest other held-out "
+                   "video (embedding heads) or the top-1 class (logits) -- is fp32's or ties with it (fp32 "
+                   f"scores it within {TIE_COSINE:g} cosine / {TIE_PROBABILITY:g} probability of its own pick). "
+                   "A clip is judged when fp32 scores some answer below that: a wrong answer is possible.")
 @click.option("--triton-graph", type=click.Choice(list(TRITON_GRAPHS)), default="fp32", show_default=True,
               help="The graph the Triton repository serves (fp16 needs --fp16, int8 needs --int8: the "
                    "onnxruntime int8 graph; for TensorRT build a plan with export/build_trt_engine.py --int8).")
@@ -66,8 +75,8 @@ TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 @user_errors_exit_2
 def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
                int8: bool, calibrate: str | None, dataset: str | None, calib_clips: int, holdout_clips: int,
-               calib_method: str, min_cosine: float, min_agreement: float, triton: bool, triton_graph: str,
-               triton_kind: str, overwrite: bool) -> None:
+               skip_bad: bool, calib_method: str, min_cosine: float, min_agreement: float, triton: bool,
+               triton_graph: str, triton_kind: str, overwrite: bool) -> None:
     """Export MODEL for deployment: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], a
     registry name (e.g. r3d_18.tclr_ucf101) or a training checkpoint (.pt).
 
@@ -82,6 +91,7 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     A failed check (graph rule, parity, int8 accuracy gate) exits with status 1, names the numbers and
     leaves no --out folder behind.
     """
+    from ..atomic import exclusive_output
     from ..export.accuracy import AccuracyGateError
     from ..export.exporter import ExportError, export_model
     from ..export.graph_checks import GraphCheckError
@@ -89,25 +99,27 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     from ..export.parity import ParityError
     from ..export.triton import TritonError
 
-    _check_int8_usage(int8, calibrate, dataset, triton_graph, fp16=fp16, triton=triton)
+    _check_int8_usage(int8, calibrate, dataset, triton_graph, fp16=fp16, triton=triton, skip_bad=skip_bad)
     options = Int8Options(calibrate, dataset=dataset, calib_clips=calib_clips, holdout_clips=holdout_clips,
-                          method=calib_method, min_cosine=min_cosine, min_agreement=min_agreement) if int8 else None
-    try:
-        report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
-                              max_batch=max_batch, overwrite=overwrite, int8=options)
-        if triton:
-            _write_triton(report, out_dir, triton_graph, triton_kind)
-    except (ExportError, TritonError) as err:
-        exit_with_error(err)
-    except GraphCheckError as err:
-        _export_failed("graph check: " + "; ".join(f"[{rule}] {msg}" for rule, msg in err.violations), out_dir)
-    except (ParityError, AccuracyGateError) as err:
-        _export_failed(str(err), out_dir)
-    _print_export_summary(report, out_dir)
+                          method=calib_method, min_cosine=min_cosine, min_agreement=min_agreement,
+                          skip_bad=skip_bad) if int8 else None
+    with exclusive_output(out_dir):  # one writer per export folder, for the export and its Triton repository
+        try:
+            report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
+                                  max_batch=max_batch, overwrite=overwrite, int8=options)
+            if triton:
+                _write_triton(report, out_dir, triton_graph, triton_kind)
+        except (ExportError, TritonError) as err:
+            exit_with_error(err)
+        except GraphCheckError as err:
+            _export_failed("graph check: " + "; ".join(f"[{rule}] {msg}" for rule, msg in err.violations), out_dir)
+        except (ParityError, AccuracyGateError) as err:
+            _export_failed(str(err), out_dir)
+        _print_export_summary(report, out_dir)
 
 
 def _check_int8_usage(int8: bool, calibrate: str | None, dataset: str | None, triton_graph: str, *, fp16: bool,
-                      triton: bool) -> None:
+                      triton: bool, skip_bad: bool = False) -> None:
     """Flags that only make sense together, refused before any work (exit 2, one line)."""
     if int8 and not calibrate:
         raise click.UsageError("--int8 needs --calibrate SOURCE (a folder of videos, a dataset root with --dataset, "
@@ -116,6 +128,8 @@ def _check_int8_usage(int8: bool, calibrate: str | None, dataset: str | None, tr
         raise click.UsageError("--calibrate is for --int8 (add --int8 to export the int8 graphs)")
     if dataset and not calibrate:
         raise click.UsageError("--dataset names the layout of --calibrate SOURCE; it needs --int8 --calibrate")
+    if skip_bad and not calibrate:
+        raise click.UsageError("--skip-bad skips unreadable --calibrate videos; it needs --int8 --calibrate")
     if triton_graph == "fp16" and not (fp16 and triton):
         raise click.UsageError("--triton-graph fp16 needs --triton and --fp16 (the fp16 graph must be exported)")
     if triton_graph == "int8" and not (int8 and triton):
@@ -153,17 +167,24 @@ def _print_export_summary(report: dict, out_dir: str) -> None:
     for name, result in report["parity"].items():
         click.echo(f"{name}: {_parity_line(result['batches'])}")
     if "int8" in report:
+        report_skipped(report["int8"]["calibration"].get("skipped", []) +
+                       report["int8"]["gate"]["held_out"].get("skipped", []))
         click.echo(_int8_line(report["int8"]))
 
 
 def _int8_line(int8: dict) -> str:
     """The calibration and the gate's figures per int8 graph, on one line."""
+    from ..export.accuracy import describe_agreement
+
     gate = int8["gate"]
     held = gate["held_out"]
+    skipped = len(int8["calibration"].get("skipped", [])) + len(held.get("skipped", []))
+    skipped_note = f" ({counted(skipped, 'unreadable video')} skipped)" if skipped else ""
     graphs = "; ".join(f"{name} cosine mean {g['cosine_mean']:.5f} (min {g['cosine_min']:.5f}), "
-                       f"{g['agreement_kind']} agreement {g['agreement']:.3f}, {g['speedup_vs_fp32']:.2f}x the fp32 "
+                       f"{describe_agreement(g)}, {g['speedup_vs_fp32']:.2f}x the fp32 "
                        "graph's speed (onnxruntime CPU)" for name, g in gate["graphs"].items())
-    return (f"int8: {int8['method']} calibration on {int8['calibration_clips']} clips; gate passed on "
+    return (f"int8: {int8['method']} calibration on {int8['calibration_clips']} clips"
+            f"{skipped_note}; gate passed on "
             f"{held['clips']} held-out clips of {held['videos']} videos: {graphs}")
 
 

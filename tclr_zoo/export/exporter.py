@@ -21,6 +21,7 @@ INT8 graphs: one that breaks a graph rule or misses the accuracy gate fails the 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 import platform
@@ -30,7 +31,7 @@ from typing import Any, Sequence
 import torch
 
 from .. import __version__
-from ..atomic import refuse_to_replace, staged_directory
+from ..atomic import exclusive_output, refuse_to_replace, staged_directory
 from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, INT8_TRT_NAME, ONNX_DIR, REPORT_NAME
 from ..hub.card import render_model_card
 from ..hub.format import write_model_files
@@ -50,6 +51,20 @@ class ExportError(ValueError):
     without ``overwrite`` raises ``atomic.OutputExistsError``, as for every other writer."""
 
 
+def _one_writer(export):
+    """Hold ``out_dir``'s writer lock (``atomic.exclusive_output``) for the whole export, taken before
+    the model is even loaded: a second export into the same folder is refused at once, naming this
+    one, instead of both writing it. Nested inside the CLI's own lock on the same folder."""
+
+    @functools.wraps(export)
+    def locked(model_ref_or_model, out_dir, **options):
+        with exclusive_output(out_dir):
+            return export(model_ref_or_model, out_dir, **options)
+
+    return locked
+
+
+@_one_writer
 def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRModel, dict], out_dir: str | os.PathLike,
                  *, onnx: bool = False, fp16: bool = False, opset: int | None = None, head: str = "retrieval",
                  max_batch: int = 8, sample_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
@@ -63,8 +78,9 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
     clips in [0, 1]). ``int8`` (implies ``onnx``): also the two INT8 graphs, calibrated and gated as
     ``int8`` says (``export/int8_options.py``); the clips are read before anything is exported, so a bad
-    source fails at once. Raises ``OutputExistsError`` for a non-empty ``out_dir`` without ``overwrite``,
-    ``ExportError`` for bad requests (a calibration source that cannot serve included),
+    source fails at once. Raises ``OutputInUseError`` when another process is writing ``out_dir`` (the
+    folder's lock is held for the whole export), ``OutputExistsError`` for a non-empty ``out_dir`` without
+    ``overwrite``, ``ExportError`` for bad requests (a calibration source that cannot serve included),
     ``GraphCheckError`` / ``ParityError`` / ``accuracy.AccuracyGateError`` when a check fails (and then
     writes nothing to ``out_dir``).
     """
@@ -205,7 +221,8 @@ def _int8_clips(model: TCLRModel, config: dict[str, Any], options: Int8Options):
     sdk = VideoModel(TorchBackend(copy.deepcopy(model), "cpu"), config, ModelSource("export", None))
     try:  # unreadable videos and datasets raise their own errors (exit status 2 in the CLI)
         return calibration_sets(sdk, options.source, calib_clips=options.calib_clips,
-                                holdout_clips=options.holdout_clips, dataset=options.dataset)
+                                holdout_clips=options.holdout_clips, dataset=options.dataset,
+                                skip_bad=options.skip_bad)
     except CalibrationSourceError as err:
         raise ExportError(f"calibration source: {err}") from None
 

@@ -319,8 +319,19 @@ def _int8_lines(report: dict[str, Any] | None) -> list[str]:
              f"{bounds.get('agreement')}):"]
     for name, figures in (gate.get("graphs") or {}).items():
         lines.append(f"  - `{name}`: cosine mean {figures['cosine_mean']:.5f} (min {figures['cosine_min']:.5f}), "
-                     f"{figures['agreement_kind']} agreement {figures['agreement']:.4f}")
+                     f"{figures['agreement_kind']} agreement {_judged_agreement(figures)}")
     return lines
+
+
+def _judged_agreement(figures: dict[str, Any]) -> str:
+    """The gate's agreement: judged clips only, near-ties forgiven (export/accuracy.py); older reports
+    (bare top-1 agreement) have no ``judged``."""
+    if "judged" not in figures:
+        return f"{figures['agreement']:.4f}"
+    if figures["agreement"] is None:
+        return "not measured (no held-out clip had an answer to get wrong)"
+    return (f"{figures['agreement']:.4f} on {figures['judged']} of {figures['queries']} clips judged "
+            f"(ties: within {figures['tie']:g} {figures['tie_units']})")
 
 
 def _parity_lines(report: dict[str, Any] | None, report_path: str | None) -> list[str]:
