@@ -3,13 +3,16 @@ queue and JSON errors. What the routes answer is decided in :mod:`.service`.
 
 Safe by default:
 
-* **Uploads** are multipart/form-data (field ``video``), refused with 413 beyond ``max_upload_bytes``:
-  at once when the declared length says so, else as soon as the stream passes it. Each is written to
-  its own temporary folder, decoded with the hardened decoder and removed afterwards.
-* **A bounded work queue**: at most ``queue`` uploads are being received, embedded or waiting for the
-  model at once; the next one gets 503 at once (before its body is read), so a burst cannot fill the
-  disk or pile up threads. The model itself runs one request at a time, in a worker thread, so the
-  server keeps answering (pages, media, strips) meanwhile.
+* **Uploads** are multipart/form-data (field ``video``), read whole before they ask for model work
+  (:mod:`.uploads`): refused with 413 beyond ``max_upload_mb`` (at once when the declared length says
+  so, else as soon as the stream passes it), and with 408, the connection closed, when nothing
+  arrives for ``read_timeout`` seconds. Each is written to its own temporary folder, decoded with the
+  hardened decoder and removed afterwards.
+* **A bounded work queue** (:mod:`.work_queue`): at most ``queue`` uploads are embedding or waiting
+  for the model, at most ``queue_waiters`` more wait up to ``queue_wait`` seconds for one of them to
+  finish, and the next one gets 503 with ``Retry-After``, so a burst cannot pile up. The model runs
+  one request at a time, in its own thread, so the server keeps answering (pages, media, strips, row
+  searches) meanwhile.
 * **Files** are served by row number only (the serving rule of :mod:`.service`), with HTTP Range
   support so the browser can seek in a video.
 * **Errors** are JSON ``{"error": "one line"}``: a video that cannot be decoded gives the decoder's
@@ -21,10 +24,8 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import socket
-import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -35,102 +36,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
-from .service import MAX_ITEMS, MAX_K, AppError, SearchService, display_name, upload_suffix
+from .service import MAX_ITEMS, MAX_K, AppError, SearchService
+from .uploads import (DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, UPLOAD_FIELD, UploadLimits, mb_text, save_upload,
+                      upload_folder)
+from .work_queue import DEFAULT_QUEUE, DEFAULT_QUEUE_WAIT, DEFAULT_QUEUE_WAITERS, WorkQueue
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MAX_UPLOAD_MB = 200.0
-DEFAULT_QUEUE = 4
-UPLOAD_FIELD = "video"
-#: Bytes a multipart body may hold beyond the file (boundaries, part headers).
-MULTIPART_SLACK = 64 * 1024
 #: Connections uvicorn serves at once (pages, media, strips, uploads); more get 503 from uvicorn.
 MAX_CONNECTIONS = 64
 INTERNAL_ERROR = "internal error: the server could not answer this request (details are in the server's log)"
-
-
-class WorkQueue:
-    """At most ``limit`` requests doing model work or waiting for it; :meth:`slot` refuses the next one.
-
-    Used from the event loop only (one thread), so the counter needs no lock.
-    """
-
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError(f"the queue must hold at least 1 request, got {limit}")
-        self.limit = limit
-        self.busy = 0
-
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        if self.busy >= self.limit:
-            raise AppError(f"busy: {self.busy} videos are being embedded or waiting; try again in a moment", 503)
-        self.busy += 1
-        try:
-            yield
-        finally:
-            self.busy -= 1
-
-
-def _too_large(limit: int) -> AppError:
-    return AppError(f"the upload is larger than this app's limit of {limit / 2**20:g} MB "
-                    "(tclr-zoo app --max-upload-mb)", 413)
-
-
-def _limited(receive: Callable[[], Awaitable[dict]], limit: int) -> Callable[[], Awaitable[dict]]:
-    """``receive`` that raises 413 once the request body passes ``limit`` bytes (a body sent without
-    a length, or longer than it said)."""
-    seen = 0
-
-    async def counted() -> dict:
-        nonlocal seen
-        message = await receive()
-        seen += len(message.get("body", b""))
-        if seen > limit:
-            raise _too_large(limit - MULTIPART_SLACK)
-        return message
-
-    return counted
-
-
-async def save_upload(request: Request, limit: int, folder: Path) -> tuple[Path, str]:
-    """Write the request's ``video`` file into ``folder``; returns its path and the client's name for it."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit + MULTIPART_SLACK:
-        raise _too_large(limit)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-        raise AppError(f"send the video as multipart/form-data in the field {UPLOAD_FIELD!r} "
-                       f"(curl -F {UPLOAD_FIELD}=@clip.mp4 URL)", 415)
-    try:
-        form = await Request(request.scope, _limited(request.receive, limit + MULTIPART_SLACK)).form(
-            max_files=1, max_fields=4)
-    except ClientDisconnect:  # the client went away mid-upload: nobody to answer, nothing to log
-        raise AppError("the upload was interrupted", 400) from None
-    try:
-        upload = form.get(UPLOAD_FIELD)
-        if upload is None or isinstance(upload, str):
-            raise AppError(f"no video in the request: send the file in the multipart field {UPLOAD_FIELD!r}")
-        name = display_name(upload.filename)
-        target = folder / f"upload{upload_suffix(name)}"
-        with target.open("wb") as out:
-            await run_in_threadpool(shutil.copyfileobj, upload.file, out, 1 << 20)
-        if target.stat().st_size > limit:
-            raise _too_large(limit)
-        return target, name
-    finally:
-        await form.close()
-
-
-@asynccontextmanager
-async def upload_folder() -> AsyncIterator[Path]:
-    """A private temporary folder for one upload, removed with whatever is in it."""
-    folder = Path(tempfile.mkdtemp(prefix="tclr-zoo-app-"))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class AsciiJSONResponse(JSONResponse):
@@ -141,9 +57,9 @@ class AsciiJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def error_response(status: int, message: str) -> JSONResponse:
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """Every error the app sends: JSON with one line."""
-    return AsciiJSONResponse({"error": " ".join(str(message).split())}, status_code=status)
+    return AsciiJSONResponse({"error": " ".join(str(message).split())}, status_code=status, headers=headers)
 
 
 class CatchUnexpected:
@@ -182,7 +98,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def app_error(request: Request, err: AppError) -> JSONResponse:
         if err.status >= 500:
             log.warning("%s %s: %s", request.method, request.url.path, err.message)
-        return error_response(err.status, err.message)
+        return error_response(err.status, err.message, err.headers)
 
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         return error_response(err.status_code, f"{err.detail}: {request.method} {request.url.path}")
@@ -200,21 +116,36 @@ def page_html() -> str:
     return resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
 
 
-def create_app(service: SearchService, *, max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 2**20),
-               queue: int = DEFAULT_QUEUE) -> FastAPI:
+def create_app(service: SearchService, *, max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+               read_timeout: float = DEFAULT_READ_TIMEOUT, queue: int = DEFAULT_QUEUE,
+               queue_waiters: int = DEFAULT_QUEUE_WAITERS, queue_wait: float = DEFAULT_QUEUE_WAIT) -> FastAPI:
     """The FastAPI app over ``service`` (see the module docstring for the limits)."""
-    if max_upload_bytes < 1:
-        raise ValueError(f"max_upload_bytes must be >= 1, got {max_upload_bytes}")
+    work = WorkQueue(queue, waiters=queue_waiters, wait=queue_wait)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        work.close()
+
     app = FastAPI(title="tclr-zoo", docs_url=None, redoc_url=None, openapi_url=None,
-                  default_response_class=AsciiJSONResponse)
-    app.state.service, app.state.work = service, WorkQueue(queue)
-    app.state.max_upload_bytes = max_upload_bytes
+                  default_response_class=AsciiJSONResponse, lifespan=lifespan)
+    app.state.service, app.state.work = service, work
+    app.state.uploads = UploadLimits(max_upload_mb, read_timeout)
     _add_error_handlers(app)
     app.add_middleware(CatchUnexpected)
     _add_page_routes(app)
     _add_search_routes(app)
     _add_file_routes(app)
     return app
+
+
+def limits_facts(app: FastAPI) -> dict[str, Any]:
+    """The app's limits as the about panel shows them (the upload limit as the user gave it)."""
+    uploads: UploadLimits = app.state.uploads
+    work: WorkQueue = app.state.work
+    return {"max_upload_mb": uploads.max_mb, "max_upload_text": f"{mb_text(uploads.max_mb)} MB",
+            "max_upload_bytes": uploads.max_bytes, "read_timeout_s": uploads.read_timeout, "queue": work.limit,
+            "queue_waiters": work.waiters, "queue_wait_s": work.wait}
 
 
 def _add_page_routes(app: FastAPI) -> None:
@@ -228,13 +159,12 @@ def _add_page_routes(app: FastAPI) -> None:
     @app.get("/api/about")
     async def about() -> dict[str, Any]:
         facts = await run_in_threadpool(service.about)
-        facts["limits"] = {"max_upload_bytes": app.state.max_upload_bytes, "queue": app.state.work.limit,
-                           "k": service.k, "max_k": MAX_K}
+        facts["limits"] = limits_facts(app) | {"k": service.k, "max_k": MAX_K}
         return facts
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "busy": app.state.work.busy, "queue": app.state.work.limit}
+        return {"status": "ok", **app.state.work.state()}
 
     @app.get("/api/items")
     async def items(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_ITEMS),
@@ -246,9 +176,10 @@ def _add_search_routes(app: FastAPI) -> None:
     service: SearchService = app.state.service
 
     async def with_upload(request: Request, work: Callable[[Path, str], dict[str, Any]]) -> dict[str, Any]:
-        async with app.state.work.slot(), upload_folder() as folder:
-            path, name = await save_upload(request, app.state.max_upload_bytes, folder)
-            return await run_in_threadpool(work, path, name)
+        """Read the whole upload first, then take a work slot (so a slow client holds none)."""
+        async with upload_folder() as folder:
+            path, name = await save_upload(request, app.state.uploads, folder)
+            return await app.state.work.run(work, path, name)
 
     @app.post("/api/search")
     async def search_upload(request: Request, k: int | None = Query(None, ge=1, le=MAX_K)) -> dict[str, Any]:
@@ -301,6 +232,7 @@ def uvicorn_server(app: FastAPI, *, log_level: str = "info"):
     return uvicorn.Server(config)
 
 
-__all__ = ["AsciiJSONResponse", "CatchUnexpected", "DEFAULT_MAX_UPLOAD_MB", "DEFAULT_QUEUE", "INTERNAL_ERROR", "UPLOAD_FIELD", "WorkQueue",
-           "create_app", "error_response", "listen_socket", "page_html", "save_upload", "upload_folder",
-           "uvicorn_server"]
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "DEFAULT_QUEUE", "DEFAULT_QUEUE_WAIT", "DEFAULT_QUEUE_WAITERS",
+           "DEFAULT_READ_TIMEOUT", "INTERNAL_ERROR", "UPLOAD_FIELD", "AsciiJSONResponse", "CatchUnexpected",
+           "WorkQueue", "create_app", "error_response", "limits_facts", "listen_socket", "page_html", "save_upload",
+           "upload_folder", "uvicorn_server"]

@@ -52,12 +52,14 @@ FALLBACK_MEDIA_TYPE = "application/octet-stream"
 
 
 class AppError(Exception):
-    """A request the app refuses: an HTTP status and one line for the page (never a traceback)."""
+    """A request the app refuses: an HTTP status and one line for the page (never a traceback), and
+    any headers the refusal needs (``Retry-After`` on 503, ``Connection: close`` on 408)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,7 @@ def app_url(videos, tmp_path_factory):
     index = build_index(app_models(tmp_path_factory)["classifier"], videos, tmp_path_factory.mktemp("browser-index") / "moments",
                         windows=True)
     service = SearchService.open(index)
-    server = LiveServer(create_app(service))
+    server = LiveServer(create_app(service, max_upload_mb=0.3))  # 0.3 MB is 314572 bytes: 0.299999 MB
     yield server.url, service
     server.stop()
 
@@ -155,6 +155,7 @@ def test_upload_search_play_a_window_and_errors(driver, app_url, videos, tmp_pat
     driver.find_element("id", "about-btn").click()
     about = driver.find_element("id", "about").text
     assert "r3d_10_025" in about and "BGR" in about and "21 (7 videos, windows (moment search))" in about
+    assert "up to 0.3 MB" in about and "0.299" not in about  # the limit as the user gave it
 
     # An AVI, found through "search by an indexed item": the page shows its frames instead of a player.
     driver.find_element("id", "item-filter").send_keys("gradient")

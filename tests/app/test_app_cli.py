@@ -46,7 +46,8 @@ def test_help_is_quick_and_says_the_safe_defaults():
     result = _run(["--help"])
     assert result.returncode == 0 and time.monotonic() - started < 10
     text = " ".join(result.stdout.split())
-    for words in ("127.0.0.1", "--max-upload-mb", "--queue", "--model", "only the files the index lists"):
+    for words in ("127.0.0.1", "--max-upload-mb", "--queue", "--model", "only the files the index lists",
+                  "--read-timeout", "--queue-waiters", "--queue-wait", "Retry-After", "(408)"):
         assert words in text, words
 
 
@@ -55,6 +56,14 @@ def test_without_the_app_extra_it_says_what_to_install(tmp_path, index_dir):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
     line = _one_error_line(_run([str(index_dir)], env))
     assert "pip install 'tclr-zoo[app]'" in line
+
+
+@pytest.mark.parametrize("option, value", [("--max-upload-mb", "1e-9"), ("--queue-wait", "nan")])
+def test_a_limit_that_is_not_a_size_or_a_time_is_a_usage_error(tmp_path, option, value):
+    """Refused while the command line is parsed (1e-9 MB is 0 bytes: it used to pass the parser and
+    fail with a traceback once the model had loaded)."""
+    line = _one_error_line(_run([str(tmp_path / "index"), option, value]))
+    assert f"Invalid value for '{option}': {float(value)!r} is not a" in line
 
 
 def test_a_model_that_is_not_the_indexs_is_refused(index_dir, models):

@@ -15,13 +15,14 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the app extra is not installed (pip install 'tclr-zoo[app]')")
 
-from app_helpers import LiveServer, app_models, build_index, request, upload, video_index
+from app_helpers import LiveServer, app_models, build_index, multipart, request, upload, video_index
 from hostile_videos import build_corpus
 from tclr_zoo.app.server import INTERNAL_ERROR, create_app
 from tclr_zoo.app.service import SearchService
 
 LIMIT = 256 * 1024
 QUEUE = 2
+WAITERS = 0  # no waiting line: a full queue answers 503 at once (the line is tested in test_app_load.py)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def service(videos, tmp_path_factory) -> SearchService:
 
 @pytest.fixture(scope="module")
 def live(service):
-    server = LiveServer(create_app(service, max_upload_bytes=LIMIT, queue=QUEUE))
+    server = LiveServer(create_app(service, max_upload_mb=LIMIT / 2**20, queue=QUEUE, queue_waiters=WAITERS))
     yield server
     server.stop()
 
@@ -57,9 +58,12 @@ def test_page_about_and_health(live):
     assert status == 200 and headers["content-type"].startswith("text/html") and b'<video id="player"' in body
     status, _, body = request(live.url + "/api/about")
     about = _json(body)
-    assert status == 200 and about["limits"] == {"max_upload_bytes": LIMIT, "queue": QUEUE, "k": 10, "max_k": 100}
+    assert status == 200 and about["limits"] == {
+        "max_upload_mb": 0.25, "max_upload_text": "0.25 MB", "max_upload_bytes": LIMIT, "read_timeout_s": 20.0,
+        "queue": QUEUE, "queue_waiters": WAITERS, "queue_wait_s": 30.0, "k": 10, "max_k": 100}
     assert about["preprocessing"]["channel_order"] == "BGR"
-    assert _json(request(live.url + "/api/health")[2]) == {"status": "ok", "busy": 0, "queue": QUEUE}
+    assert _json(request(live.url + "/api/health")[2]) == {"status": "ok", "busy": 0, "queue": QUEUE, "waiting": 0,
+                                                           "waiters": WAITERS, "wait_s": 30.0}
 
 
 def test_upload_search_and_classify(live, videos):
@@ -107,7 +111,8 @@ def test_hostile_corpus_gives_one_clear_message_per_file(live, tmp_path):
 
 
 def test_work_queue_bound_returns_503_when_full(live, service, videos):
-    """Deterministic: the test holds the model, so the first QUEUE uploads wait inside the server."""
+    """Deterministic: the test holds the model, so the first QUEUE uploads wait inside the server; with
+    no waiting line the next one is refused at once, with Retry-After."""
     data = Path(videos[0]).read_bytes()
     answers: list[tuple[int, dict]] = []
     service.model_lock.acquire()
@@ -120,8 +125,10 @@ def test_work_queue_bound_returns_503_when_full(live, service, videos):
         while _json(request(live.url + "/api/health")[2])["busy"] < QUEUE:  # the server still answers
             assert time.monotonic() < deadline, "the uploads never reached the queue"
             time.sleep(0.02)
-        status, payload = upload(live.url + "/api/search", "one-too-many.mp4", data, timeout=15)
-        assert status == 503 and _assert_one_line_error(payload).startswith("busy:")
+        status, headers, body = request(live.url + "/api/search", "POST", *multipart("one-too-many.mp4", data),
+                                        timeout=15)
+        assert status == 503 and _assert_one_line_error(_json(body)).startswith("busy:")
+        assert int(headers["retry-after"]) >= 1
     finally:
         service.model_lock.release()
     for thread in waiting:
