@@ -206,7 +206,7 @@ class SearchService:
                 "score": hit.score if math.isfinite(hit.score) else None, "start": hit.start, "end": hit.end,
                 "media_type": media_type(hit.path) if hit.path is not None else None,
                 "media_url": f"/media/{hit.row}", "window_url": window_url(hit.row, hit.start, hit.end),
-                "strip_url": f"/strip/{hit.row}.png"}
+                "strip_url": f"/strip/{hit.row}.png", "missing": hit.missing}
 
     # ---- the index's items --------------------------------------------------------------------
     def items(self, *, offset: int = 0, limit: int = 50, contains: str = "") -> dict[str, Any]:

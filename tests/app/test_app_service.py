@@ -114,6 +114,8 @@ def test_serving_rule_refuses_a_vanished_file(models, videos, tmp_path):
             serve(0)
         assert refused.value.status == 404
     assert gone.media(1).path == Path(videos[1])
+    missing = {hit["row"]: hit["missing"] for hit in gone.search_row(1, k=2)["hits"]}
+    assert missing == {0: True, 1: False}  # the page marks the hit whose file has gone
 
 
 def test_frame_strip_shows_frames_of_the_window(moments):
