@@ -7,18 +7,24 @@ share their run options (:func:`protocol_run_options`) and result printing (:fun
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
 import click
 
 from ..constants import DATASET_LAYOUTS
 from .errors import user_errors_exit_2
-from .options import OVERWRITE_OUTPUTS, checked_device, output_file, refuse_existing, with_options, write_json
+from .options import (OVERWRITE_OUTPUTS, checked_device, exclusive_outputs, output_file, refuse_existing, with_options,
+                      write_json)
 
 
 @click.command()
 @click.argument("recipe", required=False)
 @click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
               help="Run folder for checkpoints, logs, the saved model and results.json [default: runs/<recipe name>].")
-@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt (schedule, optimiser, RNG).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in OUT from its last checkpoint (schedule, optimiser, RNG) with the recipe it "
+                   "recorded, its --set overrides included; --set then changes only the keys it names.")
 @click.option("--overwrite", is_flag=True, help="Start afresh even if OUT already holds a run (its files are replaced).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set train.epochs=3 --set data.root=/data/UCF101 (repeatable).")
@@ -31,18 +37,70 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: b
     Without RECIPE it runs the CPU demo: a small R3D trained on a generated synthetic action
     dataset for a few minutes, then kNN retrieval R@1 of the trained and of the randomly
     initialised network. Bundled recipes: see `tclr-zoo list --recipes`.
-    """
-    from ..train.config import load_recipe
-    from ..train.pretrain import pretrain as run_pretrain
 
-    loaded = load_recipe(recipe, list(overrides))
+    --resume continues OUT's run with the recipe it recorded, overrides included: `tclr-zoo
+    pretrain --out OUT --resume`. Only train.epochs, optim.lr, data.root, data.workers and eval.*
+    may change, with --set (e.g. --set train.epochs=50). RECIPE may be left out; if given, it must
+    be the run's own recipe (same name), and its file is not read again. A run stopped before its
+    first checkpoint starts again from epoch 1, in place. Ctrl-C says what was kept and the
+    command that goes on (exit status 130).
+    """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
-    results = run_pretrain(loaded, out_dir or f"runs/{loaded.name}", resume=resume, overwrite=overwrite,
-                           progress=not no_progress, log=click.echo)
+    out = out_dir
+    try:
+        from ..train.config import ResumeRequest, load_recipe
+        from ..train.pretrain import pretrain as run_pretrain
+
+        named = load_recipe(recipe, [] if resume else list(overrides))
+        out = out_dir or f"runs/{named.name}"
+        # With --resume the run's recorded recipe is continued; only the keys given now may change.
+        what = ResumeRequest(overrides, recipe_name=named.name if recipe else None) if resume else named
+        results = run_pretrain(what, out, resume=resume, overwrite=overwrite, progress=not no_progress,
+                               log=click.echo)
+    except KeyboardInterrupt as stop:
+        _report_interrupt(stop, _command_line(recipe, out, resume, overwrite, overrides, no_progress),
+                          resume=resume, overrides=overrides, no_progress=no_progress)
+        raise click.exceptions.Exit(130) from None
     if "knn_r1" in results:
         click.echo(f"R@1 trained {results['knn_r1']:.3f} vs random init {results['knn_r1_random_init']:.3f} "
                    f"({_knn_settings(results.get('knn_protocol'))})")
+
+
+def _command_line(recipe: str | None, out: str | None, resume: bool, overwrite: bool, overrides: tuple[str, ...],
+                  no_progress: bool) -> str:
+    """This pretrain command as the user could type it again (with the run folder spelled out)."""
+    args = ["tclr-zoo", "pretrain", *([recipe] if recipe else []), *(["--out", out] if out else []),
+            *(["--resume"] if resume else []), *(["--overwrite"] if overwrite else []),
+            *(["--no-progress"] if no_progress else []), *[a for item in overrides for a in ("--set", item)]]
+    return shlex.join(args)
+
+
+def _report_interrupt(stop: KeyboardInterrupt, again: str, *, resume: bool, overrides: tuple[str, ...],
+                      no_progress: bool) -> None:
+    """Ctrl-C: what the run folder kept and the exact command that goes on, on stderr (rank 0 only)."""
+    from ..train.distributed import torchrun_env
+
+    env = torchrun_env()
+    if env is not None and env["RANK"] != 0:
+        return
+    progress, out = getattr(stop, "progress", None), getattr(stop, "out", None)
+    if progress is None:  # before the run began (loading the recipe, importing torch)
+        click.echo("tclr-zoo: interrupted before the run started; nothing was written", err=True)
+        click.echo(f"to start again: {again}", err=True)
+        return
+    click.echo(f"tclr-zoo: interrupted: {progress.kept()}", err=True)
+    if progress.kept_epoch is None and not progress.restartable:
+        click.echo(f"to start again: {again}", err=True)
+        return
+    go_on = ["tclr-zoo", "pretrain", "--out", str(out), "--resume", *(["--no-progress"] if no_progress else [])]
+    if resume and not progress.saved_here:  # this resume's changes were not recorded: ask for them again
+        go_on += [a for item in overrides for a in ("--set", item)]
+    if progress.kept_epoch is None:
+        todo = f"to start it again from epoch 1 with the recipe recorded in {Path(out) / 'recipe.yaml'}"
+    else:
+        todo = "to finish it" if progress.finishing else "to continue"
+    click.echo(f"{todo}: {shlex.join(go_on)}", err=True)
 
 
 def _knn_settings(protocol: dict | None) -> str:
@@ -122,10 +180,11 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
     Prints the protocol's settings and a table of the metrics and, with --out, writes them as JSON
     with the model id, the protocol's parameters, dataset, split and library versions.
     """
-    refuse_existing(out_file, overwrite=overwrite)
-    result = _run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
-                           save_dir=save_dir, overwrite=overwrite, device=device, no_progress=no_progress)
-    _write_result(result, out_file)
+    with exclusive_outputs(out_file, save_dir):  # one writer per output, from the checks to the results
+        refuse_existing(out_file, overwrite=overwrite)
+        result = _run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
+                               save_dir=save_dir, overwrite=overwrite, device=device, no_progress=no_progress)
+        _write_result(result, out_file)
 
 
 @click.command()
@@ -144,14 +203,15 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
     """
     from ..train.protocols import load_protocol_recipe
 
-    refuse_existing(out_file, overwrite=overwrite)
-    loaded = load_protocol_recipe(recipe, list(overrides))
-    data = loaded["data"]
-    result = _run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
-                           split=data.get("split", 1), overrides=loaded.get("settings") or {}, save_dir=save_dir,
-                           overwrite=overwrite, device=device, no_progress=no_progress)
-    result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
-    _write_result(result, out_file)
+    with exclusive_outputs(out_file, save_dir):  # one writer per output, from the checks to the results
+        refuse_existing(out_file, overwrite=overwrite)
+        loaded = load_protocol_recipe(recipe, list(overrides))
+        data = loaded["data"]
+        result = _run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
+                               split=data.get("split", 1), overrides=loaded.get("settings") or {}, save_dir=save_dir,
+                               overwrite=overwrite, device=device, no_progress=no_progress)
+        result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
+        _write_result(result, out_file)
     for key, value in result["reference"].items():
         click.echo(f"reference {key}: {value}")
 

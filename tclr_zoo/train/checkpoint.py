@@ -44,7 +44,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_prev
     """Write ``state`` atomically with its SHA-256; with ``keep_previous`` the replaced file is kept
     as ``previous_path(path)`` (renamed, so at every instant one complete checkpoint exists)."""
     buffer = io.BytesIO()
-    torch.save(state, buffer)
+    _save_interruptibly(state, buffer)
     payload = buffer.getbuffer()
     envelope = {"format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
                 "payload": torch.frombuffer(payload, dtype=torch.uint8)}
@@ -55,7 +55,19 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any], *, keep_prev
             os.replace(path, previous_path(path))
             fault_injection_pause()  # the crash tests' second kill point: between the two renames
 
-    atomic_write(path, lambda f: torch.save(envelope, f), before_replace=keep if keep_previous else None)
+    atomic_write(path, lambda f: _save_interruptibly(envelope, f), before_replace=keep if keep_previous else None)
+
+
+def _save_interruptibly(obj: Any, file) -> None:
+    """``torch.save``, except that a Ctrl-C in the middle stays a ``KeyboardInterrupt``: torch's zip
+    writer, closed while unwinding, otherwise replaces it by ``RuntimeError: ... unexpected pos``, and
+    the user would see a traceback where a stopped run should say what it kept."""
+    try:
+        torch.save(obj, file)
+    except RuntimeError as err:
+        if isinstance(err.__context__, KeyboardInterrupt):
+            raise err.__context__ from None
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

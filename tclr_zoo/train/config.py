@@ -90,7 +90,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    knn: bool = True  # kNN retrieval (spec §6) at the end, for the trained and the random-init model
+    knn: bool = True  # the paper's kNN retrieval at the end, for the trained and the random-init model
     clips: int = 9
     frames: int = 16
     stride: int = 2
@@ -370,6 +370,44 @@ def flat_settings(recipe: Recipe) -> dict[str, Any]:
     """``{"section.key": value}`` of every setting (what a resume compares)."""
     return {f"{section}.{key}": value for section, values in recipe.to_dict().items()
             if section not in _NOT_SETTINGS for key, value in values.items()}
+
+
+@dataclass(frozen=True)
+class ResumeRequest:
+    """What ``pretrain --resume`` asks of a run folder: continue the recipe the run recorded (in its
+    checkpoint), with ``overrides`` (``section.key=value``) as the only settings that may differ.
+
+    The run's own overrides were recorded with it, so a bare ``--resume`` continues exactly what was
+    started; comparing a freshly loaded recipe instead would report every setting the run was started
+    with ``--set`` as a change. ``recipe_name``: the ``name`` of a RECIPE also given on the command
+    line (``None``: none given); it must be the run's, since its file is not re-read.
+    """
+
+    overrides: tuple[str, ...] = ()
+    recipe_name: str | None = None
+
+    def __post_init__(self) -> None:
+        probe = Recipe()
+        for item in self.overrides:  # an unknown key or a value of the wrong type: refused before any work
+            apply_override(probe, item)
+
+    def check_recipe_name(self, recorded: Recipe, run: str) -> None:
+        """A RECIPE given with ``--resume`` must be the run's own: its file is not re-read."""
+        if self.recipe_name is not None and self.recipe_name != recorded.name:
+            raise RecipeError(f"--resume: {run} holds a run of recipe {recorded.name!r}, not {self.recipe_name!r}; "
+                              f"leave RECIPE out to continue it with the recipe it recorded, or give another --out "
+                              f"to start {self.recipe_name!r} there")
+
+    def applied_to(self, recorded: Recipe, run: str) -> Recipe:
+        """The recipe asked for: the settings ``recorded`` ends with, this request's overrides on top
+        (no ``resumes`` of its own, so that :func:`resume_changes` sees only the keys given now)."""
+        self.check_recipe_name(recorded, run)
+        requested = recorded.settings_from(None)
+        requested.resumes = []
+        for item in self.overrides:
+            apply_override(requested, item)
+        validate_recipe(requested, f"{run} (recorded recipe with --set)")
+        return requested
 
 
 def resume_changes(recorded: Recipe, requested: Recipe) -> dict[str, tuple[Any, Any]]:

@@ -1,4 +1,5 @@
-"""Nearest-neighbour retrieval (spec §6): clip-averaged backbone features, cosine, recall@k.
+"""Nearest-neighbour retrieval, the TCLR paper's protocol: clip-averaged backbone features, cosine,
+recall@k.
 
 Features are the backbone's spatially averaged temporal map ``[C, T']`` flattened to ``C*T'``
 (2048-D for R3D-18: no projection head, no temporal pooling), averaged over evenly spaced clips and
@@ -8,7 +9,7 @@ queries whose class is among the labels of their k nearest gallery videos.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,8 +32,13 @@ def collate_eval(batch: list) -> dict:
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch_size: int = 4, workers: int = 0,
                      device: torch.device | str = "cpu", pooling: str = "temporal", progress: bool = False,
-                     desc: str = "features") -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
+                     desc: str = "features", log: Callable[[str], None] | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
     """L2-normalised video features ``[N, D]``, labels ``[N]`` and the videos that failed to decode.
+
+    ``progress`` shows a tqdm bar on a terminal; ``log``, when given, also gets a line ``"  DESC
+    n/N videos"`` at every tenth of the videos, for output that is not a terminal (a pipe, a log
+    file), where the bar stays silent.
 
     ``pooling="temporal"`` keeps the time-steps (TCLR's protocol, ``C*T'``-D); ``"pooled"`` averages
     them too (``C``-D, the convention of most other video SSL zoos); ``"projection"`` embeds each
@@ -44,8 +50,10 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
     feats, labels, bad = [], [], []
+    report = _ProgressLines(desc, len(dataset), log)
     try:
         for batch in tqdm(loader, desc=desc, disable=None if progress else True, leave=False):
+            report.advance(len(batch["bad"]) + (len(batch["labels"]) if "labels" in batch else 0))
             bad += batch["bad"]
             if "clips" not in batch:
                 continue
@@ -60,6 +68,21 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
     if not feats:
         raise ValueError("no video could be decoded for feature extraction")
     return torch.cat(feats), torch.cat(labels), bad
+
+
+class _ProgressLines:
+    """``"  DESC n/N videos"`` lines to ``log`` each time another tenth of the N videos is done (and at
+    the end): a few lines per pass, however long it takes."""
+
+    def __init__(self, desc: str, total: int, log: Callable[[str], None] | None) -> None:
+        self.desc, self.total, self.log, self.done, self.tenths = desc, total, log, 0, 0
+
+    def advance(self, videos: int) -> None:
+        self.done += videos
+        tenths = self.done * 10 // max(self.total, 1)
+        if self.log is not None and tenths > self.tenths:
+            self.tenths = tenths
+            self.log(f"  {self.desc} {self.done}/{self.total} videos")
 
 
 def _pool(model: torch.nn.Module, temporal: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -86,9 +109,14 @@ def retrieval_recall(query: torch.Tensor, query_labels: torch.Tensor, gallery: t
 
 def knn_retrieval(model: torch.nn.Module, train_items: Sequence[VideoItem], test_items: Sequence[VideoItem], *,
                   ks: Sequence[int] = (1, 5, 10, 20, 50), device="cpu", batch_size: int = 4, workers: int = 0,
-                  progress: bool = False, pooling: str = "temporal", **clip_args) -> dict:
-    """Spec §6 retrieval of the test split against the train split; returns recalls and counts."""
-    extract = dict(batch_size=batch_size, workers=workers, device=device, pooling=pooling, progress=progress)
+                  progress: bool = False, pooling: str = "temporal", log: Callable[[str], None] | None = None,
+                  **clip_args) -> dict:
+    """The paper's nearest-neighbour retrieval of the test split against the train split; returns
+    recalls and counts.
+
+    ``log``: progress lines for output that is not a terminal (see :func:`extract_features`).
+    """
+    extract = dict(batch_size=batch_size, workers=workers, device=device, pooling=pooling, progress=progress, log=log)
     gallery, gallery_labels, bad_g = extract_features(model, EvalClipsDataset(train_items, **clip_args),
                                                       desc="gallery", **extract)
     query, query_labels, bad_q = extract_features(model, EvalClipsDataset(test_items, **clip_args),

@@ -22,7 +22,9 @@ import contextlib
 import copy
 import json
 import math
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,10 @@ from ..models.registry import create_model, resolve_model_args
 from . import distributed
 from ..atomic import atomic_write, exclusive_output, refuse_to_replace, remove_stale_siblings, staged_directory
 from .checkpoint import CheckpointError, load_checkpoint, resume_candidates, save_checkpoint
-from .config import Recipe, RecipeError, preprocessing_config, recipe_from_dict, resume_changes
+from .config import (
+    Recipe, RecipeError, ResumeRequest, apply_override, load_recipe, preprocessing_config, recipe_from_dict,
+    resume_changes,
+)
 from .evaluate import knn_retrieval
 from .feed import DeviceFeed, to_device
 from .runtime import augment_on, autocast_for, configure_model, resolve_device, seed_everything
@@ -250,31 +255,147 @@ def _restore(state: dict, model, optimizer, schedule) -> tuple[int, float, list]
     return int(state["epoch"]) + 1, float(state["best_loss"]), list(state["history"])
 
 
-def _knn(model, data: RunData, recipe: Recipe, device, progress: bool) -> dict:
+def _knn(model, data: RunData, recipe: Recipe, device, progress: bool, log: Callable[[str], None],
+         which: str) -> dict:
+    """The closing kNN evaluation of one network (``which``: "trained model" or "random init").
+
+    It takes minutes on a CPU, so it says what it embeds; with progress on and the output not a
+    terminal (``make demo`` into a pipe or a log file, where tqdm stays silent) it also logs how far
+    it got, so a log never goes quiet for minutes.
+    """
     e, d = recipe.eval, recipe.data
+    log(f"kNN evaluation: embedding {len(data.train) + len(data.test)} videos ({len(data.train)} gallery, "
+        f"{len(data.test)} queries, {e.clips} clips each), {which}...")
+    lines = log if progress and not sys.stdout.isatty() else None
     return knn_retrieval(model, data.train, data.test, ks=e.ks, device=device, batch_size=e.batch_size,
                          workers=min(d.workers, 2, cpu_share()), progress=progress, clips=e.clips, frames=e.frames,
                          stride=e.stride, size=d.size, crop_fraction=e.crop_fraction,
-                         channel_order=d.channel_order, mean=d.mean, std=d.std)
+                         channel_order=d.channel_order, mean=d.mean, std=d.std, log=lines)
 
 
-def pretrain(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+@dataclass
+class RunProgress:
+    """What the run folder holds so far, kept up to date while :func:`pretrain` runs, for the report
+    of an interruption (:class:`RunInterrupted`)."""
+
+    resuming: bool = False  # a --resume of a run with a checkpoint
+    kept_epoch: int | None = None  # epochs in the newest checkpoint; None: none, or not read yet
+    epochs: int | None = None  # train.epochs of the run; None: not known yet
+    saved_here: bool = False  # this call saved a checkpoint, so its resume changes are recorded
+    finishing: bool = False  # every epoch is trained: evaluating and saving the model
+    created_folder: bool = False  # this call created the run folder
+    restartable: bool = False  # the folder holds only an unfinished start: `--resume` starts it again
+
+    def kept(self) -> str:
+        if self.kept_epoch is None:
+            if self.resuming:
+                return "before the run resumed; its folder is as it was"
+            return "no checkpoint was saved yet, so nothing trained was kept"
+        if self.finishing:
+            return (f"all {self.kept_epoch} epochs are trained and checkpointed; the closing evaluation and the "
+                    "saved model were not written")
+        of = f" of {self.epochs}" if self.epochs else ""
+        return f"kept the checkpoint of epoch {self.kept_epoch}{of}"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during :func:`pretrain`, carrying what the run folder kept (``progress``) so
+    that the CLI can say it and print the command that goes on. Still a ``KeyboardInterrupt``: a
+    library caller stops as before."""
+
+    def __init__(self, out: Path, progress: RunProgress) -> None:
+        super().__init__(f"{out}: interrupted; {progress.kept()}")
+        self.out, self.progress = out, progress
+
+
+def pretrain(recipe: Recipe | ResumeRequest, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
              progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Run a recipe end to end; returns (and writes to ``OUT/results.json``) the run's numbers.
 
     A folder that already holds a run is continued with ``resume`` or replaced with ``overwrite``;
     otherwise it is left untouched and the call fails, so no earlier checkpoint is lost by mistake.
+    A folder that holds only what a start stopped before its first checkpoint wrote (its
+    ``recipe.yaml``) is started again in place. Every refusal comes before the run folder is created.
+
+    ``recipe``: the recipe to run; with ``resume`` also a :class:`ResumeRequest` (what ``--resume``
+    passes): the run's recorded recipe with only the request's overrides changed. A full ``Recipe``
+    with ``resume`` is compared setting by setting with the recorded one. Either way only the
+    settings in ``config.RESUMABLE`` may change, and the changes are recorded in ``recipe.yaml``
+    once the first epoch trained with them is saved.
+
+    Ctrl-C raises :class:`RunInterrupted` (a ``KeyboardInterrupt``) saying what the folder kept.
 
     Started by ``torchrun`` it joins the process group (distributed.py); rank 0 logs, writes and
     returns the results, the other ranks stay silent and return ``{"rank", "world_size", "history"}``.
     """
-    with distributed.session(resolve_device(recipe.train.device)) as ctx, contextlib.ExitStack() as held:
-        if not ctx.is_main:
-            progress, log = False, _silent
-        # One writer per run folder: rank 0 holds its lock for the whole run; a second run is refused
-        # (on every rank) before anything is read or written.
-        distributed.on_main(lambda: held.enter_context(exclusive_output(out_dir)))
-        return _pretrain(recipe, Path(out_dir), ctx, resume=resume, overwrite=overwrite, progress=progress, log=log)
+    if isinstance(recipe, ResumeRequest) and not resume:
+        raise ValueError("a ResumeRequest continues a run: pass resume=True")
+    out, run, main = Path(out_dir), RunProgress(), True
+    try:
+        with distributed.session(_session_device(recipe, out)) as ctx, contextlib.ExitStack() as held:
+            main = ctx.is_main
+            if not main:
+                progress, log = False, _silent
+            # One writer per run folder: rank 0 holds its lock for the whole run; a second run is refused
+            # (on every rank) before anything is read or written.
+            distributed.on_main(lambda: held.enter_context(exclusive_output(out)))
+            try:
+                return _pretrain(recipe, out, ctx, run, resume=resume, overwrite=overwrite, progress=progress,
+                                 log=log)
+            except BaseException as err:
+                if main and _ctrl_c(err):
+                    _after_interruption(out, run)  # while the folder is still locked
+                raise
+    except BaseException as err:
+        if not main or not _ctrl_c(err):
+            raise
+        raise RunInterrupted(out, run) from None
+
+
+def _ctrl_c(err: BaseException) -> bool:
+    """A ``KeyboardInterrupt``, or an error that code cleaning up after one raised in its place (a
+    library's writer closed half-way): either way the user stopped the run."""
+    while err is not None:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        err = err.__context__
+    return False
+
+
+def _after_interruption(out: Path, run: RunProgress) -> None:
+    """Remove the run folder this call created if it is still empty, and note whether the folder
+    holds an unfinished start, which ``--resume`` starts again (``recipe.yaml`` is kept for that)."""
+    if run.created_folder and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    run.restartable = run.kept_epoch is None and (out / "recipe.yaml").is_file() and _unfinished_start(out)
+
+
+def _session_device(recipe: Recipe | ResumeRequest, out: Path) -> torch.device:
+    """The device to join the run on. A resume knows its recipe only once rank 0 has read the
+    checkpoint, after the process group exists; ``train.device`` cannot change on resume, so the one
+    ``OUT/recipe.yaml`` records serves (or the request's own ``--set train.device``), checked against
+    the checkpoint's recipe once it is read (:func:`_check_resumed_device`)."""
+    if isinstance(recipe, Recipe):
+        return resolve_device(recipe.train.device)
+    probe = Recipe()
+    probe.train.device = _recorded_device(out)
+    for item in recipe.overrides:
+        apply_override(probe, item)
+    return resolve_device(probe.train.device)
+
+
+def _recorded_device(out: Path) -> str:
+    try:
+        device = (yaml.safe_load((out / "recipe.yaml").read_text()) or {}).get("train", {}).get("device", "auto")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "auto"
+    return device if isinstance(device, str) else "auto"
+
+
+def _check_resumed_device(recipe: Recipe, device: torch.device, out: Path) -> None:
+    if resolve_device(recipe.train.device).type != device.type:
+        raise RecipeError(f"--resume: the run in {out} trains with train.device={recipe.train.device!r}, not on "
+                          f"{device.type} as {out / 'recipe.yaml'} said; add --set train.device={recipe.train.device}")
 
 
 def _check_time_steps(recipe: Recipe, model) -> None:
@@ -291,26 +412,54 @@ def _silent(_message: str) -> None:
     pass
 
 
-def _prepare_run_folder(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse what would lose files, before any work: a run resumed where there is none, a run
-    replaced without ``--overwrite``, or a run started in a folder that holds other files."""
+def _command(*args: str | Path) -> str:
+    """A command line to print in a hint, quoted so that it runs as printed."""
+    return shlex.join(["tclr-zoo", "pretrain", *map(str, args)])
+
+
+def _check_run_folder(out: Path, resume: bool, overwrite: bool) -> str:
+    """Refuse what would lose files, before any work and before anything is created: a run resumed
+    where there is none, a run replaced without ``--overwrite``, or a run started in a folder that
+    holds other files. Returns how the run goes on: ``"resume"``, ``"fresh"``, or ``"restart"``
+    (``--resume`` of a start stopped before its first checkpoint: it starts again from epoch 1)."""
     has_run = bool(resume_candidates(out / "checkpoints" / "last.pt"))
-    if resume and not has_run:
+    unfinished = not has_run and _unfinished_start(out, clean=True)
+    if resume:
+        if has_run:
+            return "resume"
+        if unfinished and (out / "recipe.yaml").is_file():
+            return "restart"
         raise RecipeError(f"--resume: {out} holds no run to continue (no checkpoints/last.pt); drop --resume to "
                           "start one there")
-    if not resume:
-        if has_run and not overwrite:
-            raise RecipeError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace "
-                              "it, or choose another --out")
+    if has_run and not overwrite:
+        raise RecipeError(f"{out} already holds a run (to replace it: the same command with --overwrite; or choose "
+                          f"another --out); to continue it: {_command('--out', out, '--resume')}")
+    if not unfinished:
         refuse_to_replace(out, overwrite=overwrite, kind="folder")
-        if overwrite:
-            _clear_run(out)
-    out.mkdir(parents=True, exist_ok=True)
+    return "fresh"
 
 
-def _read_last_checkpoint(ckpt_dir: Path, log: Callable[[str], None]) -> tuple[dict, Path]:
+def _unfinished_start(out: Path, *, clean: bool = False) -> bool:
+    """Whether the folder ``out`` holds only what a start writes before its first checkpoint:
+    ``recipe.yaml`` and an empty ``checkpoints/`` (the scalar logs appear with the first checkpoint),
+    or part of that. Such a folder holds nothing trained, so it is started again in place; anything
+    else in it, a user's file say, stops that. ``clean``: first remove the temporary files of a
+    writer killed meanwhile, as every write does."""
+    recipe, ckpt = out / "recipe.yaml", out / "checkpoints"
+    if not out.is_dir():
+        return False
+    if clean:
+        for target in (recipe, ckpt / "last.pt", ckpt / "best.pt"):
+            remove_stale_siblings(target)
+    if {entry.name for entry in out.iterdir()} - {"recipe.yaml", "checkpoints"}:
+        return False
+    return not ckpt.exists() or (ckpt.is_dir() and not any(ckpt.iterdir()))
+
+
+def _read_last_checkpoint(out: Path, log: Callable[[str], None]) -> tuple[dict, Path]:
     """The newest usable checkpoint: ``last.pt``, or the one it replaced when ``last.pt`` is missing
     (killed between two renames) or damaged."""
+    ckpt_dir = out / "checkpoints"
     for stale in (*remove_stale_siblings(ckpt_dir / "last.pt"), *remove_stale_siblings(ckpt_dir / "best.pt")):
         log(f"removed {stale.name}, left by a process stopped while writing a checkpoint")
     problems, damaged = [], []
@@ -327,7 +476,9 @@ def _read_last_checkpoint(ckpt_dir: Path, log: Callable[[str], None]) -> tuple[d
             log(f"moved the damaged {bad.name} aside to {bad.stem}.damaged{bad.suffix}")
         return state, path
     detail = "; ".join(problems) if problems else "no checkpoint was written yet"
-    raise RecipeError(f"--resume: no usable checkpoint in {ckpt_dir} ({detail}); start again with --overwrite")
+    again = (_command(out / "recipe.yaml", "--out", out, "--overwrite") if (out / "recipe.yaml").is_file()
+             else "the command that started it, with --overwrite")
+    raise RecipeError(f"--resume: no usable checkpoint in {ckpt_dir} ({detail}); start the run again: {again}")
 
 
 @dataclass
@@ -338,19 +489,21 @@ class Resumed:
     state: dict
     source: Path
     recipe: Recipe
+    done: int  # epochs in the checkpoint
     finished: dict | None = None
 
 
-def _resume(out: Path, requested: Recipe, log: Callable[[str], None]) -> Resumed:
+def _resume(out: Path, requested: Recipe | ResumeRequest, log: Callable[[str], None]) -> Resumed:
     """Read the checkpoint and decide what the resumed run is (on rank 0; see ``distributed.on_main``).
 
     The run keeps the recipe it was started with; of what the user asks now only the settings in
     ``config.RESUMABLE`` may differ, and each change is appended to the recipe's ``resumes``.
     """
-    state, source = _read_last_checkpoint(out / "checkpoints", log)
+    state, source = _read_last_checkpoint(out, log)
     recipe = recipe_from_dict(state["recipe"], f"{source} (recipe)")
     done = int(state["epoch"]) + 1
-    changes = resume_changes(recipe, requested)
+    wanted = requested.applied_to(recipe, str(out)) if isinstance(requested, ResumeRequest) else requested
+    changes = resume_changes(recipe, wanted)
     if changes:
         recipe.resumes.append({"epoch": done + 1, "set": {k: new for k, (_, new) in changes.items()},
                                "was": {k: old for k, (old, _) in changes.items()}})
@@ -358,28 +511,67 @@ def _resume(out: Path, requested: Recipe, log: Callable[[str], None]) -> Resumed
     results = out / "results.json"
     epochs = recipe.settings_from(None).train.epochs
     if done >= epochs and results.is_file():  # finished, and its evaluation and model were written
-        log(f"{out}: the run already trained {done} epochs (train.epochs={epochs}); nothing to do, nothing "
-            f"changed. To train longer: --resume --set train.epochs=N with N > {done}")
-        return Resumed(state, source, recipe, finished=json.loads(results.read_text()))
-    return Resumed(state, source, recipe)
+        longer = _command("--out", out, "--resume", "--set", f"train.epochs={2 * done}")
+        log(f"{out}: the run already trained {done} epoch{'s' if done != 1 else ''} (train.epochs={epochs}); nothing "
+            f"to do, nothing changed. To train longer, give the new total, e.g.: {longer}")
+        return Resumed(state, source, recipe, done, finished=json.loads(results.read_text()))
+    return Resumed(state, source, recipe, done)
 
 
-def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume: bool, overwrite: bool,
-              progress: bool, log: Callable[[str], None]) -> dict:
+def _restart(out: Path, requested: Recipe | ResumeRequest, log: Callable[[str], None]) -> Recipe:
+    """``--resume`` of a start stopped before its first checkpoint: nothing was trained, so the run
+    starts again from epoch 1 with the recipe it recorded, as ``pretrain OUT/recipe.yaml --set ...``
+    would (a library caller's full ``Recipe`` is used as it is)."""
+    if not isinstance(requested, ResumeRequest):
+        log(f"{out}: the run was stopped before its first checkpoint; starting it again from epoch 1")
+        return requested
+    recipe = load_recipe(str(out / "recipe.yaml"), list(requested.overrides))
+    requested.check_recipe_name(recipe, str(out))
+    log(f"{out}: the run was stopped before its first checkpoint; starting it again from epoch 1 with its "
+        "recorded recipe")
+    return recipe
+
+
+def _set_up_run_folder(out: Path, recipe: Recipe, *, replace: bool) -> bool:
+    """Once the start is accepted: empty the folder of an earlier run or an unfinished start
+    (``replace``; only what ``pretrain`` writes), create it and record the recipe. Returns whether
+    the folder was created."""
+    if replace:
+        _clear_run(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    _write_recipe(out, recipe)
+    return created
+
+
+def _write_recipe(out: Path, recipe: Recipe) -> None:
+    atomic_write(out / "recipe.yaml", lambda f: f.write(yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode()))
+
+
+def _pretrain(requested: Recipe | ResumeRequest, out: Path, ctx: distributed.DistContext, run: RunProgress, *,
+              resume: bool, overwrite: bool, progress: bool, log: Callable[[str], None]) -> dict:
     wall_start = time.perf_counter()
     device, world = ctx.device, ctx.world_size
-    per_process = distributed.per_process_batch(recipe.train.batch_size, world)  # checks before any write
-    sync_bn = distributed.use_sync_bn(recipe, world, device)
-    distributed.on_main(lambda: _prepare_run_folder(out, resume, overwrite))
-    ckpt_dir = out / "checkpoints"
-    # Read the checkpoint before the data: a bad --resume fails in a second, not after data preparation.
-    # Rank 0 reads the file and hands it to the others: it need not be on their disks.
-    resumed = distributed.on_main(lambda: _resume(out, recipe, log)) if resume else None
-    if resumed is not None:
+    # Everything is checked before anything is written: a refused start leaves no run folder behind.
+    mode = distributed.on_main(lambda: _check_run_folder(out, resume, overwrite))
+    run.resuming = mode == "resume"
+    resumed = None
+    if mode == "resume":
+        # Read the checkpoint before the data: a bad --resume fails in a second, not after data preparation.
+        # Rank 0 reads the file and hands it to the others: it need not be on their disks.
+        resumed = distributed.on_main(lambda: _resume(out, requested, log))
         if resumed.finished is not None:
             return resumed.finished if ctx.is_main else {"rank": ctx.rank, "world_size": world, "history": []}
-        recipe = resumed.recipe
+        recipe, run.kept_epoch = resumed.recipe, resumed.done
+        _check_resumed_device(recipe, device, out)
+    elif mode == "restart":
+        recipe = distributed.on_main(lambda: _restart(out, requested, log))
+    else:
+        recipe = requested
+    per_process = distributed.per_process_batch(recipe.train.batch_size, world)
+    sync_bn = distributed.use_sync_bn(recipe, world, device)
     final = recipe.settings_from(None)  # the settings the run ends with (epochs, data location, evaluation)
+    run.epochs = final.train.epochs
     data = prepare_data(final, progress)
     seed_everything(recipe.train.seed)
     model_args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
@@ -397,8 +589,6 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
         start_epoch, best_loss, history = _restore(resumed.state, model, optimizer, schedule)
         log(f"resumed from {resumed.source} at epoch {start_epoch + 1}")
         resumed = None  # the checkpoint's tensors are in the model and optimizer now
-    if ctx.is_main:
-        atomic_write(out / "recipe.yaml", lambda f: f.write(yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode()))
     restore_bn = distributed.convert_sync_bn(model) if sync_bn else None
     forward = distributed.pretraining_forward(model)
     if recipe.train.compile:
@@ -406,7 +596,10 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
     workers = _worker_count(final, log, ctx.local_world_size)
     loader = pretrain_loader(build_dataset(recipe, data.train, device), recipe, device, workers, rank=ctx.rank,
                              world_size=world)
-    logger = ScalarLogger(out / "logs") if ctx.is_main else None
+    if mode != "resume":  # the start is accepted: only now is the run folder created (or emptied)
+        run.created_folder = distributed.on_main(lambda: _set_up_run_folder(out, recipe,
+                                                                            replace=overwrite or mode == "restart"))
+    logger = ScalarLogger(out / "logs") if ctx.is_main else None  # creates its files at the first epoch's end
     bad_log = BadFileLog(log)
     processes = "" if world == 1 else f" ({world} processes x {per_process}, {ctx.backend})"
     log(f"pretraining {recipe.model.arch} on {data.name}: {len(data.train)} videos, device {device}, "
@@ -426,21 +619,27 @@ def _pretrain(recipe: Recipe, out: Path, ctx: distributed.DistContext, *, resume
             improved = stats.loss < best_loss
             best_loss = min(best_loss, stats.loss)
             if ctx.is_main:
+                log(_epoch_summary(row))
+                # The checkpoint first, then what describes it: an interruption in between leaves a
+                # record of an epoch that was not kept, never one of an epoch that was. So a resume
+                # interrupted before its first epoch is saved records nothing, not even its changes.
+                state = _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe)
+                save_checkpoint(out / "checkpoints" / "last.pt", state, keep_previous=True)
+                run.kept_epoch, run.saved_here = epoch + 1, True
+                if improved:
+                    save_checkpoint(out / "checkpoints" / "best.pt", state)
+                _write_recipe(out, recipe)
                 logger.log(epoch + 1, {f"loss/{k}": v for k, v in stats.losses.items()} |
                            {"lr": row["lr"], "clips_per_second": row["clips_per_second"], "bad_files": stats.bad_files})
-                log(_epoch_summary(row))
-                state = _checkpoint_state(model, optimizer, schedule, epoch, best_loss, history, recipe)
-                save_checkpoint(ckpt_dir / "last.pt", state, keep_previous=True)
-                if improved:
-                    save_checkpoint(ckpt_dir / "best.pt", state)
     finally:
         if logger is not None:
             logger.close()
+    run.finishing = True
     if restore_bn is not None:
         restore_bn()
     run_info = _distributed_info(model, ctx, per_process, sync_bn, log)
     # Rank 0 evaluates and writes; the others wait here for it (and fail with it if it fails).
-    results = distributed.on_main(lambda: _finish(model, random_init, data, final, device, out, history,
+    results = distributed.on_main(lambda: _finish(model, random_init, data, recipe, device, out, history,
                                                   wall_start, progress, log, run_info))
     return results if ctx.is_main else {"rank": ctx.rank, "world_size": world, "history": history}
 
@@ -484,8 +683,11 @@ def _epoch_summary(row: dict) -> str:
             f"({row['seconds']:.1f}s){bad}")
 
 
-def _finish(model, random_init, data, recipe, device, out: Path, history, wall_start, progress, log,
+def _finish(model, random_init, data, run_recipe: Recipe, device, out: Path, history, wall_start, progress, log,
             run_info: dict | None = None) -> dict:
+    """The closing evaluation, the saved model, and ``results.json`` (with ``recipe.yaml`` just before
+    it, so that a finished run's record matches its checkpoint even if an earlier write was cut off)."""
+    recipe = run_recipe.settings_from(None)  # the settings the run ended with
     results: dict = {"recipe": recipe.name, "arch": recipe.model.arch, "dataset": data.name, "split": data.split,
                      "epochs": len(history) and history[-1]["epoch"], "history": history,
                      "distributed": run_info or {"world_size": 1}}
@@ -497,8 +699,8 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
     results["peak_gpu_memory_gb"] = max(peaks) if peaks else None
     evaluation = []
     if recipe.eval.knn:
-        trained = _knn(model, data, recipe, device, progress)
-        baseline = _knn(random_init.to(device), data, recipe, device, progress)
+        trained = _knn(model, data, recipe, device, progress, log, "trained model")
+        baseline = _knn(random_init.to(device), data, recipe, device, progress, log, "random init")
         results["knn_r1"], results["knn_r1_random_init"] = trained["R@1"], baseline["R@1"]
         results["knn"], results["knn_random_init"] = trained, baseline
         record = knn_record(recipe, data, trained, baseline)
@@ -519,6 +721,7 @@ def _finish(model, random_init, data, recipe, device, out: Path, history, wall_s
         write_model_files(model.to("cpu").eval(), staging, config, card=card)
     results["wall_seconds"] = round(time.perf_counter() - wall_start, 2)
     results["versions"] = {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}
+    _write_recipe(out, run_recipe)
     atomic_write(out / "results.json", lambda f: f.write((json.dumps(results, indent=2) + "\n").encode()))
     log(f"saved model to {model_dir} and results to {out / 'results.json'} "
         f"(wall time {results['wall_seconds']:.0f}s)")

@@ -8,12 +8,26 @@ from pathlib import Path
 
 
 class ScalarLogger:
-    """``log(step, {name: value})`` appends to ``DIR/metrics.csv`` (long format) and TensorBoard."""
+    """``log(step, {name: value})`` appends to ``DIR/metrics.csv`` (long format) and TensorBoard.
+
+    Nothing is created before the first ``log``: a run stopped before its first epoch ends (or a
+    resume that trains nothing) leaves no log files, and no empty TensorBoard file for a run that
+    recorded nothing.
+    """
 
     def __init__(self, directory: str | os.PathLike) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.directory / "metrics.csv"
+        self._csv_file = None
+        self._csv = None
+        self._tb = None
+
+    @property
+    def tensorboard(self) -> bool:
+        return self._tb is not None
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
         new_file = not self.csv_path.exists()
         self._csv_file = open(self.csv_path, "a", newline="")
         self._csv = csv.writer(self._csv_file)
@@ -21,11 +35,9 @@ class ScalarLogger:
             self._csv.writerow(["step", "name", "value"])
         self._tb = _tensorboard_writer(self.directory)
 
-    @property
-    def tensorboard(self) -> bool:
-        return self._tb is not None
-
     def log(self, step: int, scalars: dict[str, float]) -> None:
+        if self._csv_file is None:
+            self._open()
         for name, value in scalars.items():
             self._csv.writerow([step, name, f"{float(value):.6g}"])
             if self._tb is not None:
@@ -33,7 +45,8 @@ class ScalarLogger:
         self._csv_file.flush()
 
     def close(self) -> None:
-        self._csv_file.close()
+        if self._csv_file is not None:
+            self._csv_file.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -158,7 +158,7 @@ def test_a_sigkilled_holder_leaves_no_lock_and_the_next_run_succeeds(saved, vide
 
 
 WRITERS = {
-    # name: (argv with {model}, {video}, {dataset}, {out}; what the output is called)
+    # name: (argv with {model}, {video}, {index}, {out}; what the output is called)
     "export --out": (["export", "{model}", "--out", "{out}"], "exported"),
     "convert OUT_DIR": (["convert", "{video}", "{out}", "--arch", "r3d_18"], "converted"),
     "index build --out": (["index", "build", "{model}", "{video}", "--out", "{out}", "--no-progress"], "idx"),
@@ -167,6 +167,9 @@ WRITERS = {
                                             "e.json"),
     "classify --json": (["classify", "{model}", "{video}", "--json", "{out}", "--no-progress"], "top.json"),
     "index search --contact-sheet": (["index", "search", "{index}", "a", "--contact-sheet", "{out}"], "sheet.png"),
+    "eval --out": (["eval", "{model}", "--protocol", "retrieval", "--dataset", "folder", "--root", "{index}",
+                    "--out", "{out}", "--no-progress"], "result.json"),
+    "finetune --save": (["finetune", "finetune_ucf101", "--save", "{out}", "--no-progress"], "saved"),
     "embed --out under torchrun": (["embed", "{model}", "{video}", "--out", "{out}", "--no-progress"], "t.npy"),
     "index build --out under torchrun": (["index", "build", "{model}", "{video}", "--out", "{out}", "--no-progress"],
                                          "tidx"),

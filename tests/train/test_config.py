@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING, PAPER_RESULTS, get_pretrained
-from tclr_zoo.train.config import RecipeError, bundled_recipes, load_recipe, preprocessing_config
+from tclr_zoo.train.config import (
+    RecipeError, ResumeRequest, bundled_recipes, load_recipe, preprocessing_config, resume_changes,
+)
 from tclr_zoo.train.schedule import WarmupPlateauSchedule
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -114,3 +116,23 @@ def test_downstream_recipe_references_match_the_paper_results():
     with pytest.raises(RecipeError, match="has no result 'paper_ucf101_nope'"):
         load_protocol_recipe("finetune_r3d18_ucf101", ["model=m", "data.root=d", "reference.paper_top1="
                                                        "{published: r3d_18.tclr_ucf101, result: paper_ucf101_nope}"])
+
+
+def test_a_resume_request_compares_only_the_keys_it_names_with_the_settings_the_run_ends_with():
+    """`--resume [--set ...]`: the recorded recipe (overrides and earlier resumes included) is the
+    baseline, so a bare resume changes nothing and a key given again at its current value is no change."""
+    recorded = load_recipe("demo", ["train.max_steps_per_epoch=2", "train.epochs=2"])
+    recorded.resumes.append({"epoch": 3, "set": {"train.epochs": 4}, "was": {"train.epochs": 2}})
+
+    def changes(*overrides: str) -> dict:
+        return resume_changes(recorded, ResumeRequest(overrides).applied_to(recorded, "runs/x"))
+
+    assert changes() == {}
+    assert changes("train.epochs=4", "train.max_steps_per_epoch=2") == {}
+    assert changes("train.epochs=6", "optim.lr=0.5") == {"train.epochs": (4, 6), "optim.lr": (0.002, 0.5)}
+    with pytest.raises(RecipeError, match=r"train.max_steps_per_epoch cannot change .*it was 2, now 1"):
+        changes("train.max_steps_per_epoch=1")
+    with pytest.raises(RecipeError, match="unknown key 'epochz'"):
+        ResumeRequest(("train.epochz=1",))  # refused when asked, before any checkpoint is read
+    with pytest.raises(RecipeError, match="holds a run of recipe 'demo', not 'demo_ic_only'"):
+        ResumeRequest(recipe_name="demo_ic_only").applied_to(recorded, "runs/x")

@@ -179,7 +179,8 @@ def test_torchrun_two_processes_resume_across_world_sizes_with_bad_files(copied_
     assert first["distributed"] == {"world_size": 1} and first["history"][0]["world_size"] == 1
     events_before = set(out.rglob("events.out.tfevents*"))
 
-    run = _torchrun(out, copied_dataset, "--resume", **common, **{"train.epochs": 2})
+    # --resume continues the recorded recipe (eval.knn=false): the evaluation is asked for by name
+    run = _torchrun(out, copied_dataset, "--resume", **common, **{"train.epochs": 2, "eval.knn": "true"})
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     # gradients were synchronised: both ranks ended with the same parameters, the ones rank 0 saved
