@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny synthetic dataset (real H.264 files) and a tiny pretraining recipe."""
+"""Shared fixtures: a tiny synthetic dataset (real H.264 files), a tiny pretraining recipe, and a saved
+random model with one short clip for the CLI tests (read only: a test that changes them copies them)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ def tiny_overrides(dataset: Path, **extra) -> list[str]:
         **extra,
     }
     return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory) -> Path:
+    """A saved ``r3d_10_025`` folder with seeded random weights: a real model for the CLI's commands."""
+    import torch
+
+    import tclr_zoo
+
+    torch.manual_seed(0)
+    return tclr_zoo.load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path_factory.mktemp("m") / "model")
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory) -> Path:
+    """One short H.264 clip (24 frames)."""
+    from hostile_videos import write_video
+
+    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 24)
 
 
 @pytest.fixture

@@ -19,24 +19,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.retrieval.index import VideoIndex
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_RANK = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1"}  # the torchrun path
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return tclr_zoo.load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path_factory.mktemp("m") / "model")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 24)
 
 
 def _one_line(result) -> str:

@@ -22,22 +22,10 @@ import torch
 from click.testing import CliRunner
 
 import tclr_zoo
-from conftest import TINY_SYNTHETIC
 from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.retrieval.index import VideoIndex
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return tclr_zoo.load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path_factory.mktemp("m") / "model")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 24)
 
 
 def _existing(tmp_path: Path, name: str, kind: str) -> Path:

@@ -4,7 +4,6 @@ The other official layouts and ``load_split`` are tested in test_layouts.py."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import av

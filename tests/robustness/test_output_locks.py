@@ -26,9 +26,7 @@ import torch
 import yaml
 from click.testing import CliRunner
 
-import tclr_zoo
 from conftest import tiny_overrides
-from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.atomic import OutputInUseError, lock_path
 from tclr_zoo.retrieval.index import VideoIndex
@@ -125,17 +123,6 @@ def test_second_pretrain_into_a_training_run_folder_is_refused_and_the_first_run
     assert stdout.count("epoch 2:") == 1 and not lock_path(out).exists()  # released, and its file removed
     for stderr, code in refusals:
         _refusal(code, stderr, out, first.pid, "pretrain")
-
-
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return tclr_zoo.load_model("r3d_10_025", pretrained=False).save_pretrained(tmp_path_factory.mktemp("m") / "model")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory) -> Path:
-    return write_video(tmp_path_factory.mktemp("v") / "clip.mp4", 24)
 
 
 def test_a_sigkilled_holder_leaves_no_lock_and_the_next_run_succeeds(saved, video, tmp_path):
