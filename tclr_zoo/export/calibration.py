@@ -148,10 +148,23 @@ def _from_array(model, path: Path, calib_clips: int, holdout_clips: int) -> tupl
 
     def rows(start: int, count: int, what: str) -> ClipSet:
         part = np.array(clips[start:start + count], dtype=np.float32)  # a writable copy, not the file's map
+        _check_preprocessed(model, part, path)
         return ClipSet(part, np.arange(count), [f"{path.name}[{start + i}]" for i in range(count)],
                        f"{path} rows {start}..{start + count - 1} ({what})")
 
     return rows(0, calib_clips, "calibration"), rows(calib_clips, held, "held out")
+
+
+def _check_preprocessed(model, clips: np.ndarray, path: Path) -> None:
+    """Clips given ready-made must be in the range the model's preprocessing produces (the SDK's own
+    check, ``inference.inputs.check_clips``): 0..255 pixels, or another mean/std, would calibrate every
+    int8 scale for inputs the deployed graph never sees, and the gate would judge it on them too."""
+    from ..inference.inputs import VideoInputError, check_clips
+
+    try:
+        check_clips(clips, frames=model.frames, size=model.size, preprocessing=model.config["preprocessing"])
+    except VideoInputError as err:
+        raise CalibrationSourceError(f"{path}: {err}") from None
 
 
 def _shuffled(paths: Sequence[str]) -> list[str]:

@@ -349,6 +349,10 @@ def test_every_source_short_of_three_held_out_videos_is_refused_with_one_rule(sd
     assert str(exc.value) == (f"{clips}: 6 clips, --calib-clips 4 of them calibrate: 2 held out; {HELD_OUT_RULE}: "
                               f"{HELD_OUT_REMEDY}")
     assert len(calibration_sets(sdk, clips, calib_clips=3, holdout_clips=64)[1].names) == 3
+    np.save(clips, np.full((6, 3, 16, 32, 32), 200.0, np.float32))  # pixels not divided by 255
+    with pytest.raises(CalibrationSourceError, match=r"clips\.npy: preprocessed clips: float values in \[200, 200\]; "
+                                                     r"this model expects values in \[0, 1\]"):
+        calibration_sets(sdk, clips, calib_clips=3, holdout_clips=64)
     with pytest.raises(CalibrationSourceError, match=r"need >= 1 calibration clip and >= 3 held-out clips, got 8 and 2"):
         calibration_sets(sdk, tiny_dataset, calib_clips=8, holdout_clips=2, dataset="ucf101")
 
