@@ -6,7 +6,7 @@ Scenarios, each one locust run against the same server, every user working back 
 time, a closed loop):
 
 * ``mixed``: ``--users`` users, each picking 3 row searches to 1 upload search;
-* ``uploads``: ``--users`` users uploading only (the issue's "8 users uploading at once").
+* ``uploads``: ``--users`` users uploading only (by default 8 users uploading at once, twice the server's 4 work slots).
 
 The server runs with its defaults (4 work slots, 8 waiters, 30 s longest wait). ``--preset demo``
 (default) is what ``make demo`` and then ``tclr-zoo app`` serve: the demo's synthetic dataset (108
@@ -64,14 +64,14 @@ def make_index(preset: dict[str, Any], folder: Path) -> tuple[Path, list[Path]]:
     import tclr_zoo
     from tclr_zoo.data.synthetic import SyntheticConfig, generate
     from tclr_zoo.hub.format import model_config, save_pretrained
-    from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+    from tclr_zoo.models.preprocessing import Preprocessing
     from tclr_zoo.models.registry import create_model, resolve_model_args
 
     videos = sorted(generate(folder / "videos", SyntheticConfig(**preset["data"])).rglob("*.mp4"))
     torch.manual_seed(0)
     arch = preset["arch"]
     net = create_model(arch).eval()
-    preprocessing = dict(FAITHFUL_PREPROCESSING, size=preset["size"], frames=preset["frames"])
+    preprocessing = Preprocessing(size=preset["size"], frames=preset["frames"])
     model_dir = save_pretrained(net, folder / "model",
                                 model_config(net, arch=arch, model_args=resolve_model_args(arch),
                                              preprocessing=preprocessing))

@@ -30,7 +30,7 @@ from tclr_zoo.export.exporter import export_model
 from tclr_zoo.export.accuracy import passes
 from tclr_zoo.export.int8_options import CALIB_CLIPS, CALIBRATION_METHODS, HOLDOUT_CLIPS, Int8Options
 from tclr_zoo.hub.format import model_config
-from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.models.preprocessing import Preprocessing
 from tclr_zoo.models.registry import create_model, resolve_model_args
 
 INT8_HEADER = ("| arch | head | method | graph | calibration s | cosine mean | cosine min | agreement | default gate "
@@ -44,7 +44,7 @@ def sweep(archs: list[str], heads: list[str], max_batch: int, fp16: bool,
         torch.manual_seed(0)
         model = create_model(arch, num_classes=10).eval()
         config = model_config(model, arch=arch, model_args=resolve_model_args(arch),
-                              preprocessing=dict(FAITHFUL_PREPROCESSING), labels=[f"class{i}" for i in range(10)])
+                              preprocessing=Preprocessing(), labels=[f"class{i}" for i in range(10)])
         for head in heads:
             for options in int8 or [None]:
                 with tempfile.TemporaryDirectory() as tmp:

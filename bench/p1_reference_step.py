@@ -1,9 +1,10 @@
-"""P1's side B: a reference-style TCLR training step, written from spec §3-4 (not from the authors' code).
+"""P1's side B: a reference-style TCLR training step, written from the method's description (not from the
+authors' code).
 
 The network of side A (``bench.p1_train_step``: the training loop's own step), deep-copied, called
 once per clip group (2 global + 8 local backbone calls; the head once per pooled clip and once per
-global time-step, 18 calls), so BatchNorm sees each group alone; the losses as the spec describes
-them, with Python loops over clip pairs (IC local: 56 NT-Xent calls) and over the videos of the batch
+global time-step, 18 calls), so BatchNorm sees each group alone; the losses as the reference code
+computes them, with Python loops over clip pairs (IC local: 56 NT-Xent calls) and over the videos of the batch
 (LL); then backward and Adam. fp32, contiguous tensors (or, for one CUDA row, the reference's own
 fp16 autocast + GradScaler).
 """
@@ -51,13 +52,13 @@ def reference_step(model, recipe: Recipe, batch: dict, device: torch.device,
 
 
 def reference_forward(model, global_clips: torch.Tensor, local_clips: torch.Tensor):
-    """Spec §3 as the reference runs it: one backbone call per clip group, one head call per input.
+    """The TCLR network as the reference runs it: one backbone call per clip group, one head call per input.
 
     Returns per augmentation: ``gz[u]`` [B,D], ``gsz[u]`` [B,K,D] (time-step embeddings) and
     ``lz[u]`` [B,K,D] (pooled local-clip embeddings). The model's grouped BatchNorm layers are left
     at one group, where they are plain ``nn.BatchNorm``: each call normalises over its own clips.
     """
-    backbone, head = model.backbone, model.head
+    backbone, head = model.backbone, model.projection
     num_local = local_clips.shape[1]
     gz, gsz, lz = [], [], []
     for u in range(2):  # the global ("sparse") clip of each augmentation
@@ -78,7 +79,7 @@ def _negatives_mask(n: int, device: str) -> torch.Tensor:
 
 
 def reference_nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = TAU) -> torch.Tensor:
-    """NT-Xent of spec §4: rows [b; a]; positive = partner in the other view; CE summed / 2N."""
+    """NT-Xent as TCLR uses it: rows [b; a]; positive = partner in the other view; CE summed / 2N."""
     n = a.shape[0]
     z = torch.cat([b, a], dim=0).float()
     sim = z @ z.t() / tau
@@ -90,7 +91,7 @@ def reference_nt_xent(a: torch.Tensor, b: torch.Tensor, tau: float = TAU) -> tor
 
 
 def reference_losses(gz, gsz, lz, tau: float = TAU) -> dict[str, torch.Tensor]:
-    """Spec §4 with the reference's loops: over (u, v, k, l) pairs for IC local, over videos for LL."""
+    """The four TCLR losses with the reference's loops: over (u, v, k, l) pairs for IC local, over videos for LL."""
     videos, num_local = lz[0].shape[0], lz[0].shape[1]
     ic_global = reference_nt_xent(gz[0], gz[1], tau)
     ic_local = 0.0

@@ -1,12 +1,12 @@
 """P1: one TCLR pretraining step (forward of all 10 clip groups, the 4 losses, backward, Adam).
 
-A is the training loop's own step: ``tclr_zoo.train.pretrain.train_step`` driving
+A is the training loop's own step: ``tclr_zoo.train.epoch.train_step`` driving
 ``TCLRModel.forward_pretrain`` (all clip groups in ``groups_per_pass``-sized fused backbone passes
 with per-group BatchNorm statistics, one head pass), the vectorised ``tclr_zoo.losses.tclr_losses``
 and Adam, with the model laid out and the step run in the precision that ``tclr-zoo pretrain``
 chooses for the device (``configure_model`` / ``autocast_for``).
 
-B is a reference-style step written from spec §3-4 (not from the authors' code), in
+B is a reference-style step written from the method's description (not from the authors' code), in
 ``bench.p1_reference_step``: a deep copy of the same network called once per clip group, so BatchNorm
 sees each group alone, and the losses with Python loops over clip pairs and videos; then backward
 and Adam. fp32, contiguous tensors.
@@ -48,7 +48,7 @@ from bench.core import Result, append_json_rows, compare, machine
 from bench.p1_reference_step import reference_losses, reference_step
 from tclr_zoo.losses import LOSS_KEYS
 from tclr_zoo.models.registry import create_model
-from tclr_zoo.train import distributed, pretrain, runtime
+from tclr_zoo.train import distributed, epoch, runtime
 from tclr_zoo.train.config import Recipe
 
 CPU_TARGET = 1.5
@@ -107,8 +107,8 @@ def our_side(model, recipe: Recipe, batch: dict, device: torch.device, forward=N
     runtime.configure_model(model, recipe, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
     forward = forward or distributed.pretraining_forward(model)
-    weights = pretrain.loss_weights(recipe)
-    return Side(model, optimizer, lambda: pretrain.train_step(forward, optimizer, batch, recipe, device, weights))
+    weights = epoch.loss_weights(recipe)
+    return Side(model, optimizer, lambda: epoch.train_step(forward, optimizer, batch, recipe, device, weights))
 
 
 def reference_side(model, recipe: Recipe, batch: dict, device: torch.device, amp: str = "none") -> Side:

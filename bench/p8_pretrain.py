@@ -101,7 +101,7 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
     from tclr_zoo.data.datasets import collate_pretrain
     from tclr_zoo.data.layouts import VideoItem
     from tclr_zoo.models.registry import create_model
-    from tclr_zoo.train import pretrain
+    from tclr_zoo.train import epoch as one_epoch
     from tclr_zoo.train.config import load_recipe
     from tclr_zoo.train.runtime import augment_on, configure_model, seed_everything
 
@@ -117,7 +117,7 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
         paths = make_videos(Path(tmp), count, frames, height, width)
         generated = time.perf_counter() - started
         log(f"P8: {count} videos {width}x{height}x{frames} written in {generated:.0f}s")
-        dataset = pretrain.build_dataset(recipe, [VideoItem(p, 0) for p in paths], device)
+        dataset = one_epoch.build_dataset(recipe, [VideoItem(p, 0) for p in paths], device)
         total_steps = warmup + steps + 1
         epochs = -(-total_steps * batch // count)
         keys = []
@@ -131,7 +131,7 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
         model = create_model(recipe.model.arch, head_dim=recipe.model.head_dim, bn_mode=recipe.model.bn_mode)
         configure_model(model, recipe, device)
         initial = copy.deepcopy(model.state_dict())
-        weights = pretrain.loss_weights(recipe)
+        weights = one_epoch.loss_weights(recipe)
 
         def fresh(compiled: bool):
             model.load_state_dict(initial)
@@ -142,11 +142,11 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
 
         def end_to_end(compiled: bool) -> dict:
             optimizer, forward = fresh(compiled)
-            feed = iter(pretrain.device_feed(loader, device))
+            feed = iter(one_epoch.device_feed(loader, device))
             waits, first_step = [], None
             for i in range(warmup):
                 t = time.perf_counter()
-                pretrain.train_step(forward, optimizer, next(feed), recipe, device, weights)
+                one_epoch.train_step(forward, optimizer, next(feed), recipe, device, weights)
                 _sync(device)
                 first_step = first_step or time.perf_counter() - t
             with Utilisation(device) as util:
@@ -156,7 +156,7 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
                     t = time.perf_counter()
                     ready = next(feed)
                     waits.append(time.perf_counter() - t)
-                    pretrain.train_step(forward, optimizer, ready, recipe, device, weights)
+                    one_epoch.train_step(forward, optimizer, ready, recipe, device, weights)
                 _sync(device)
                 seconds = time.perf_counter() - start
             last = next(feed)  # a batch for the model-only step (augmented on the device)
@@ -167,11 +167,11 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
         def model_only(compiled: bool, ready: dict) -> float:
             optimizer, forward = fresh(compiled)
             for _ in range(warmup):
-                pretrain.train_step(forward, optimizer, ready, recipe, device, weights)
+                one_epoch.train_step(forward, optimizer, ready, recipe, device, weights)
             _sync(device)
             start = time.perf_counter()
             for _ in range(steps):
-                pretrain.train_step(forward, optimizer, ready, recipe, device, weights)
+                one_epoch.train_step(forward, optimizer, ready, recipe, device, weights)
             _sync(device)
             return steps * clips_per_step / (time.perf_counter() - start)
 
@@ -198,7 +198,7 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
             for compiled in (False, True):
                 optimizer, forward = fresh(compiled)
                 t = time.perf_counter()
-                losses.append(pretrain.train_step(forward, optimizer, probe_batch, recipe, device, weights))
+                losses.append(one_epoch.train_step(forward, optimizer, probe_batch, recipe, device, weights))
                 _sync(device)
                 if compiled:
                     compile_s = time.perf_counter() - t

@@ -8,11 +8,12 @@
 
 Result::
 
-    REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching
+    REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching,
+                                 the model's channel order and preprocessing as parameters
     REPO/NAME/1/model.onnx       (onnxruntime) the export's fp32 graph (--fp16, --int8: that graph), byte for byte
     REPO/NAME/1/model.plan       (tensorrt) the engine from export/build_trt_engine.py (--plan; an int8
                                  engine comes from build_trt_engine.py --int8, the repository is the same)
-    REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (from config.json "preprocessing")
+    REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (from config.json's preprocessing)
 
 The generator is ``tclr_zoo.export.triton`` (also behind ``tclr-zoo export --triton``); this script
 adds the TensorRT-plan options. Exit status 2 with one line on stderr for bad arguments, a folder

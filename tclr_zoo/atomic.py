@@ -12,6 +12,8 @@ the old version or the new one -- never half of the new one, and never no versio
   hidden sibling of the output, held while a run, an export, an index build or an embedding job
   writes it. The kernel drops the lock when its holder exits, however it exits (``SIGKILL``
   included), so a lock is never stale; readers never take it and are never blocked.
+* :func:`file_sha256` is the one file digest: what a writer records beside a file (weights, index
+  embeddings, ONNX graphs) and what a reader checks before trusting it.
 
 Leftovers of a process killed mid-write (``SIGKILL`` cannot be caught) are hidden siblings named
 after the target and the writer's process id; :func:`remove_stale_siblings` deletes those whose
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -141,6 +144,23 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str,
             os.fsync(f.fileno())
 
     _write_through_temp(Path(path), produce)
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (weights and graphs can be hundreds of MB).
+
+    Args:
+        path: the file to hash.
+        chunk: bytes read at a time; any size gives the same digest.
+
+    Returns:
+        The 64-character lowercase hex digest. ``OSError`` propagates when the file cannot be read.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_through_temp(path: Path, produce: Callable[[Path, int], None],

@@ -11,6 +11,9 @@ HEADS: tuple[str, ...] = ("backbone", "retrieval", "projection", "logits")
 EMBED_HEADS: tuple[str, ...] = HEADS[:3]
 #: Heads whose rows are L2-normalised (cosine = dot product).
 NORMALISED_HEADS: tuple[str, ...] = ("retrieval", "projection")
+#: What the evaluation protocols called the heads before they took these names ("pooling" in older
+#: recipes, ``--set`` values and evaluation records): old name -> head. Still read, with a note.
+POOLING_HEADS: dict[str, str] = {"temporal": "retrieval", "pooled": "backbone", "projection": "projection"}
 
 # A saved model folder (= Hub repository layout).
 CONFIG_NAME = "config.json"
@@ -45,5 +48,5 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
 __all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME", "FP32_NAME",
-           "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR",
+           "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR", "POOLING_HEADS",
            "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS", "WEIGHTS_NAME"]

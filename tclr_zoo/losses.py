@@ -1,4 +1,5 @@
-"""TCLR pretraining losses (spec §4), vectorised.
+"""TCLR pretraining losses (Dave et al., "TCLR: Temporal Contrastive Learning for Video
+Representation", arXiv 2101.07974), vectorised.
 
 Four terms, all on L2-normalised embeddings, similarity = dot product, temperature
 ``tau = 0.1``:
@@ -11,8 +12,8 @@ Four terms, all on L2-normalised embeddings, similarity = dot product, temperatu
 
 The *implicit scales* of the terms differ (``ic_local`` sums 56 NT-Xent terms and divides
 by 4; ``local_local`` sums over the batch instead of averaging; ``global_local`` sums four
-view combinations).  This is what the reference code (DAVEISHAN/TCLR @ 850efa9) does and
-the spec makes the reference code the ground truth, so the scales are kept unchanged and
+view combinations).  This is what the reference code (DAVEISHAN/TCLR @ 850efa9) does, and
+where paper and code differ this project follows the code, so the scales are kept unchanged and
 the default weights are all 1 (see the docstrings of each function for the details).
 
 Unlike the reference, nothing here loops in Python over the batch, over clip pairs or over
@@ -139,7 +140,7 @@ def pairwise_nt_xent(views: Tensor, temperature: float = 0.1) -> Tensor:
 
 
 def nt_xent(a: Tensor, b: Tensor, temperature: float = 0.1) -> Tensor:
-    """NT-Xent (SimCLR) loss of spec §4, batched over leading dimensions.
+    """NT-Xent (SimCLR) loss as TCLR uses it, batched over leading dimensions.
 
     ``a``, ``b``: ``[..., N, D]``, L2-normalised, row ``i`` of ``a`` and of ``b`` are two views
     of instance ``i``.  The ``2N`` rows ``[b; a]`` are stacked; each row's positive is its

@@ -63,11 +63,11 @@ def test_classify_example(tmp_path, folder):
     torch.manual_seed(0)
     net = tclr_zoo.create_model("r3d_10_025", num_classes=2)
     from tclr_zoo.hub.format import model_config, save_pretrained
-    from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+    from tclr_zoo.models.preprocessing import Preprocessing
     from tclr_zoo.models.registry import resolve_model_args
 
     config = model_config(net, arch="r3d_10_025", model_args=resolve_model_args("r3d_10_025"),
-                          preprocessing=dict(FAITHFUL_PREPROCESSING), labels=["cars", "bikes"])
+                          preprocessing=Preprocessing(), labels=["cars", "bikes"])
     save_pretrained(net, tmp_path / "clf", config)
     proc = run("examples/classify.py", tmp_path / "clf", folder / VIDEOS[0], "--top-k", "2")
     assert proc.returncode == 0, proc.stderr

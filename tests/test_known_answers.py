@@ -1,11 +1,11 @@
-"""Known-answer tests for the evaluation numbers users compare with the paper (issue 12, section 8).
+"""Known-answer tests for the evaluation numbers users compare with the paper.
 
 Each test builds a small case whose answer is worked out by hand (or by an independent few-line
 numpy reference written here), instead of only checking ranges and shapes:
 
 * ``topk_accuracy`` on hand-made scores;
 * ``multi_clip_test``: video level = softmax averaged over all views, clip level = per view;
-* ``extract_features`` (retrieval, pooling="temporal") and ``retrieval_recall`` / ``knn_retrieval``;
+* ``extract_features`` (retrieval, head="retrieval") and ``retrieval_recall`` / ``knn_retrieval``;
 * ``VideoModel.classify``: softmax averaged over a video's windows, top-k labels from config["labels"];
 * ``run_protocol`` linear / finetune end to end on a tiny colour-coded dataset, once with the true
   test labels (top1 == 1) and once with some test labels deliberately swapped (exact top1 < 1).
@@ -232,7 +232,7 @@ def _ramp_colours(num_frames: int, seed: int) -> np.ndarray:
 
 
 def reference_retrieval_feature(colours: np.ndarray, channel_order: str) -> np.ndarray:
-    """Spec §6 by hand for the wired network (numpy only, independent of the package's code)."""
+    """The paper's nearest-neighbour retrieval feature by hand for the wired network (numpy only, independent of the package's code)."""
     span = (RETRIEVAL_FRAMES - 1) * RETRIEVAL_STRIDE + 1
     last_start = len(colours) - span
     assert last_start % (RETRIEVAL_CLIPS - 1) == 0  # the evenly spaced starts are whole frames
@@ -267,7 +267,7 @@ def test_extract_features_averages_clips_then_normalises(retrieval_videos, chann
     dataset = EvalClipsDataset([item for item, _ in retrieval_videos], clips=RETRIEVAL_CLIPS,
                                frames=RETRIEVAL_FRAMES, stride=RETRIEVAL_STRIDE, size=32, crop_fraction=0.8,
                                channel_order=channel_order)
-    feats, labels, bad = extract_features(wired_r3d(), dataset, batch_size=3, workers=0, pooling="temporal")
+    feats, labels, bad = extract_features(wired_r3d(), dataset, batch_size=3, workers=0, head="retrieval")
     expected = np.stack([reference_retrieval_feature(c, channel_order) for _, c in retrieval_videos])
     assert bad == [] and labels.tolist() == [2, 0, 1, 0]
     assert feats.shape == (4, FEATURE_DIM * 2)
@@ -321,7 +321,7 @@ def test_knn_retrieval_end_to_end_on_coloured_videos(tmp_path):
         return [VideoItem(write_video(tmp_path / f"{tag}{i}.mkv", segments((20, colour))), label)
                 for i, (colour, label) in enumerate(rows)]
     result = knn_retrieval(wired_r3d(), items(gallery, "g"), items(queries, "q"), ks=(1, 2, 3), batch_size=2,
-                           workers=0, pooling="temporal", clips=2, frames=8, stride=2, size=32,
+                           workers=0, head="retrieval", clips=2, frames=8, stride=2, size=32,
                            crop_fraction=0.8, channel_order="bgr")
     assert result["R@1"] == pytest.approx(1 / 3) and result["R@2"] == pytest.approx(2 / 3) and result["R@3"] == 1.0
     assert result["queries"] == 3 and result["gallery"] == 3 and result["feature_dim"] == FEATURE_DIM * 2

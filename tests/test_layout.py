@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tclr_zoo"
 
 # ARCHITECTURE.md, lowest first: a module imports only from its own layer or lower ones.
 LAYERS = {
-    "constants": 0, "atomic": 0, "recipes": 0,
+    "constants": 0, "atomic": 0, "runtime": 0, "recipes": 0,
     "models": 1, "data": 1, "losses": 1,
     "hub": 2, "train": 2,
     "inference": 3,
@@ -142,7 +142,7 @@ def test_the_cycle_finder_finds_a_planted_cycle():
 
 def test_the_package_top_level_holds_only_the_shared_modules():
     flat = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))
-    assert flat == ["atomic", "constants", "losses"]
+    assert flat == ["atomic", "constants", "losses", "runtime"]
 
 
 # A fact written out in two places drifts; these literals may appear in constants.py only.
@@ -164,10 +164,11 @@ def test_shared_names_have_one_home(fact):
     assert elsewhere == []
 
 
-def test_constants_need_no_torch():
-    """``constants`` serves ``--help`` and the lowest layer: importing it must not load torch."""
-    done = subprocess.run([sys.executable, "-c", "import sys, tclr_zoo.constants; print('torch' in sys.modules)"],
-                          capture_output=True, text=True, timeout=60)
+@pytest.mark.parametrize("module", ["constants", "runtime"])
+def test_the_lowest_layer_needs_no_torch(module):
+    """``constants`` and ``runtime`` serve ``--help`` and the lowest layer: importing them must not load torch."""
+    code = f"import sys, tclr_zoo.{module}; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "False", done.stderr
 
 

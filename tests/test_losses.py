@@ -1,4 +1,4 @@
-"""Tests for tclr_zoo.losses against a plain, loop-based transcription of spec §4."""
+"""Tests for tclr_zoo.losses against a plain, loop-based transcription of the TCLR losses as the reference code computes them."""
 
 from __future__ import annotations
 

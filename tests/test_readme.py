@@ -1,5 +1,5 @@
 """The README's shell and Python snippets, run in README order, so that docs and code cannot drift
-apart (issue 12, section 7).
+apart.
 
 The working directory stands for a checkout after ``make demo``:
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..inference.model import VideoModel
+    from ..models.preprocessing import Preprocessing
     from ..retrieval.index import VideoIndex
 
 BGR_NOTE = ("BGR: the weights expect OpenCV's channel order (the reference trained on OpenCV frames); the app "
@@ -23,9 +24,9 @@ EXPORT_HINT = "tclr-zoo export MODEL --out DIR --onnx [--fp16] [--int8 --calibra
 def about_panel(model: VideoModel, index: VideoIndex, index_dir: str | os.PathLike | None, *, videos: int,
                 windows: bool) -> dict[str, Any]:
     """Everything the about panel shows (``videos``/``windows``: counted once by the service)."""
-    return {"model": model_facts(model), "preprocessing": preprocessing_facts(model.config),
-            "index": index_facts(index, index_dir, videos=videos, windows=windows),
-            "export": export_facts(model.config)}
+    return dict(model=model_facts(model), preprocessing=preprocessing_facts(model.preprocessing),
+                index=index_facts(index, index_dir, videos=videos, windows=windows),
+                export=export_facts(model.config))
 
 
 def model_facts(model: VideoModel) -> dict[str, Any]:
@@ -39,14 +40,13 @@ def model_facts(model: VideoModel) -> dict[str, Any]:
             "classifier": len(labels) or None, "labels": labels[:20]}
 
 
-def preprocessing_facts(config: dict[str, Any]) -> dict[str, Any]:
-    """How frames are prepared before the model sees them (``config.json``'s preprocessing)."""
-    pre = config["preprocessing"]
-    order = str(pre["channel_order"]).upper()
-    return {"frames": pre["frames"], "frame_stride": pre.get("eval_frame_stride", 1), "size": pre["size"],
-            "crop_fraction": pre.get("crop_fraction", 1.0), "channel_order": order,
-            "value_range": pre.get("value_range", [0.0, 1.0]), "mean": pre.get("mean"), "std": pre.get("std"),
-            "note": BGR_NOTE if order == "BGR" else None}
+def preprocessing_facts(pre: Preprocessing) -> dict[str, Any]:
+    """How frames are prepared before the model sees them (the model's preprocessing)."""
+    section = pre.to_config()  # JSON-ready values
+    return {"frames": pre.frames, "frame_stride": pre.eval_frame_stride, "size": pre.size,
+            "crop_fraction": pre.crop_fraction, "channel_order": pre.channel_order.upper(),
+            "value_range": section["value_range"], "mean": section["mean"], "std": section["std"],
+            "note": BGR_NOTE if pre.channel_order == "bgr" else None}
 
 
 def index_facts(index: VideoIndex, index_dir: str | os.PathLike | None, *, videos: int,

@@ -8,7 +8,7 @@ import math
 import click
 
 from .errors import exit_with_error, user_errors_exit_2
-from .options import checked_device
+from .options import checked_device, top_k_option
 
 APP_EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -55,8 +55,7 @@ def require_app_extra() -> None:
               show_default=True, metavar="SECONDS", callback=finite_seconds,
               help="An upload that sends nothing for this long is refused (408) and its connection closed. "
                    "Uploads are read whole before they wait for the model, so a slow client holds no work slot.")
-@click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True,
-              help="Neighbours per search (the page can ask for another number).")
+@top_k_option(default=10, max_k=100, help="Neighbours per search (the page can ask for another number).")
 @click.option("--queue", type=click.IntRange(1, 32), default=4, show_default=True,
               help="Uploads embedding or waiting for the model at once (the model runs one at a time).")
 @click.option("--queue-waiters", type=click.IntRange(0, 256), default=8, show_default=True,
@@ -73,7 +72,7 @@ def require_app_extra() -> None:
               help="cpu, cuda, cuda:N [default: a GPU when present].")
 @user_errors_exit_2
 def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_mb: float, read_timeout: float,
-            k: int, queue: int, queue_waiters: int, queue_wait: float, approximate: bool, backend: str,
+            top_k: int, queue: int, queue_waiters: int, queue_wait: float, approximate: bool, backend: str,
             device: str | None) -> None:
     """Open a web page to search the index at INDEX: upload a video (or pick an indexed one) and see its
     nearest videos -- or moments, for an index built with --windows -- with frame strips, scores and
@@ -100,7 +99,7 @@ def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_
         exit_with_error(f"cannot listen on {host}:{port}: {err.strerror or err} (choose another --port or --host)")
     try:
         service = SearchService.open(index_dir, model=model, backend=backend, device=device,
-                                     approximate=approximate, k=k)
+                                     approximate=approximate, k=top_k)
     except AppError as err:
         exit_with_error(err.message)
     app = create_app(service, max_upload_mb=max_upload_mb, read_timeout=read_timeout, queue=queue,

@@ -33,12 +33,13 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..inference.shards import ShardError
     from ..models.registry import ModelNotFoundError
     from ..retrieval.types import IndexFormatError
+    from ..runtime import RuntimeEnvError
     from ..train.checkpoint import CheckpointError
     from ..train.config import RecipeError
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
-            ConversionError, IndexFormatError, WriteError, ShardError, OutputInUseError)
+            ConversionError, IndexFormatError, WriteError, ShardError, OutputInUseError, RuntimeEnvError)
 
 
 SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in the output"

@@ -83,13 +83,15 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     Writes config.json + model.safetensors (+ model card); with --onnx also a single-file ONNX graph
     (input `video` [batch,3,T,H,W] float32, output named after --head), checked against the TensorRT
     graph rules and for parity with PyTorch in onnxruntime, and onnx/export_report.json. With --int8
-    also two INT8 graphs, e.g.
-
-    \b
-        tclr-zoo export r3d_18.tclr_ucf101 --out exports/r3d18 --int8 --calibrate my_videos/
+    also two INT8 graphs.
 
     A failed check (graph rule, parity, int8 accuracy gate) exits with status 1, names the numbers and
     leaves no --out folder behind.
+
+    \b
+    Example:
+      tclr-zoo export runs/demo/model --out exports/demo --onnx --fp16
+      tclr-zoo export r3d_18.tclr_ucf101 --out exports/r3d18 --int8 --calibrate my_videos/
     """
     from ..atomic import exclusive_output
     from ..export.accuracy import AccuracyGateError
@@ -213,6 +215,10 @@ def convert(reference: str, out_dir: str, arch: str, overwrite: bool, no_check: 
     files hold); keys are mapped, the TCLR layer4 change is checked, the source's sha256 and the
     BGR preprocessing are recorded in config.json, and the result is compared with the reference
     network on random clips.
+
+    \b
+    Example:
+      tclr-zoo convert r3d18_ucf101_pretrained.pth converted/ --arch r3d_18
     """
     from ..hub.convert import convert_reference_checkpoint
 

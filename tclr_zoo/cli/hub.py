@@ -9,6 +9,7 @@ import click
 
 from ..constants import HF_PREFIX
 from .errors import user_errors_exit_2
+from .options import emit_json, exclusive_outputs, json_file, json_option, overwrite_option, refuse_existing
 
 
 @click.command()
@@ -23,6 +24,10 @@ def push(model: str, repo_id: str, revision: str | None, message: str | None, pr
 
     Uploads config.json, model.safetensors, the model card and, when present, the onnx/ folder.
     Authenticate with `hf auth login` or HF_TOKEN; HF_ENDPOINT selects another Hub.
+
+    \b
+    Example:
+      tclr-zoo push runs/demo/model my-org/tclr-demo --private
     """
     from ..inference.model import load_model
 
@@ -40,6 +45,10 @@ def download(model: str, revision: str | None) -> None:
 
     Fetches config, weights, card and the exported onnx/ folder, so that machines without network
     can load the model with HF_HUB_OFFLINE=1 after the cache (HF_HOME or HF_HUB_CACHE) is copied.
+
+    \b
+    Example:
+      tclr-zoo download hf-hub:my-org/tclr-demo@main
     """
     from ..hub.client import download as hub_download
     from ..models.pretrained import get_pretrained
@@ -56,7 +65,13 @@ def download(model: str, revision: str | None) -> None:
 @click.option("--pretrained", is_flag=True, help="List the published weights (arch.tag names and Hub repos).")
 @user_errors_exit_2
 def list_cmd(pattern: str, recipes: bool, pretrained: bool) -> None:
-    """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes."""
+    """List architectures (matching a shell PATTERN, e.g. 'r3d_*'), published weights or bundled recipes.
+
+    \b
+    Example:
+      tclr-zoo list 'r3d_*'
+      tclr-zoo list --pretrained
+    """
     if recipes:
         _list_recipes()
     elif pretrained:
@@ -107,21 +122,29 @@ def _list_architectures(pattern: str) -> None:
 
 @click.command()
 @click.argument("model")
-@click.option("--json", "as_json", is_flag=True, help="Print the whole config.json instead of a summary.")
+@json_option("The whole config.json")
+@overwrite_option("Replace an existing --json file.")
 @user_errors_exit_2
-def info(model: str, as_json: bool) -> None:
+def info(model: str, json_out: str | None, overwrite: bool) -> None:
     """Describe MODEL without running it: architecture, embeddings, preprocessing, export, and the
     measured results with the protocol settings of each.
 
     MODEL: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], an architecture or arch.tag
     name, or a pretraining checkpoint (.pt).
-    """
-    import json
 
+    \b
+    Example:
+      tclr-zoo info r3d_18.tclr_ucf101
+      tclr-zoo info runs/demo/model --json - | jq .preprocessing
+    """
     from ..inference.info import describe, model_summary
 
-    config, source = describe(model)
-    click.echo(json.dumps(config, indent=2) if as_json else model_summary(config, source))
+    with exclusive_outputs(json_file(json_out)):
+        refuse_existing(json_file(json_out), overwrite=overwrite)
+        config, source = describe(model)
+        if json_out != "-":
+            click.echo(model_summary(config, source))
+        emit_json(json_out, config)
 
 
 __all__ = ["download", "info", "list_cmd", "push"]

@@ -3,11 +3,16 @@ this output?" check made before any work, and the helpers of the inference comma
 
 * :func:`checked_device` / :func:`output_file`: click callbacks that reject a missing device or a
   wrongly named output file while the command line is parsed (exit 2).
-* :func:`refuse_existing` / :data:`OVERWRITE_OUTPUTS`: no output replaces a user's file unless
+* :func:`refuse_existing` / :func:`overwrite_option`: no output replaces a user's file unless
   ``--overwrite``; :func:`exclusive_outputs`: no two commands write one output at once;
   :func:`write_json` writes a JSON output atomically.
+* One spelling per option across commands: :func:`top_k_option` (``-k/--top-k``) and
+  :func:`json_option` (``--json FILE`` writes a file, ``--json -`` or a bare ``--json`` prints the
+  JSON instead of the text), :func:`emit_json` does either.
 * :func:`model_options`, :func:`load_for_inference`, :func:`report_skipped`: the options of the
-  commands that run a model over videos (embed, classify, index build), and what consumes them.
+  commands that run a model over videos (embed, classify, index build), and what consumes them;
+  :func:`corpus_job_options` (``--resume``, ``--shard-videos``) and :data:`CLI_SPELLING` for the
+  resumable ones (embed, index build).
 """
 
 from __future__ import annotations
@@ -43,12 +48,14 @@ def checked_device(ctx: click.Context, param: click.Parameter, value: str | None
     return value
 
 
-def output_file(*suffixes: str):
-    """A click callback: an output file name must end in one of ``suffixes`` (checked before any work)."""
+def output_file(*suffixes: str, stdout: bool = False):
+    """A click callback: an output file name must end in one of ``suffixes`` (checked before any work);
+    with ``stdout``, ``-`` (print it) is fine too."""
 
     def check(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-        if value is not None and not value.lower().endswith(suffixes):
-            raise click.BadParameter(f"{value}: the name must end in {' or '.join(suffixes)}")
+        if value is not None and not (stdout and value == "-") and not value.lower().endswith(suffixes):
+            dash = " (or be -, to print it)" if stdout else ""
+            raise click.BadParameter(f"{value}: the name must end in {' or '.join(suffixes)}{dash}")
         return value
 
     return check
@@ -86,8 +93,45 @@ def write_json(path: str | os.PathLike, payload: object) -> None:
     atomic_write(path, lambda f: f.write((json.dumps(payload, indent=2) + "\n").encode()))
 
 
+def json_file(json_out: str | None) -> str | None:
+    """The file ``--json`` writes (to lock and check before any work); None when it prints or is not given."""
+    return None if json_out == "-" else json_out
+
+
+def emit_json(target: str | None, payload: object) -> None:
+    """``--json``'s output: printed with ``-``, else written to the file ``target`` (atomically)."""
+    import json
+
+    if target == "-":
+        click.echo(json.dumps(payload, indent=2))
+    elif target is not None:
+        write_json(target, payload)
+
+
+def json_option(what: str):
+    """``--json [FILE|-]``, the same in every command: ``FILE`` gets ``what`` as JSON (the text is
+    still printed); ``-`` -- or ``--json`` with no value, as the last option -- prints the JSON
+    instead of the text."""
+    return click.option("--json", "json_out", metavar="FILE|-", is_flag=False, flag_value="-", default=None,
+                        callback=output_file(".json", stdout=True),
+                        help=f"{what} as JSON: written to FILE (.json), or printed instead of the text with - "
+                             "(or --json alone, as the last option).")
+
+
+def overwrite_option(help: str):
+    """``--overwrite``, its help saying which of the command's own outputs it replaces."""
+    return click.option("--overwrite", is_flag=True, help=help)
+
+
+#: ``--overwrite`` of eval and finetune (their --out file and --save folder).
 OVERWRITE_OUTPUTS = click.option("--overwrite", is_flag=True, help="Replace output files (or a non-empty --save "
                                                                   "folder) that already exist.")
+
+
+def top_k_option(*, default: int, help: str, max_k: int | None = None):
+    """``-k/--top-k N``: how many labels or neighbours, the same option name in every command."""
+    return click.option("-k", "--top-k", "top_k", type=click.IntRange(1, max_k), default=default, show_default=True,
+                        help=help)
 
 
 def with_options(*options):
@@ -140,11 +184,33 @@ def counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def report_skipped(failed: list[dict]) -> None:
-    """One stderr line per video that --skip-bad skipped: ``{"path", "reason"}`` items."""
-    for item in failed:
-        click.echo(f"tclr-zoo: skipped {item['path']}: {item['reason']}", err=True)
+def report_skipped(skipped: list) -> None:
+    """One stderr line per video that --skip-bad skipped: ``Skipped(path, reason)`` records (or their
+    JSON form, ``{"path", "reason"}``, as an export report holds them)."""
+    for item in skipped:
+        path, reason = (item["path"], item["reason"]) if isinstance(item, dict) else item
+        click.echo(f"tclr-zoo: skipped {path}: {reason}", err=True)
 
 
-__all__ = ["OVERWRITE_OUTPUTS", "checked_device", "counted", "exclusive_outputs", "load_for_inference", "model_options",
-           "output_file", "refuse_existing", "report_skipped", "with_options", "write_json"]
+#: How the library's corpus jobs spell ``resume`` and ``overwrite`` in their messages, for the CLI.
+CLI_SPELLING = {"resume": "--resume", "overwrite": "--overwrite"}
+
+
+def corpus_job_options(func):
+    """``--resume`` and ``--shard-videos``: the options of the resumable commands (embed, index build)."""
+    from ..constants import SHARD_VIDEOS
+
+    resume = click.option(
+        "--resume", is_flag=True,
+        help="Continue an interrupted run from the units it finished (kept in the hidden folder .OUT.shards beside "
+             "--out), in one process or under torchrun; refused when there is nothing to continue.")
+    units = click.option(
+        "--shard-videos", type=click.IntRange(min=1), default=SHARD_VIDEOS, show_default=True,
+        help="Videos per unit: the block a process embeds and saves in one file (what an interruption can cost, "
+             "per process). Keep it when resuming.")
+    return resume(units(func))
+
+
+__all__ = ["CLI_SPELLING", "OVERWRITE_OUTPUTS", "checked_device", "corpus_job_options", "counted", "emit_json",
+           "exclusive_outputs", "json_file", "json_option", "load_for_inference", "model_options", "output_file",
+           "overwrite_option", "refuse_existing", "report_skipped", "top_k_option", "with_options", "write_json"]

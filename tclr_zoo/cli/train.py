@@ -44,6 +44,12 @@ def pretrain(recipe: str | None, out_dir: str | None, resume: bool, overwrite: b
     be the run's own recipe (same name), and its file is not read again. A run stopped before its
     first checkpoint starts again from epoch 1, in place. Ctrl-C says what was kept and the
     command that goes on (exit status 130).
+
+    \b
+    Example:
+      tclr-zoo pretrain                      # the CPU demo, a few minutes
+      tclr-zoo pretrain tclr_r3d18_ucf101 --set data.root=/data/UCF101 --out runs/ucf101
+      tclr-zoo pretrain --out runs/ucf101 --resume
     """
     if resume and overwrite:
         raise click.UsageError("--resume and --overwrite exclude each other")
@@ -79,7 +85,7 @@ def _command_line(recipe: str | None, out: str | None, resume: bool, overwrite: 
 def _report_interrupt(stop: KeyboardInterrupt, again: str, *, resume: bool, overrides: tuple[str, ...],
                       no_progress: bool) -> None:
     """Ctrl-C: what the run folder kept and the exact command that goes on, on stderr (rank 0 only)."""
-    from ..train.distributed import torchrun_env
+    from ..runtime import torchrun_env
 
     env = torchrun_env()
     if env is not None and env["RANK"] != 0:
@@ -106,8 +112,10 @@ def _report_interrupt(stop: KeyboardInterrupt, again: str, *, resume: bool, over
 def _knn_settings(protocol: dict | None) -> str:
     if not protocol:
         return "settings not recorded"
+    from ..hub.card_metadata import record_head  # a finished run's results.json may be older: read both
+
     return (f"{protocol['dataset']}, split {protocol['split']}, {protocol['clips']} clips x {protocol['frames']} "
-            f"frames at stride {protocol['stride']}, {protocol['pooling']} pooling")
+            f"frames at stride {protocol['stride']}, {record_head(protocol)} head")
 
 
 def _parse_settings(items: tuple[str, ...]) -> dict:
@@ -148,14 +156,16 @@ def protocol_run_options(func):
 
 
 def _run_protocol(model: str, protocol: str, dataset: str, root: str, *, split: int, overrides: dict,
-                  save_dir: str | None, overwrite: bool, device: str, no_progress: bool) -> dict:
-    """Run one protocol with the --save, --overwrite, --device and --no-progress of the command line."""
+                  save_dir: str | None, overwrite: bool, device: str, no_progress: bool,
+                  reference: dict | None = None) -> dict:
+    """Run one protocol with the --save, --overwrite, --device and --no-progress of the command line
+    (``reference``: a downstream recipe's published numbers, recorded by a --save model)."""
+    from ..runtime import resolve_device
     from ..train.protocols import run_protocol
-    from ..train.runtime import resolve_device
 
     return run_protocol(model, protocol, dataset, root, split=split, overrides=overrides,
-                        device=resolve_device(device), progress=not no_progress, log=click.echo, save_dir=save_dir,
-                        overwrite=overwrite)
+                        device=resolve_device(device, setting="--device"), progress=not no_progress, log=click.echo,
+                        save_dir=save_dir, overwrite=overwrite, reference=reference)
 
 
 @click.command("eval")
@@ -170,7 +180,7 @@ def _run_protocol(model: str, protocol: str, dataset: str, root: str, *, split: 
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), callback=output_file(".json"),
               help="Write the result as JSON here.")
 @click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
-              help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set pooling=pooled. Clip "
+              help="Protocol setting, e.g. --set epochs=10 --set test_clips=10 --set head=backbone. Clip "
                    "settings left unset (frames, stride, size, crop_fraction; retrieval: clips) are the model's own.")
 @protocol_run_options
 def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
@@ -179,6 +189,10 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
 
     Prints the protocol's settings and a table of the metrics and, with --out, writes them as JSON
     with the model id, the protocol's parameters, dataset, split and library versions.
+
+    \b
+    Example:
+      tclr-zoo eval runs/demo/model --protocol retrieval --dataset ucf101 --root /data/UCF101 --out r.json
     """
     with exclusive_outputs(out_file, save_dir):  # one writer per output, from the checks to the results
         refuse_existing(out_file, overwrite=overwrite)
@@ -200,6 +214,10 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
 
     The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
     protocol settings and the paper's number to compare with; see recipes/finetune_*.yaml.
+
+    \b
+    Example:
+      tclr-zoo finetune finetune_r3d18_ucf101 --set model=runs/ucf101/model --set data.root=/data/UCF101 --save clf
     """
     from ..train.protocols import load_protocol_recipe
 
@@ -209,7 +227,8 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
         data = loaded["data"]
         result = _run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
                                split=data.get("split", 1), overrides=loaded.get("settings") or {}, save_dir=save_dir,
-                               overwrite=overwrite, device=device, no_progress=no_progress)
+                               overwrite=overwrite, device=device, no_progress=no_progress,
+                               reference=loaded.get("reference"))
         result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
         _write_result(result, out_file)
     for key, value in result["reference"].items():

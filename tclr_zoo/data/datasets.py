@@ -1,4 +1,7 @@
-"""Torch datasets over video files: the TCLR pretraining dataset and multi-clip eval clips.
+"""Torch datasets over video files for training and evaluation: the TCLR pretraining dataset
+(:class:`TCLRPretrainDataset`, its sampler, collate function and the batched device-side augmentation
+that finishes its batches) and the evenly spaced, centre-cropped clips that evaluation averages over
+(:class:`EvalClipsDataset`); :func:`describe_dataset` names a dataset in results and model cards.
 
 The video lists come from layouts.py (``load_split``), re-exported here so that
 ``tclr_zoo.data.datasets`` stays the one place to import datasets from.
@@ -56,13 +59,6 @@ def describe_dataset(layout: str, root: str | os.PathLike | None) -> str:
     return f"{Path(root).name if root is not None else 'videos'} ({layout} layout)"
 
 
-def cpu_share(processes: int = 1) -> int:
-    """CPUs this process may use for DataLoader workers: its affinity set, split between the
-    ``processes`` training processes of a node. More decoding processes than cores only thrash."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // max(1, processes))
-
-
 @dataclass(frozen=True)
 class BadSample:
     """Stands in for a sample whose video could not be used."""
@@ -72,7 +68,7 @@ class BadSample:
 
 
 class TCLRPretrainDataset(Dataset):
-    """One item = 2 augmentations of a global clip and of its K local clips (spec §1-2).
+    """One item = 2 augmentations of a global clip and of its K local clips.
 
     ``augment_on="worker"``: the item is the augmented float clips, ``global [2,3,T,S,S]`` and
     ``local [2,K,3,T,S,S]``. ``augment_on="device"``: the worker only decodes and draws every clip's

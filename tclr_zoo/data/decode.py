@@ -55,7 +55,7 @@ _CFR_RATE_TOLERANCE = 1e-3
 
 _PIXEL_FORMATS = {"rgb": "rgb24", "bgr": "bgr24"}
 
-# Hostile input bounds (issue 7). A frame larger than this is refused before anything is decoded
+# Hostile input bounds. A frame larger than this is refused before anything is decoded
 # (an 8K UHD frame is 33 Mpx): a header declaring 60000x60000 would otherwise have FFmpeg and the
 # RGB conversion allocate gigabytes.
 MAX_FRAME_PIXELS = 8192 * 8192

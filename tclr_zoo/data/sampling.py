@@ -1,4 +1,5 @@
-"""Which frames a clip uses: the TCLR pretraining sampler (spec §1) and evenly spaced eval clips.
+"""Which frames a clip uses: the TCLR pretraining sampler (a sparse global clip and the dense local clips
+covering its span) and evenly spaced eval clips.
 
 Frame indices count decoded frames in presentation order (see decode.py), so sampling is uniform in
 frame index, as in the reference, also for variable-frame-rate files.

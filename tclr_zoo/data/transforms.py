@@ -1,7 +1,7 @@
 """Per-clip augmentation for TCLR pretraining and the deterministic evaluation transform.
 
 Semantics follow the authors' reference loader (``tclr_pretraining/dl_tclr.py``, method
-``augmentation`` and the parameter draws in ``build_clip``), see TCLR_SPEC.md §2:
+``augmentation`` and the parameter draws in ``build_clip``):
 
 * Parameters are drawn **once per clip** (:func:`sample_clip_params`) and applied identically
   to every frame of the clip (:func:`augment_clip`).
@@ -25,7 +25,7 @@ Semantics follow the authors' reference loader (``tclr_pretraining/dl_tclr.py``,
   decodes with OpenCV (BGR) and applies PIL colour ops that assume RGB to those BGR arrays, so
   e.g. the grayscale weights and the hue rotation act on swapped channels.  Faithful mode keeps
   exactly that: this module never reorders channels.  Whoever decodes decides the order (and
-  must record it with the weights, see TCLR_SPEC.md §2).
+  must record it with the weights: the authors' released weights expect BGR).
 * Pixel scale [0, 1]; no mean/std normalisation in faithful mode (:func:`normalize_clip` is the
   identity when ``mean``/``std`` are ``None``).
 
@@ -34,7 +34,7 @@ uint8 images, so it rounds to uint8 after every colour op; we keep float32 after
 (values differ by at most ~1/255 per op).  The reference draws the crop's left offset from
 ``[0, W - W*c]`` (a quirk: not every valid position is reachable, and it is not uniform over
 them); we draw ``top`` and ``left`` uniformly over all positions that keep the crop inside the
-frame, as TCLR_SPEC.md §2 states.
+frame.
 """
 
 from __future__ import annotations
@@ -525,13 +525,7 @@ def augment_batch(clips: torch.Tensor, params: Sequence[ClipAugParams], cfg: Aug
         inside_cols = (cols >= box[:, 1:2]) & (cols <= box[:, 3:4])
         x.masked_fill_((inside_rows[:, :, None] & inside_cols[:, None, :])[:, None, None], 0.0)
 
-    if mean is not None or std is not None:
-        if mean is None or std is None:
-            raise ValueError("mean and std must both be given or both be None")
-        m = torch.as_tensor(mean, dtype=x.dtype).view(1, 1, -1, 1, 1).to(dev)
-        s = torch.as_tensor(std, dtype=x.dtype).view(1, 1, -1, 1, 1).to(dev)
-        x = (x - m) / s
-    return x.permute(0, 2, 1, 3, 4).contiguous()
+    return normalize_clip(x, mean, std, channel_dim=2).permute(0, 2, 1, 3, 4).contiguous()
 
 
 def _grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -568,24 +562,30 @@ def eval_crop_box(h: int, w: int, crop_fraction: float, position: float = 0.5) -
 
 
 def normalize_clip(
-    clip: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None
+    clip: torch.Tensor, mean: Sequence[float] | None, std: Sequence[float] | None, *, channel_dim: int = 0
 ) -> torch.Tensor:
-    """Per-channel ``(clip - mean) / std`` for a ``[3, T, H, W]`` clip (not in place).
+    """Per-channel ``(clip - mean) / std`` (a new tensor): the one mean/std normalisation of the project.
 
-    Identity (returns ``clip`` itself) when both ``mean`` and ``std`` are ``None`` -- the
-    faithful TCLR setting (no mean/std normalisation).
+    The per-clip datasets (a ``[3, T, H, W]`` clip, ``channel_dim=0``), :func:`augment_batch` (a batch
+    ``[N, T, 3, H, W]``) and the SDK's windows on the CPU and on a GPU (channels-last ``[N, T, H, W, 3]``,
+    ``channel_dim=-1``) all normalise here, so every path computes the same float32 operations and
+    gives the same bits. The values are checked on the Python side, so a clip on a GPU is not waited for.
+
+    Identity (returns ``clip`` itself) when both ``mean`` and ``std`` are ``None`` -- the faithful TCLR
+    setting (no mean/std normalisation).
     """
     if mean is None and std is None:
         return clip
     if mean is None or std is None:
         raise ValueError("mean and std must both be given or both be None")
-    if clip.ndim != 4:
-        raise ValueError(f"clip must be [C, T, H, W], got shape {tuple(clip.shape)}")
-    c = clip.shape[0]
-    m = torch.as_tensor(mean, dtype=clip.dtype, device=clip.device).reshape(-1, 1, 1, 1)
-    s = torch.as_tensor(std, dtype=clip.dtype, device=clip.device).reshape(-1, 1, 1, 1)
-    if m.shape[0] != c or s.shape[0] != c:
-        raise ValueError(f"mean/std must have {c} entries")
-    if torch.any(s == 0):
+    channels = clip.shape[channel_dim]
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean/std must have {channels} entries (the clip's channel axis {channel_dim} of shape "
+                         f"{tuple(clip.shape)}), got {len(mean)} and {len(std)}")
+    if any(float(s) == 0.0 for s in std):
         raise ValueError("std must be non-zero")
-    return (clip - m) / s
+    shape = [1] * clip.ndim
+    shape[channel_dim] = channels
+    m = torch.as_tensor(mean, dtype=clip.dtype, device=clip.device).reshape(shape)
+    s = torch.as_tensor(std, dtype=clip.dtype, device=clip.device).reshape(shape)
+    return clip.sub(m).div_(s)

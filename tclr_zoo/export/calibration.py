@@ -162,7 +162,7 @@ def _check_preprocessed(model, clips: np.ndarray, path: Path) -> None:
     from ..inference.inputs import VideoInputError, check_clips
 
     try:
-        check_clips(clips, frames=model.frames, size=model.size, preprocessing=model.config["preprocessing"])
+        check_clips(clips, model.preprocessing)
     except VideoInputError as err:
         raise CalibrationSourceError(f"{path}: {err}") from None
 
@@ -207,7 +207,7 @@ def video_clips(model: Any, videos: Sequence[str], count: int, source: str,
 
 def _clips_of(model: Any, path: str, k: int) -> list[np.ndarray]:
     """Up to ``k`` preprocessed clips of one video; all or none (a decode error part-way raises)."""
-    order = model.config["preprocessing"]["channel_order"]
+    order = model.preprocessing.channel_order
     return [model.preprocess(torch.from_numpy(decode_frames(path, indices.tolist(), channel_order=order))).numpy()
             for indices in spread_windows(model.plan, probe(path).num_frames, k)]
 

@@ -36,6 +36,7 @@ from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, INT8_
 from ..hub.card import render_model_card
 from ..hub.format import write_model_files
 from ..models import TCLRModel
+from ..models.preprocessing import Preprocessing
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
 from .int8_options import Int8Options
 from ..models.outputs import build_head, check_head, head_output_dim
@@ -101,8 +102,8 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     if clip_sets is not None and sample_inputs is None:  # real clips for the parity checks too
         sample_inputs = torch.from_numpy(clip_sets[1].clips[:max_batch])
 
-    pre = config["preprocessing"]
-    frames, size = int(pre["frames"]), int(pre["size"])
+    pre = Preprocessing.from_config(config)
+    frames, size = pre.frames, pre.size
     input_shape = (1, 3, frames, size, size)
     out_dim = head_output_dim(model, head, frames)
     model = copy.deepcopy(model).float().eval()
@@ -237,7 +238,7 @@ def _export_int8(report: dict[str, Any], onnx_dir: Path, clip_sets, options: Int
     calibration, held_out = clip_sets
     fp32 = onnx_dir / FP32_NAME
     made = quantize_int8(fp32, calibration.clips, onnx_dir, method=options.method,
-                         input_range=input_range(config["preprocessing"]))
+                         input_range=input_range(Preprocessing.from_config(config)))
     max_opset = TRT8_MAX_OPSET if report["opset"] <= TORCHSCRIPT_MAX_OPSET else TRT10_MAX_OPSET
     paths = {}
     for flavour, graph in made["graphs"].items():

@@ -43,6 +43,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -51,6 +52,7 @@ import numpy as np
 import onnx
 
 from ..constants import INT8_NAME, INT8_TRT_NAME
+from ..models.preprocessing import Preprocessing
 from .int8_options import DEFAULT_METHOD
 from .onnx_export import INPUT_NAME, MAX_IR_VERSION
 
@@ -145,15 +147,12 @@ def calibrate(graph: Path, clips: np.ndarray, method: str, tmp: Path) -> Path:
     return cache
 
 
-def input_range(preprocessing: dict[str, Any]) -> tuple[float, float]:
+def input_range(preprocessing: Preprocessing | Mapping[str, Any]) -> tuple[float, float]:
     """The values a model's input can take: its pixel ``value_range`` after the ``(x - mean) / std`` of
-    its ``preprocessing`` (config.json), over all channels (the input is quantized per tensor)."""
-    lo, hi = (float(v) for v in (preprocessing.get("value_range") or (0.0, 1.0))[:2])
-    mean, std = preprocessing.get("mean"), preprocessing.get("std")
-    if mean is None and std is None:
-        return lo, hi
-    ends = [(v - m) / s for m, s in zip(mean, std) for v in (lo, hi)]
-    return min(ends), max(ends)
+    its ``preprocessing`` (a :class:`Preprocessing` or its config.json section), over all channels (the
+    input is quantized per tensor)."""
+    lo, hi = Preprocessing.from_config(preprocessing).clip_range()
+    return float(lo.min()), float(hi.max())
 
 
 def quantize_flavour(prepared: Path, cache: Path, out_dir: Path, flavour: str, method: str,

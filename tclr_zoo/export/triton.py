@@ -3,10 +3,13 @@
 Used by ``tclr-zoo export --triton`` and by the stand-alone ``export/triton_repository.py``.
 Result::
 
-    REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching
+    REPO/NAME/config.pbtxt       platform, max_batch_size, input "video", output <head>, dynamic batching,
+                                 and the model's preprocessing as parameters (``channel_order``,
+                                 ``preprocessing``: its config.json section as JSON), which clients
+                                 read from Triton's model-config endpoint
     REPO/NAME/1/model.onnx       (onnxruntime) the export's fp32, fp16 or int8 graph, copied byte for byte
     REPO/NAME/1/model.plan       (tensorrt) an engine from export/build_trt_engine.py
-    REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (from config.json "preprocessing")
+    REPO/NAME/PREPROCESSING.md   how a client must prepare "video" (the model's ``Preprocessing``)
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from ..atomic import refuse_to_replace, staged_directory
 from ..constants import EXPORT_FLAGS
+from ..models.preprocessing import CONFIG_KEY, Preprocessing, PreprocessingError
 
 PLATFORMS = {"onnxruntime": ("onnxruntime_onnx", "model.onnx"), "tensorrt": ("tensorrt_plan", "model.plan")}
 TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16"}
@@ -40,8 +44,10 @@ def load_export(export_dir: Path) -> dict:
     if not isinstance(exp, dict) or "input" not in exp or "output" not in exp:
         raise TritonError(f"{export_dir}: not a tclr-zoo export folder (config.json has no \"export\" section; "
                          "run `tclr-zoo export ... --onnx`)")
-    if not isinstance(config.get("preprocessing"), dict):
-        raise TritonError(f"{cfg_path}: no \"preprocessing\" section")
+    try:
+        Preprocessing.from_config(config)
+    except PreprocessingError as err:
+        raise TritonError(f"{cfg_path}: {err}") from None
     return config
 
 
@@ -92,21 +98,30 @@ def config_pbtxt(config: dict, *, name: str, platform: str, max_batch: int, pref
         + (f"  preferred_batch_size: [ {', '.join(map(str, preferred))} ]\n" if preferred else "")
         + f"  max_queue_delay_microseconds: {queue_delay_us}\n}}",
         f"instance_group [\n  {{\n    count: {instances}\n    kind: {kind}\n  }}\n]",
+        *_preprocessing_parameters(Preprocessing.from_config(config)),
     ]
     return "\n".join(lines) + "\n"
 
 
+def _preprocessing_parameters(pre: Preprocessing) -> list[str]:
+    """The model's preprocessing as Triton model parameters: a client asking the server for the model's
+    config (``GET v2/models/NAME/config``) learns the channel order (BGR for TCLR's weights) and the
+    whole recipe without the files of the repository."""
+    values = {"channel_order": pre.channel_order, CONFIG_KEY: json.dumps(pre.to_config(), separators=(",", ":"))}
+    # json.dumps of the value: a double-quoted string with \" escapes, which protobuf's text format reads.
+    return [f"parameters {{\n  key: \"{key}\"\n  value: {{ string_value: {json.dumps(value)} }}\n}}"
+            for key, value in values.items()]
+
+
 def preprocessing_md(config: dict, name: str) -> str:
-    pre, exp = config["preprocessing"], config["export"]
+    """``PREPROCESSING.md``: how a client must prepare the input, from the model's :class:`Preprocessing`."""
+    pre, exp = Preprocessing.from_config(config), config["export"]
     inp, out = exp["input"], exp["output"]
-    order = str(pre.get("channel_order", "rgb")).upper()
-    lo, hi = (pre.get("value_range") or [0.0, 1.0])[:2]
-    mean, std = pre.get("mean"), pre.get("std")
-    frames, size = pre.get("frames"), pre.get("size")
-    stride = pre.get("eval_frame_stride", pre.get("frame_stride"))
-    crop = pre.get("crop_fraction")
-    norm = (f"then per channel (in {order} order) `(x - mean) / std` with mean = {mean}, std = {std}"
-            if mean is not None or std is not None else
+    order = pre.channel_order.upper()
+    lo, hi = pre.value_range
+    frames, size, stride, crop = pre.frames, pre.size, pre.eval_frame_stride, pre.crop_fraction
+    norm = (f"then per channel (in {order} order) `(x - mean) / std` with mean = {list(pre.mean)}, "
+            f"std = {list(pre.std)}" if pre.mean is not None else
             "no mean/std normalisation: feed the scaled pixels as they are")
     shape = ", ".join(str(d) for d in inp["shape"])
     return f"""# Preprocessing for `{name}`
@@ -116,7 +131,8 @@ height, width]`; in Triton the batch axis is implicit, dims `{_dims(inp['shape']
 `max_batch_size` = {exp.get('max_batch')} clips per request). Its output `{out['name']}` is
 `[{', '.join(str(d) for d in out['shape'])}]` (head `{exp.get('head')}`).
 
-Prepare each clip exactly as the model saw it in training/evaluation (from `config.json` "preprocessing"):
+Prepare each clip exactly as the model saw it in training/evaluation (from `config.json`'s preprocessing;
+`load_model(...).transform` is this recipe in Python):
 
 - **Channel order: {order}.** Decode frames as {order} (OpenCV gives BGR, PyAV/PIL give RGB) and keep the
   channel axis in that order.
@@ -127,10 +143,10 @@ Prepare each clip exactly as the model saw it in training/evaluation (from `conf
 - **Layout:** `[3, {frames}, {size}, {size}]` per clip (channels first, then time), float32,
   stacked to `[N, 3, {frames}, {size}, {size}]`.
 
-Full "preprocessing" section:
+The full preprocessing section of `config.json` (also the `preprocessing` parameter of `config.pbtxt`):
 
 ```json
-{json.dumps(pre, indent=2)}
+{json.dumps(pre.to_config(), indent=2)}
 ```
 """
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..constants import LOCAL_PREFIX, ONNX_DIR, REPORT_NAME
+from ..models.preprocessing import Preprocessing
 from .card_metadata import (
     CARRIED, CONVERTED, KNOWN_DATASETS, MEASURED, Row, dataset_key, is_number, model_name, pretrained_spec,
     published_id, usage_id, card_results, collect_rows, front_matter, parse_front_matter, protocol_text,
@@ -49,15 +50,15 @@ def render_model_card(config: dict[str, Any], results: dict[str, Any] | None = N
         results = results or card_results(Path(folder) / "README.md") or None
         export_report = export_report or _folder_report(config, Path(folder))
     rows = collect_rows(config, results, model_id=model_id, conversion_check=conversion_check)
-    values = {
-        "front_matter": front_matter(config, rows, model_id=model_id),
-        "title": _title(config, model_id), "summary": _summary(config),
-        "architecture": architecture_section(config),
-        "pretraining": pretraining_section(config, model_id, conversion_check),
-        "preprocessing": preprocessing_section(config), "usage": usage_snippet(config, model_id),
-        "evaluation": evaluation_section(config), "results": results_table(rows),
-        "export": export_section(config, export_report), "limitations": _limitations(config, rows, model_id),
-    }
+    values = dict(  # the template's ${...} names
+        front_matter=front_matter(config, rows, model_id=model_id),
+        title=_title(config, model_id), summary=_summary(config),
+        architecture=architecture_section(config),
+        pretraining=pretraining_section(config, model_id, conversion_check),
+        preprocessing=preprocessing_section(config), usage=usage_snippet(config, model_id),
+        evaluation=evaluation_section(config), results=results_table(rows),
+        export=export_section(config, export_report), limitations=_limitations(config, rows, model_id),
+    )
     return string.Template(_strip_comment(load_template())).substitute(values)
 
 
@@ -109,7 +110,7 @@ def architecture_section(config: dict[str, Any]) -> str:
     """Architecture, TCLR's layer4 change and the size of each embedding the model offers."""
     arch, args = config["architecture"], config.get("model_args") or {}
     lines = [f"- **Architecture**: `{arch}`{_arch_description(arch)}; arguments `{json.dumps(args)}`."]
-    frames = int(config["preprocessing"]["frames"])
+    frames = Preprocessing.from_config(config).frames
     dims = config.get("embedding_dims") or {}
     steps = dims["retrieval"] // dims["backbone"] if dims.get("backbone") and dims.get("retrieval") else None
     if args.get("kind") in ("r3d", "r2plus1d"):
@@ -189,22 +190,21 @@ def _source_text(config: dict[str, Any], model_id: str | None, check: dict[str, 
 
 def preprocessing_section(config: dict[str, Any]) -> str:
     """The exact input recipe, with a loud warning when the model wants BGR frames."""
-    pre = config["preprocessing"]
-    order = str(pre.get("channel_order", "rgb")).lower()
-    mean, std = pre.get("mean"), pre.get("std")
-    lines = [_bgr_warning()] if order == "bgr" else []
+    pre = Preprocessing.from_config(config)
+    mean_std = "none (no normalisation)" if pre.mean is None else f"{list(pre.mean)} / {list(pre.std)}"
+    lines = [_bgr_warning()] if pre.channel_order == "bgr" else []
     lines += [
-        f"- channel order: **{order.upper()}**",
-        f"- pixel values: uint8 scaled to {pre.get('value_range', [0.0, 1.0])}",
-        f"- mean / std: {'none (no normalisation)' if mean is None and std is None else f'{mean} / {std}'}",
-        f"- clip: {pre['frames']} frames, frame stride {pre.get('eval_frame_stride', '?')} at inference "
-        f"(pretraining sampled with stride {pre.get('pretrain_frame_stride', '?')})",
-        f"- spatial: centre crop of {pre.get('crop_fraction', 1.0)} of the short side, resized to "
-        f"{pre['size']}x{pre['size']}",
-        f"- network input: float32 `[batch, 3, {pre['frames']}, {pre['size']}, {pre['size']}]` "
+        f"- channel order: **{pre.channel_order.upper()}**",
+        f"- pixel values: uint8 scaled to {list(pre.value_range)}",
+        f"- mean / std: {mean_std}",
+        f"- clip: {pre.frames} frames, frame stride {pre.eval_frame_stride} at inference "
+        f"(pretraining sampled with stride {pre.pretrain_frame_stride})",
+        f"- spatial: centre crop of {pre.crop_fraction} of the short side, resized to {pre.size}x{pre.size}",
+        f"- network input: float32 `[batch, 3, {pre.frames}, {pre.size}, {pre.size}]` "
         "(channels, time, height, width)",
         "",
-        "These values are stored in `config.json` under `preprocessing`; `load_model` applies them.",
+        "These values are stored in `config.json` under `preprocessing`; `load_model` applies them, and "
+        "`load_model(...).transform` is the same clip transform for your own data loaders.",
     ]
     return "\n".join(lines)
 
@@ -238,12 +238,12 @@ def usage_snippet(config: dict[str, Any], model_id: str | None) -> str:
 
 def evaluation_section(config: dict[str, Any]) -> str:
     """How the numbers below were measured (from ``preprocessing.eval_protocol`` and ``training``)."""
-    pre = config["preprocessing"]
-    proto = pre.get("eval_protocol") or {}
+    pre = Preprocessing.from_config(config)
+    proto = pre.eval_protocol
     lines = [f"- **kNN retrieval** (the TCLR paper's nearest-neighbour protocol): each video is embedded as the "
-             f"{proto.get('pooling', 'temporal')} feature averaged over {proto.get('clips', '?')} clips of "
-             f"{pre['frames']} frames (stride {pre.get('eval_frame_stride', '?')}) spread over the video; each "
-             f"test video queries the training videos by {proto.get('similarity', 'cosine')} similarity, and "
+             f"output of its `{proto.head}` head averaged over {proto.clips} clips of "
+             f"{pre.frames} frames (stride {pre.eval_frame_stride}) spread over the video; each "
+             f"test video queries the training videos by {proto.similarity} similarity, and "
              "R@k is the fraction of test videos with a same-class video among their k nearest neighbours. "
              "No labels are used to compute the embeddings."]
     training = config.get("training") or {}

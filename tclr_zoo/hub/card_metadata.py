@@ -17,13 +17,15 @@ from typing import Any
 
 import yaml
 
-from ..constants import DATASET_NAMES, HF_PREFIX, LOCAL_PREFIX
+from ..constants import DATASET_NAMES, HF_PREFIX, LOCAL_PREFIX, POOLING_HEADS
 
 MEASURED = "measured by this run"
 CARRIED = "measured by this run (copied from the source card)"
 PAPER = "paper (Dave et al., arXiv 2101.07974)"
 CONVERTED = "converted-reference (conversion check)"
 README_REF = "reference code README (DAVEISHAN/TCLR)"
+# Keys of reference numbers a card quotes, by source: ``paper_<dataset>_<metric>``, ``repo_readme_...``.
+PAPER_KEY, README_KEY = "paper_", "repo_readme_"
 
 # results keys -> (label, Hub metric type, task); R@k keys are added by _metric_info.
 METRICS: dict[str, tuple[str, str, str]] = {
@@ -53,7 +55,7 @@ class Row:
     provenance: str
     unit: str = ""  # "%": shown in percent (the value is a fraction of 1 like every other)
     indexed: bool = False
-    protocol: str = ""  # how it was measured (clips, frames, stride, pooling, split); see protocol_text
+    protocol: str = ""  # how it was measured (clips, frames, stride, head, split); see protocol_text
 
     @property
     def label(self) -> str:
@@ -68,7 +70,7 @@ def collect_rows(config: dict[str, Any], results: dict[str, Any] | None, *, mode
     rows = _evaluation_rows(config)
     rows += _training_rows(config)
     rows += _result_rows(results or {}, _training_dataset(config))
-    rows += _recipe_reference_rows(config)
+    rows += _reference_rows(config)
     rows += _pretrained_rows(config, model_id)
     if conversion_check:
         rows += _conversion_rows(conversion_check)
@@ -119,10 +121,19 @@ def protocol_text(record: dict[str, Any]) -> str:
     split = record.get("split", "?")
     if record.get("protocol") == "retrieval":
         return (f"kNN retrieval: test split {split} queries train split {split}; {clips}; "
-                f"{s.get('pooling', 'temporal')} pooling; cosine")
+                f"{record_head(s)} head; cosine")
     crops = ", 3 crops" if s.get("crops") == 3 else ""
     return (f"{record.get('protocol')} protocol: trained on train split {split}, tested on test split {split}; "
             f"{clips}{crops}; softmax averaged over clips")
+
+
+def record_head(settings: dict[str, Any]) -> str:
+    """The head a retrieval record's numbers were measured on. Records written before the protocols
+    took the SDK's head names say ``pooling`` (``temporal`` for the retrieval head) instead."""
+    if settings.get("head"):
+        return str(settings["head"])
+    pooling = settings.get("pooling") or "temporal"
+    return POOLING_HEADS.get(pooling, str(pooling))
 
 
 def _training_rows(config: dict[str, Any]) -> list[Row]:
@@ -135,23 +146,18 @@ def _training_rows(config: dict[str, Any]) -> list[Row]:
             for k in ("top1", "top5") if is_number(training.get(k))]
 
 
-def _recipe_reference_rows(config: dict[str, Any]) -> list[Row]:
-    """The paper's numbers kept in the bundled recipe that pretrained the model (its ``reference``)."""
+def _reference_rows(config: dict[str, Any]) -> list[Row]:
+    """The published numbers the pretraining recorded with the weights (``training.reference``: its
+    recipe's ``reference`` when training ended; for a classifier, its encoder's ``training.from``).
+    Folders saved before these were recorded show none: the recipe is never loaded again, so a card
+    cannot change with (or fail on) a recipe edited or gone since."""
     training = config.get("training") or {}
-    name = training.get("recipe") or (training.get("from") or {}).get("recipe")
-    if not name:
-        return []
-    try:
-        from ..train.config import load_recipe
-
-        reference = load_recipe(name).reference or {}
-    except Exception:  # a custom recipe file that is gone: no reference numbers, not an error
-        return []
+    pretraining = (training.get("from") or {}) if "protocol" in training else training
     rows = []
-    for key, value in reference.items():
-        if is_number(value) and key.startswith(("paper_", "repo_readme_")):
-            paper = key.startswith("paper_")
-            dataset, metric = _split_dataset(key.split("_", 2 if not paper else 1)[-1])
+    for key, value in (pretraining.get("reference") or {}).items():
+        if is_number(value) and key.startswith((PAPER_KEY, README_KEY)):
+            paper = key.startswith(PAPER_KEY)
+            dataset, metric = _split_dataset(key.removeprefix(PAPER_KEY if paper else README_KEY))
             rows.append(Row(metric, float(value), dataset, PAPER if paper else README_REF))
     return rows
 
@@ -351,4 +357,4 @@ def published_id(model_id: str | None) -> str | None:
 
 __all__ = ["CARRIED", "CONVERTED", "KNOWN_DATASETS", "MEASURED", "METRICS", "PAPER", "README_REF", "Row",
            "card_results", "collect_rows", "dataset_key", "front_matter", "is_number", "model_index", "model_name",
-           "parse_front_matter", "pretrained_spec", "protocol_text", "published_id", "usage_id"]
+           "parse_front_matter", "pretrained_spec", "protocol_text", "published_id", "record_head", "usage_id"]

@@ -1,4 +1,4 @@
-"""Convert the TCLR authors' checkpoints (DAVEISHAN/TCLR, spec §7) into tclr_zoo saved models.
+"""Convert the TCLR authors' released checkpoints (github.com/DAVEISHAN/TCLR) into tclr_zoo saved models.
 
 A reference checkpoint is a ``torch.save`` of ``{'epoch', 'state_dict', 'optimizer', 'learning_rate',
 'amp_scaler', ...}`` where ``amp_scaler`` is a pickled ``torch.cuda.amp.GradScaler`` object, so
@@ -8,7 +8,7 @@ files hold (below) and every other global is refused before anything is called.
 
 The state dict is ``[module.]0.<torchvision VideoResNet keys>`` (backbone) and
 ``[module.]1.{fc1,bn1,fc2,bn2}.*`` (projection head); they map one to one onto ``backbone.*`` and
-``head.*`` of :class:`~tclr_zoo.models.TCLRModel`. The only keys ever dropped are ``0.fc.*``: the
+``projection.*`` of :class:`~tclr_zoo.models.TCLRModel`. The only keys ever dropped are ``0.fc.*``: the
 reference network has no classifier (its backbone ends in spatial pooling), so such keys, which only
 files derived for linear evaluation could carry, are not part of the TCLR network; the reference's
 own linear-eval loader skips them as well. Everything else must match our model exactly.
@@ -17,7 +17,6 @@ own linear-eval loader skips them as well. Everything else must match our model 
 from __future__ import annotations
 
 import collections
-import copy
 import os
 import re
 from pathlib import Path
@@ -29,9 +28,9 @@ from torchvision.models import video
 
 from ..constants import CARD_NAME, REFERENCE_ARCHS
 from .card import render_model_card
-from .format import file_sha256, load_pretrained_dir, model_config, write_model_files
-from ..atomic import exclusive_output, refuse_to_replace, staged_directory
-from ..models.pretrained import FAITHFUL_PREPROCESSING
+from .format import load_pretrained_dir, model_config, write_model_files
+from ..atomic import exclusive_output, file_sha256, refuse_to_replace, staged_directory
+from ..models.preprocessing import Preprocessing
 from ..models.registry import create_model, resolve_model_args
 
 STATE_KEYS = ("state_dict", "bb_state_dict")  # the reference's loaders accept either
@@ -119,7 +118,7 @@ def _strip_module(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _to_tclr_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """``0.*`` -> ``backbone.*``, ``1.*`` -> ``head.*``; other keys are kept as they are (and rejected later)."""
+    """``0.*`` -> ``backbone.*``, ``1.*`` -> ``projection.*``; other keys are kept as they are (and rejected later)."""
     mapped, dropped = {}, []
     for key, value in state.items():
         if key in DROPPED_KEYS:
@@ -127,7 +126,7 @@ def _to_tclr_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
         elif key.startswith("0."):
             mapped["backbone." + key[2:]] = value
         elif key.startswith("1."):
-            mapped["head." + key[2:]] = value
+            mapped["projection." + key[2:]] = value
         else:
             mapped[key] = value
     return mapped, dropped
@@ -135,7 +134,7 @@ def _to_tclr_keys(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
 
 def _source_name(key: str) -> str:
     """Our key as the (module-stripped) source file names it, for error messages."""
-    for ours, theirs in (("backbone.", "0."), ("head.", "1.")):
+    for ours, theirs in (("backbone.", "0."), ("projection.", "1.")):
         if key.startswith(ours):
             return theirs + key[len(ours):]
     return key
@@ -147,7 +146,7 @@ def _guess_arch(state: dict[str, torch.Tensor]) -> str:
 
 
 def check_tclr_layer4(model: nn.Module) -> None:
-    """Raise unless layer4[0] has TCLR's temporal stride 1 + dilation 2 (spec §3).
+    """Raise unless layer4[0] has TCLR's temporal stride 1 + dilation 2 (4 time-steps left at 16 frames).
 
     The change adds no parameters, so the state dict cannot record it: the reference re-applies it
     after building torchvision's network. Weights loaded into a network without it still load
@@ -163,7 +162,7 @@ def check_tclr_layer4(model: nn.Module) -> None:
 
 
 class _ReferenceHead(nn.Module):
-    """The reference ``mlp``: Linear -> BN -> ReLU -> Linear(no bias) -> BN -> L2-normalise (spec §3)."""
+    """The reference code's ``mlp``: Linear -> BN -> ReLU -> Linear(no bias) -> BN -> L2-normalise."""
 
     def __init__(self, dim: int = 512, out_dim: int = 128) -> None:
         super().__init__()
@@ -175,7 +174,7 @@ class _ReferenceHead(nn.Module):
 
 
 def build_reference_network(arch: str) -> nn.Sequential:
-    """The authors' network rebuilt from torchvision (spec §3), with the source file's key names.
+    """The authors' network rebuilt from torchvision as their code builds it, with the source file's key names.
 
     Written independently of tclr_zoo's models so that the conversion check compares against the
     architecture as the reference defines it: torchvision's ``r3d_18``/``r2plus1d_18``, layer4[0]
@@ -246,14 +245,9 @@ def verify_against_reference(model: nn.Module, state: dict[str, torch.Tensor], a
     with torch.no_grad():
         ref_feats, ref_head = reference_outputs(reference.eval(), clips)
         feats = model.eval().temporal_features(clips)
-        head = _head_outputs(model.head, feats)
+        head = _head_outputs(model.projection, feats)
     errors = {"features": (feats - ref_feats).abs().max().item(), "embeddings": (head - ref_head).abs().max().item()}
     return {**errors, "max": max(errors.values())}
-
-
-def _reference_preprocessing() -> dict[str, Any]:
-    """Faithful preprocessing (BGR, [0, 1], no mean/std, the reference's eval values), a fresh copy."""
-    return copy.deepcopy(FAITHFUL_PREPROCESSING)
 
 
 def _plain(value: Any) -> Any:
@@ -291,8 +285,8 @@ def _convert(src: str | os.PathLike, out: Path, *, arch: str, overwrite: bool, c
     model, dropped = _load_into_model(state, arch, src)
     source = {"file": os.path.basename(src), "sha256": file_sha256(src), "format": "tclr-reference",
               "epoch": _plain(obj.get("epoch")), "state_dict_key": key}
-    config = model_config(model, arch=arch, model_args=resolve_model_args(arch),
-                              preprocessing=_reference_preprocessing(), extra={"source": source})
+    config = model_config(model, arch=arch, model_args=resolve_model_args(arch),  # the reference's input:
+                              preprocessing=Preprocessing(), extra={"source": source})  # the defaults
 
     with staged_directory(out) as staging:
         write_model_files(model, staging, config)

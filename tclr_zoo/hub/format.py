@@ -1,8 +1,9 @@
 """The saved-model layout (= Hub repo layout): ``config.json`` + ``model.safetensors`` + ``README.md``.
 
 Weights and their preprocessing travel together: ``config.json`` records the architecture, its
-exact arguments and how frames must be prepared (channel order, scaling, crop, frames, stride), so a
-loader never has to guess. Weights are safetensors only: nothing is unpickled.
+exact arguments and how frames must be prepared (channel order, scaling, crop, frames, stride: a
+:class:`~tclr_zoo.models.preprocessing.Preprocessing`, checked when the file is read), so a loader
+never has to guess. Weights are safetensors only: nothing is unpickled.
 
 Which folder a name means is ``resolve.py``'s job; the network side (download, cache, offline mode,
 upload) is ``client.py``'s.
@@ -10,32 +11,24 @@ upload) is ``client.py``'s.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from safetensors.torch import load_file
 
 from .. import __version__
-from ..atomic import refuse_to_replace, save_safetensors, staged_directory
+from ..atomic import file_sha256, refuse_to_replace, save_safetensors, staged_directory
 from ..constants import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from ..models import TCLRModel
+from ..models.preprocessing import CONFIG_KEY, Preprocessing, PreprocessingError
 from ..models.registry import ModelNotFoundError, create_model
 
 
 class ModelLoadError(ValueError):
     """A model folder whose content cannot be loaded as asked (bad config, weights that don't fit)."""
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks (weights can be hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
@@ -50,36 +43,43 @@ def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(config, dict) or config.get("library") != "tclr_zoo":
         found = config.get("library") if isinstance(config, dict) else type(config).__name__
         raise ModelLoadError(f"{path}: not a tclr_zoo model config (library={found!r})")
-    for key in ("architecture", "model_args", "preprocessing"):
+    for key in ("architecture", "model_args", CONFIG_KEY):
         if key not in config:
             raise ModelLoadError(f"{path}: missing {key!r}")
+    try:  # checked here, so a bad section is named with its file before anything uses it
+        Preprocessing.from_config(config)
+    except PreprocessingError as err:
+        raise ModelLoadError(f"{path}: {err}") from None
     return config
 
 
-def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any], preprocessing: dict[str, Any],
-                 labels: list[str] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def model_config(model: TCLRModel, *, arch: str, model_args: dict[str, Any],
+                 preprocessing: Preprocessing | Mapping[str, Any], labels: list[str] | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``config.json`` content describing ``model`` (``extra`` adds e.g. training results).
 
+    ``preprocessing``: a :class:`Preprocessing`, or its ``config.json`` section (checked the same way).
     ``labels`` (class names, index = logit) must be given exactly when the model has a classifier.
     """
+    preprocessing = Preprocessing.from_config(preprocessing)
     classes = model.classifier.out_features if model.classifier is not None else None
     if (labels is None) != (classes is None) or (labels is not None and len(labels) != classes):
         raise ValueError(f"labels ({None if labels is None else len(labels)}) must match the classifier ({classes})")
-    steps = preprocessing["frames"] // model.temporal_downsampling
+    steps = preprocessing.frames // model.temporal_downsampling
     config = {
         "library": "tclr_zoo",
         "library_version": __version__,
         "architecture": arch,
         "model_args": model_args,
-        "head_dim": model.head.out_dim,
+        "head_dim": model.projection.out_dim,
         "embedding_dims": {
             "backbone": model.feature_dim,
             "retrieval": model.feature_dim * steps,
-            "projection": model.head.out_dim,
+            "projection": model.projection.out_dim,
         },
         "labels": labels,
-        "preprocessing": preprocessing,
     }
+    config = preprocessing.store(config)
     config.update(extra or {})
     return config
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..atomic import file_sha256
 from ..constants import CONFIG_NAME, HF_PREFIX, LOCAL_PREFIX, WEIGHTS_NAME
 from ..models.registry import ModelNotFoundError, get_arch
-from .format import file_sha256
 
 
 @dataclass(frozen=True)

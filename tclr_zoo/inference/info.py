@@ -9,6 +9,7 @@ from ..constants import CARD_NAME
 from ..hub.resolve import ModelSource, resolve
 from ..hub.format import read_config
 from ..hub.card import card_results, protocol_text
+from ..models.preprocessing import Preprocessing
 from .model import random_init_model
 
 
@@ -28,22 +29,23 @@ def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
 
 
 def model_summary(config: dict[str, Any], source: ModelSource) -> str:
-    pre = config["preprocessing"]
+    """What ``tclr-zoo info`` prints: identity, embeddings, classifier, input, export and results."""
+    pre = Preprocessing.from_config(config)
     dims = config.get("embedding_dims", {})
     labels = config.get("labels")
-    mean, std = pre.get("mean"), pre.get("std")
-    scaling = "no mean/std normalisation" if mean is None and std is None else f"then (x - {mean}) / {std}"
+    scaling = ("no mean/std normalisation" if pre.mean is None else
+               f"then (x - {list(pre.mean)}) / {list(pre.std)}")
     lines = [
         f"model:          {source.model_id}" + (f" @ {source.revision}" if source.revision else ""),
         f"architecture:   {config['architecture']} ({config.get('library')} {config.get('library_version')})",
         "embeddings:     " + ", ".join(f"{head} {dim}-d" for head, dim in dims.items()),
         f"classifier:     {len(labels)} labels ({', '.join(labels[:5])}{', ...' if len(labels) > 5 else ''})"
         if labels else "classifier:     none",
-        f"input:          {pre['frames']} frames at stride {pre.get('eval_frame_stride')}, "
-        f"{pre['size']}x{pre['size']} (centre crop {pre.get('crop_fraction')} of the short side)",
-        f"pixels:         {str(pre['channel_order']).upper()}, scaled to {pre.get('value_range', [0, 1])}, {scaling}",
+        f"input:          {pre.frames} frames at stride {pre.eval_frame_stride}, "
+        f"{pre.size}x{pre.size} (centre crop {pre.crop_fraction} of the short side)",
+        f"pixels:         {pre.channel_order.upper()}, scaled to {list(pre.value_range)}, {scaling}",
     ]
-    if str(pre["channel_order"]).lower() == "bgr":
+    if pre.channel_order == "bgr":
         lines.append("                note: BGR channel order (the reference trained on OpenCV frames); the SDK "
                      "converts for you, other clients must too")
     export = config.get("export")

@@ -7,7 +7,7 @@ Accepted, as torch tensors or numpy arrays alike:
 * one video as uint8 RGB frames ``[T, H, W, 3]``; a list may mix such videos with paths;
 * preprocessed float clips ``[B, 3, T, H, W]`` (float16, float32 or float64; run in float32) with
   the model's ``T`` and size, finite, and with values in the range the model's preprocessing
-  produces (:func:`clip_range`).
+  produces (``Preprocessing.clip_range``).
 
 Why the range check: a float clip carries no unit. Clips of 0..255 pixels, or clips normalised
 with a mean/std the model was not trained with, run without error and give embeddings that look
@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..models.preprocessing import Preprocessing
 from .backends import BackendError
 
 #: How far a preprocessed value may lie outside the range the preprocessing produces, as a fraction
@@ -127,34 +128,14 @@ def _frames_or_refusal(x: torch.Tensor, nested: bool) -> torch.Tensor:
                           "; frames of 0..255 values: convert them with .astype(np.uint8) / .to(torch.uint8)")
 
 
-def _pixel_range(preprocessing: dict[str, Any]) -> tuple[float, float]:
-    """The pixel ``value_range`` the preprocessing scales uint8 frames to (``[0, 1]``: pixels / 255)."""
-    lo, hi = (float(v) for v in (preprocessing.get("value_range") or (0.0, 1.0))[:2])
-    return lo, hi
-
-
-def _mean_std(preprocessing: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel ``(mean, std)`` as float64 ``[3]`` arrays (0 and 1 when the model uses none)."""
-    mean, std = preprocessing.get("mean"), preprocessing.get("std")
-    return (np.broadcast_to(np.asarray(0.0 if mean is None else mean, dtype=np.float64), (3,)),
-            np.broadcast_to(np.asarray(1.0 if std is None else std, dtype=np.float64), (3,)))
-
-
-def clip_range(preprocessing: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """Per channel (in the model's channel order), the lowest and highest value of a preprocessed clip:
-    the pixel ``value_range`` through ``(x - mean) / std`` (float64, shape ``[3]`` each)."""
-    lo, hi = _pixel_range(preprocessing)
-    mean, std = _mean_std(preprocessing)
-    return (lo - mean) / std, (hi - mean) / std
-
-
-def check_clips(clips: Any, *, frames: int, size: int, preprocessing: dict[str, Any]) -> torch.Tensor:
-    """Validate preprocessed clips for a model of ``frames`` x ``size`` x ``size`` with this
-    ``preprocessing`` (config.json's): float ``[B, 3, T, H, W]``, finite, in :func:`clip_range`.
+def check_clips(clips: Any, preprocessing: Preprocessing) -> torch.Tensor:
+    """Validate preprocessed clips for a model with this ``preprocessing``: float
+    ``[B, 3, frames, size, size]``, finite, in its :meth:`~Preprocessing.clip_range`.
 
     Returns:
         The clips as float32 (the same tensor when they already are).
     """
+    frames, size = preprocessing.frames, preprocessing.size
     want = f"[batch, 3, {frames}, {size}, {size}]"
     clips = unarray(clips)
     if not isinstance(clips, torch.Tensor):
@@ -190,11 +171,11 @@ def _shape_hint(clips: torch.Tensor, frames: int, size: int) -> str:
     return ""
 
 
-def _check_range(low: np.ndarray, high: np.ndarray, preprocessing: dict[str, Any]) -> None:
-    """Refuse clips whose per-channel ``[low, high]`` leaves :func:`clip_range` by more than the tolerance."""
-    lo, hi = clip_range(preprocessing)
-    pixel_lo, pixel_hi = _pixel_range(preprocessing)
-    slack = RANGE_TOLERANCE * (pixel_hi - pixel_lo) / np.abs(_mean_std(preprocessing)[1])
+def _check_range(low: np.ndarray, high: np.ndarray, preprocessing: Preprocessing) -> None:
+    """Refuse clips whose per-channel ``[low, high]`` leaves the clip range by more than the tolerance."""
+    lo, hi = preprocessing.clip_range()
+    pixel_lo, pixel_hi = preprocessing.value_range
+    slack = RANGE_TOLERANCE * (pixel_hi - pixel_lo) / np.abs(preprocessing.mean_std()[1])
     if (low >= lo - slack).all() and (high <= hi + slack).all():
         return
     hint = _range_hint(low, high, lo, hi, preprocessing)
@@ -203,12 +184,12 @@ def _check_range(low: np.ndarray, high: np.ndarray, preprocessing: dict[str, Any
                           f"[T, H, W, 3] to let the model preprocess them{hint}")
 
 
-def _expected(lo: np.ndarray, hi: np.ndarray, preprocessing: dict[str, Any]) -> str:
+def _expected(lo: np.ndarray, hi: np.ndarray, preprocessing: Preprocessing) -> str:
     """``[0, 1] (pixels / 255, channel order BGR, no mean/std)``, or per channel with a mean/std."""
-    pixel_lo, pixel_hi = _pixel_range(preprocessing)
+    pixel_lo, pixel_hi = preprocessing.value_range
     scaled = "pixels / 255" if (pixel_lo, pixel_hi) == (0.0, 1.0) else f"pixels scaled to [{pixel_lo:g}, {pixel_hi:g}]"
-    order = str(preprocessing.get("channel_order", "rgb")).upper()
-    mean, std = preprocessing.get("mean"), preprocessing.get("std")
+    order = preprocessing.channel_order.upper()
+    mean, std = preprocessing.mean, preprocessing.std
     if mean is None and std is None:
         return f"[{lo[0]:g}, {hi[0]:g}] ({scaled}, channel order {order}, no mean/std)"
     ranges = ", ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi))
@@ -216,17 +197,17 @@ def _expected(lo: np.ndarray, hi: np.ndarray, preprocessing: dict[str, Any]) -> 
 
 
 def _range_hint(low: np.ndarray, high: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-                preprocessing: dict[str, Any]) -> str:
+                preprocessing: Preprocessing) -> str:
     """How clips of this range probably came about, said as the step that fixes them (a guess from
     the values alone: 0..255 pixels, a resize overshoot, a scaling the model does not use)."""
-    pixel_lo, pixel_hi = _pixel_range(preprocessing)
+    pixel_lo, pixel_hi = preprocessing.value_range
     span = pixel_hi - pixel_lo
-    normalised = preprocessing.get("mean") is not None
+    normalised = preprocessing.mean is not None
     if (low.min() >= pixel_lo - RANGE_TOLERANCE * span
             and pixel_lo + 2 * span < high.max() <= pixel_lo + 255 * span * (1 + RANGE_TOLERANCE)):
         return (", or divide by 255" + (" and normalise with the mean/std above" if normalised else "")
                 + " (the values look like 0..255 pixels)")
-    reach = 0.5 * span / np.abs(_mean_std(preprocessing)[1])  # a resize overshoot, not another convention
+    reach = 0.5 * span / np.abs(preprocessing.mean_std()[1])  # a resize overshoot, not another convention
     if (low >= lo - reach).all() and (high <= hi + reach).all():
         return ", or clamp them to that range (a bicubic resize overshoots it)"
     if not normalised:
@@ -257,5 +238,5 @@ def check_frames(frames: Any) -> torch.Tensor:
     return frames
 
 
-__all__ = ["RANGE_TOLERANCE", "VideoInputError", "check_clips", "check_frames", "clip_batch", "clip_range",
-           "describe", "unarray", "video_list"]
+__all__ = ["RANGE_TOLERANCE", "VideoInputError", "check_clips", "check_frames", "clip_batch", "describe", "unarray",
+           "video_list"]

@@ -16,7 +16,8 @@ videos does that work in ``workers`` processes:
 * workers run at a lower CPU priority than the calling process (``WORKER_NICENESS``), with one
   torch and one FFmpeg thread each;
 * the calling process batches the windows in the order they arrive and puts every video's
-  outputs back in input order (``VideoModel.video_outputs``).
+  outputs back in input order (:class:`ReorderBuffer`, driven by ``VideoModel.video_outputs``); a
+  video that cannot be decoded comes out at its place as a :class:`Skipped` record, or raises there.
 
 One FFmpeg thread per worker, not frame threading: with two decoders side by side on 2 cores,
 frame threading cost more than it saved (BENCHMARKS.md, P7).
@@ -25,7 +26,9 @@ frame threading cost more than it saved (BENCHMARKS.md, P7).
 from __future__ import annotations
 
 import os
+import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -91,12 +94,50 @@ class WindowChunk:
         return [Window(f, s, e) for f, s, e in zip(frames, self.starts, self.ends)]
 
 
+@dataclass(frozen=True)
+class Skipped:
+    """A video a batch job left out (``skip_bad``): its path and why, in the words of its
+    :class:`~tclr_zoo.data.decode.VideoDecodeError`.
+
+    The one record of a skipped video everywhere: ``VideoModel.video_outputs``, ``VideoIndex``,
+    corpus jobs and their unit files, the embeddings file's ``failed`` list and the CLI's lines. On
+    disk it is ``{"path": ..., "reason": ...}``; :meth:`of` also reads the ``[path, reason]`` pairs
+    that unit files of earlier versions hold. It unpacks as ``path, reason``, as the tuples that
+    ``VideoIndex.add_videos`` returned before.
+    """
+
+    path: str
+    reason: str
+
+    @classmethod
+    def of(cls, item: "Skipped | Mapping[str, str] | Sequence[str]") -> "Skipped":
+        """A record as written on disk (``{"path", "reason"}`` or ``[path, reason]``), or a Skipped."""
+        if isinstance(item, cls):
+            return item
+        if isinstance(item, Mapping):
+            return cls(str(item["path"]), str(item["reason"]))
+        path, reason = item
+        return cls(str(path), str(reason))
+
+    @classmethod
+    def from_error(cls, err: VideoDecodeError) -> "Skipped":
+        return cls(err.path, err.reason)
+
+    def to_record(self) -> dict[str, str]:
+        """The JSON form: ``{"path": ..., "reason": ...}``."""
+        return {"path": self.path, "reason": self.reason}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.path, self.reason))
+
+
 class VideoWindows(IterableDataset):
     """The windows of ``paths``, video ``i`` decoded by worker ``i % num_workers`` (see the module docstring)."""
 
     def __init__(self, paths: Sequence[str], plan: WindowPlan, *, channel_order: str, transform: CropResize,
                  chunk: int) -> None:
         self.paths, self.plan, self.channel_order = list(paths), plan, channel_order
+        self.parent = os.getpid()  # the process the workers serve (see ``_die_with_parent``)
         self.transform, self.chunk = transform, max(1, int(chunk))
 
     def __iter__(self) -> Iterator[WindowChunk]:
@@ -137,6 +178,23 @@ def _worker_init(worker_id: int) -> None:
     set_decoder_threads(1)
     if hasattr(os, "nice"):
         os.nice(WORKER_NICENESS)
+    _die_with_parent(get_worker_info().dataset.parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: end this worker when the process that started it dies, even by SIGKILL (the OOM killer,
+    a ``kill -9``). Left alone, a worker whose parent died waits forever to hand over its windows:
+    it keeps the parent's files open -- its stdout pipe, and the output's writer lock, so the next
+    run into the same output would be refused -- until someone kills it by hand."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1  # <linux/prctl.h>
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
 
 
 def _as_is(item: Any) -> Any:
@@ -168,6 +226,97 @@ def chunks_in_process(videos: Sequence[Any], windows_of: Callable[[Any], Iterato
             yield WindowChunk(i, finished=True, error=err)
             continue
         yield WindowChunk(i, finished=True)
+
+
+#: One video's result, in input order: ``(position, windows, head outputs [W, D])``; the windows
+#: keep their times, not their pixels.
+VideoOutput = tuple[int, list[Window], torch.Tensor]
+
+
+class ReorderBuffer:
+    """Windows of many videos, arriving in any order, batched for the forward as they come, and
+    each video's outputs handed back in input order.
+
+    Decode workers finish videos out of order (worker ``i % workers`` takes video ``i``), and a
+    batch mixes windows of several videos. :meth:`add` takes one :class:`WindowChunk` at a time and
+    runs ``forward`` on every ``batch_size`` windows; :meth:`ready` then yields each video whose
+    windows are all out, in input order: ``(position, windows, outputs)``. A video is out once its
+    last chunk arrived and none of its windows still waits in the part-filled batch.
+
+    A video that failed to decode drops the windows it had sent and comes out at its own place:
+    as a :class:`Skipped` record with ``skip_bad``, else its error is raised there -- after every
+    video before it (the part-filled batch runs first), so the error is the first bad video in
+    input order, as a decode in the calling process would raise it. Call :meth:`finish` after the
+    last chunk: it runs the part-filled batch, and :meth:`ready` then yields the rest.
+    """
+
+    def __init__(self, videos: int, *, batch_size: int, forward: Callable[[list[torch.Tensor]], torch.Tensor],
+                 skip_bad: bool) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.videos, self.batch_size, self.forward, self.skip_bad = videos, batch_size, forward, skip_bad
+        self._batch: list[tuple[int, Window]] = []  # windows waiting for the forward
+        self._waiting = [0] * videos  # windows of each video in ``_batch``
+        self._done: dict[int, tuple[list[Window], list[torch.Tensor]]] = {}  # outputs so far, per video
+        self._failed: dict[int, VideoDecodeError] = {}
+        self._finished = [False] * videos
+        self._frontier = 0  # first video whose last chunk has not arrived
+        self._next = 0  # first video not handed back yet
+
+    def add(self, chunk: WindowChunk) -> None:
+        """Take ``chunk``'s windows (running the forward on each full batch) and note a finished or failed video."""
+        video = chunk.video
+        if chunk.error is not None:
+            self._fail(video, chunk.error)
+        for window in chunk.windows():
+            self._batch.append((video, window))
+            self._waiting[video] += 1
+            if len(self._batch) == self.batch_size:
+                self._run_batch()
+        if chunk.finished:
+            self._finished[video] = True
+            while self._frontier < self.videos and self._finished[self._frontier]:
+                self._frontier += 1
+
+    def finish(self) -> None:
+        """After the last chunk: run the part-filled batch. Every video must have sent its last chunk."""
+        if self._frontier < self.videos:
+            raise RuntimeError(f"the window stream ended before video {self._frontier} was finished")
+        self._run_batch()
+
+    def ready(self) -> Iterator[VideoOutput | Skipped]:
+        """The videos now complete, in input order (a failed one: see the class docstring)."""
+        if not self.skip_bad and any(video < self._frontier for video in self._failed):
+            self._run_batch()  # the stream stops at the failure: let the videos before it out first
+        while self._next < self._frontier and not self._waiting[self._next]:
+            video = self._next
+            self._next += 1
+            if video in self._failed:
+                error = self._failed.pop(video)
+                if not self.skip_bad:
+                    raise error
+                yield Skipped.from_error(error)
+                continue
+            windows, rows = self._done.pop(video, ([], []))
+            yield video, windows, torch.stack(rows)
+
+    def _fail(self, video: int, error: VideoDecodeError) -> None:
+        """Leave ``video`` out whole: the windows it sent before failing are dropped."""
+        self._failed[video] = error
+        self._batch = [(v, w) for v, w in self._batch if v != video]
+        self._waiting[video] = 0
+        self._done.pop(video, None)
+
+    def _run_batch(self) -> None:
+        if not self._batch:
+            return
+        out = self.forward([window.frames for _, window in self._batch])
+        for (video, window), row in zip(self._batch, out):
+            windows, rows = self._done.setdefault(video, ([], []))
+            windows.append(Window(torch.empty(0), window.start, window.end))  # times, not pixels
+            rows.append(row)
+            self._waiting[video] -= 1
+        self._batch = []
 
 
 class ForwardThreads:
@@ -216,22 +365,15 @@ def default_workers(device: torch.device | str, videos: int) -> int:
     more to start than it overlaps); else 2 on the CPU (measured, BENCHMARKS.md P7; at most the
     CPUs) and 8 for a CUDA model (at most the CPUs less one, for the calling process); never more
     than the videos. Under torchrun the CPUs are this process's share of the node's."""
-    from ..data.datasets import cpu_share
+    from ..runtime import cpu_share, processes_on_this_node
 
     if videos < 2:
         return 0
-    cpus = cpu_share(_processes_on_this_node())
+    cpus = cpu_share(processes_on_this_node())
     if torch.device(device).type == "cuda":
         return min(8, videos, max(1, cpus - 1))
     return min(2, videos, cpus) if cpus > 1 else 0
 
 
-def _processes_on_this_node() -> int:
-    """How many processes torchrun started on this node (``LOCAL_WORLD_SIZE``); 1 without torchrun."""
-    try:
-        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
-__all__ = ["CropResize", "ForwardThreads", "VideoWindows", "WindowChunk", "chunks_in_process", "chunks_in_workers", "default_workers"]
+__all__ = ["CropResize", "ForwardThreads", "ReorderBuffer", "Skipped", "VideoOutput", "VideoWindows", "WindowChunk",
+           "chunks_in_process", "chunks_in_workers", "default_workers"]

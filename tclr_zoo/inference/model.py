@@ -29,18 +29,16 @@ import torch.nn.functional as F
 
 from .backends import TORCH_PRECISIONS, BackendError, OnnxBackend, TorchBackend
 from .inputs import VideoInputError, check_clips, check_frames, clip_batch, video_list
-from ..data.transforms import eval_clip, normalize_clip
-from ..data.decode import VideoDecodeError
 from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from .loader import (CropResize, ForwardThreads, WindowChunk, chunks_in_process, chunks_in_workers,
-                     default_workers)
+from .loader import (CropResize, ForwardThreads, ReorderBuffer, Skipped, VideoOutput, WindowChunk, chunks_in_process,
+                     chunks_in_workers, default_workers)
 from ..constants import (CARD_NAME, CONFIG_NAME, EMBED_HEADS, HF_PREFIX, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR,
                          WEIGHTS_NAME)
 from ..hub.resolve import ModelSource, resolve
 from ..hub.card import render_model_card
 from ..atomic import staged_directory
 from ..hub.format import load_pretrained_dir, model_config, read_config, refuse_foreign_folder, write_model_files
-from ..models.pretrained import FAITHFUL_PREPROCESSING
+from ..models.preprocessing import ClipTransform, Preprocessing
 from ..models.registry import create_model, resolve_model_args
 
 POOLINGS = ("mean", "max")
@@ -89,7 +87,7 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
 
 
 def random_init_model(arch: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A randomly initialised ``arch`` network and its ``config.json`` (faithful preprocessing).
+    """A randomly initialised ``arch`` network and its ``config.json`` (TCLR's preprocessing, the defaults).
 
     Args:
         arch: a registry architecture name.
@@ -99,20 +97,24 @@ def random_init_model(arch: str) -> tuple[torch.nn.Module, dict[str, Any]]:
     """
     args = resolve_model_args(arch)
     model = create_model(arch, model_args=args)
-    return model, model_config(model, arch=arch, model_args=args, preprocessing=dict(FAITHFUL_PREPROCESSING))
+    return model, model_config(model, arch=arch, model_args=args, preprocessing=Preprocessing())
 
 
 class VideoModel:
-    """A loaded encoder: preprocessing from its config + a backend (see the module docstring)."""
+    """A loaded encoder: preprocessing from its config + a backend (see the module docstring).
+
+    ``preprocessing`` is read from ``config`` once (a :class:`Preprocessing`) and used by every path;
+    ``config`` keeps the same section, as ``save_pretrained`` writes it.
+    """
 
     def __init__(self, backend: TorchBackend | OnnxBackend, config: dict[str, Any], source: ModelSource) -> None:
         self.backend = backend
-        self.config = config
+        self.preprocessing = Preprocessing.from_config(config)
+        self.config = self.preprocessing.store(config)
         self.source = source
-        pre = config["preprocessing"]
-        self.frames, self.size = int(pre["frames"]), int(pre["size"])
-        self.plan = WindowPlan(self.frames, int(pre.get("eval_frame_stride", 1)))
-        self._transform = CropResize(self.size, float(pre.get("crop_fraction", 1.0)))
+        self.frames, self.size = self.preprocessing.frames, self.preprocessing.size
+        self.plan = WindowPlan(self.frames, self.preprocessing.eval_frame_stride)
+        self._transform = CropResize(self.size, self.preprocessing.crop_fraction)
 
     def __repr__(self) -> str:
         return (f"VideoModel({self.model_id!r}, architecture={self.config['architecture']!r}, "
@@ -148,12 +150,18 @@ class VideoModel:
         return self.backend.model
 
     # ---- preprocessing --------------------------------------------------------------------
+    @property
+    def transform(self) -> ClipTransform:
+        """The exact clip transform for your own data loaders, as torchvision's ``weights.transforms()``:
+        one clip's uint8 **RGB** frames ``[T, H, W, 3]`` -> the float clip ``[3, T, size, size]`` that
+        ``embed`` feeds the network for them (BGR models: the flip included). Picklable, so DataLoader
+        workers can run it; ``model.preprocessing.transform("bgr")`` takes OpenCV's frames."""
+        return self.preprocessing.transform()
+
     def preprocess(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 frames ``[T, H, W, 3]`` (tensor or numpy array; float in [0, 1] too) in the model's
         channel order -> float clip ``[3, T, size, size]``; stack clips into the batch ``embed`` takes."""
-        pre = self.config["preprocessing"]
-        clip = eval_clip(check_frames(frames), size=self.size, crop_fraction=float(pre.get("crop_fraction", 1.0)))
-        return normalize_clip(clip, pre.get("mean"), pre.get("std"))
+        return self.preprocessing.to_clip(check_frames(frames))
 
     # The windows of embed/classify take a faster road to the same numbers as ``preprocess``
     # (tests/data/test_fast_paths_data.py): each decoded frame is cropped and resized once, in uint8, as it
@@ -167,140 +175,98 @@ class VideoModel:
     def _batch(self, clips: list[torch.Tensor]) -> torch.Tensor:
         """Windows of ``_crop_resize``d frames ``[T, size, size, 3]`` -> float ``[B, 3, T, size, size]``.
 
-        Laid out channels_last_3d, the torch backend's layout, so it is not copied again. Computed
-        in numpy (single-threaded; the same IEEE float32 operations as ``eval_clip`` and
-        ``normalize_clip``, so the same bits): torch would hand these memory-bound copies to its
-        intra-op threads, which on a busy machine costs more than the copies themselves.
+        Laid out channels_last_3d, the torch backend's layout, so it is not copied again. Scaled in
+        numpy (single-threaded; the same IEEE float32 operation as ``eval_clip``, so the same bits):
+        torch would hand this memory-bound copy to its intra-op threads, which on a busy machine costs
+        more than the copy itself. A model with a mean/std is then normalised by the one normalisation
+        (``Preprocessing.normalize``), as on a GPU and in ``preprocess``.
         """
-        pre = self.config["preprocessing"]
         if isinstance(self.backend, TorchBackend) and self.device.type == "cuda":
             return self._batch_on_gpu(clips)
         x = np.stack([c.cpu().numpy() for c in clips]).astype(np.float32)  # (frames given on a GPU: small now)
         x /= np.float32(255.0)
-        mean_std = _mean_std(pre)
-        if mean_std is not None:
-            x -= np.asarray(mean_std[0], dtype=np.float32)
-            x /= np.asarray(mean_std[1], dtype=np.float32)
-        return torch.from_numpy(x).permute(0, 4, 1, 2, 3)
+        return self.preprocessing.normalize(torch.from_numpy(x), channel_dim=-1).permute(0, 4, 1, 2, 3)
 
     def _batch_on_gpu(self, clips: list[torch.Tensor]) -> torch.Tensor:
         """``_batch`` for a CUDA model: the uint8 windows (4x fewer bytes than float) are copied from
         pinned memory without blocking, and scaled and normalised on the GPU (the same float32 ops)."""
         x = torch.from_numpy(np.stack([c.cpu().numpy() for c in clips])).pin_memory()
         x = x.to(self.device, non_blocking=True).float().div_(255.0)
-        mean_std = _mean_std(self.config["preprocessing"])
-        if mean_std is not None:
-            x.sub_(torch.tensor(mean_std[0], dtype=torch.float32, device=self.device))
-            x.div_(torch.tensor(mean_std[1], dtype=torch.float32, device=self.device))
-        return x.permute(0, 4, 1, 2, 3)
+        return self.preprocessing.normalize(x, channel_dim=-1).permute(0, 4, 1, 2, 3)
 
     def _windows(self, video: Any, hop: int | None) -> Iterator[Window]:
         """Windows of ``_crop_resize``d frames (turn them into model input with ``_batch``)."""
         plan = WindowPlan(self.plan.frames, self.plan.stride, hop)
-        order = self.config["preprocessing"]["channel_order"]
         if isinstance(video, torch.Tensor):  # RGB frames; the model may want BGR
-            frames = video.flip(-1) if order == "bgr" else video
-            return iter_tensor_windows(frames, plan, transform=self._crop_resize)
-        return iter_video_windows(video, plan, channel_order=order, transform=self._crop_resize)
+            return iter_tensor_windows(self.preprocessing.to_model_order(video), plan, transform=self._crop_resize)
+        return iter_video_windows(video, plan, channel_order=self.preprocessing.channel_order,
+                                  transform=self._crop_resize)
 
     # ---- inference ------------------------------------------------------------------------
     def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
         """Preprocessed clips ``[B, 3, T, H, W]`` -> the head's output ``[B, D]`` (validated input)."""
-        checked = check_clips(clips, frames=self.frames, size=self.size, preprocessing=self.config["preprocessing"])
+        checked = check_clips(clips, self.preprocessing)
         return self.backend.run(checked, head)
 
-    def video_outputs(self, videos: list[Any], head: str, batch_size: int, hop: int | None, progress: bool,
-                        workers: int | None = None, errors: dict[int, VideoDecodeError] | None = None,
-                        ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
-        """Per video, in input order: ``(position, windows, head outputs [W, D])``, batching windows
-        across videos -- what ``embed``, ``classify``, the CLI's batch commands and ``VideoIndex``
-        build on.
+    def video_outputs(self, videos: list[Any], *, head: str, batch_size: int = 8, hop: int | None = None,
+                      progress: bool = False, workers: int | None = None,
+                      skip_bad: bool = False) -> Iterator[VideoOutput | Skipped]:
+        """One item per video, in input order: ``(position, windows, head outputs [W, D])``, batching
+        windows across videos -- what ``embed``, ``classify``, corpus jobs and ``VideoIndex`` build on.
 
-        ``workers`` processes decode (``loader.py``; ``None``: :func:`default_workers`), overlapped with
-        the forward; windows are batched in the order they arrive. A video that fails to decode
-        raises its ``VideoDecodeError`` -- the first bad one in input order, as a decode here would --
-        or, with ``errors`` given, is recorded there under its position and left out.
+        Args:
+            videos: paths, uint8 RGB frames ``[T, H, W, 3]``, or both.
+            head: the output to compute (an embedding head or ``logits``).
+            batch_size: windows per forward pass (windows of several videos share a batch).
+            hop: frames between window starts (default: back to back).
+            progress: a progress bar over the videos.
+            workers: processes that decode (``loader.py``; ``None``: :func:`default_workers`),
+                overlapped with the forward; windows are batched in the order they arrive.
+            skip_bad: a video that fails to decode comes out at its place as a :class:`Skipped`
+                record (path and reason) instead of raising.
+
+        Returns:
+            An iterator of ``(position, windows, outputs)`` -- or ``Skipped`` with ``skip_bad``.
+            Without ``skip_bad`` a video that fails to decode raises its ``VideoDecodeError`` at its
+            place: the first bad one in input order, as a decode here would.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         workers = self._decode_workers(workers, videos)
         if workers:
             plan = WindowPlan(self.plan.frames, self.plan.stride, hop)
-            chunks = chunks_in_workers(videos, plan, channel_order=self.config["preprocessing"]["channel_order"],
+            chunks = chunks_in_workers(videos, plan, channel_order=self.preprocessing.channel_order,
                                        transform=self._transform, workers=workers, chunk=batch_size)
         else:
             chunks = chunks_in_process(videos, lambda video: self._windows(video, hop))
         threads = ForwardThreads(workers, enabled=workers > 0 and self.device.type == "cpu")
-        return self._ordered_outputs(chunks, len(videos), head, batch_size, progress, errors, threads)
 
-    def _ordered_outputs(self, chunks: Iterator[WindowChunk], n: int, head: str, batch_size: int, progress: bool,
-                         errors: dict[int, VideoDecodeError] | None, threads: ForwardThreads,
-                         ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
-        """The loop of :meth:`video_outputs`; the decode workers end when it does, however it ends,
-        and the torch threads are restored."""
+        def forward(frames: list[torch.Tensor]) -> torch.Tensor:
+            # Built here from uint8 frames: finite and of the model's shape, so no check_clips pass.
+            clips = self._batch(frames)
+            return threads.run(lambda: self.backend.run(clips, head), len(frames))
+
+        order = ReorderBuffer(len(videos), batch_size=batch_size, forward=forward, skip_bad=skip_bad)
+        return self._in_order(chunks, order, threads, progress)
+
+    @staticmethod
+    def _in_order(chunks: Iterator[WindowChunk], order: ReorderBuffer, threads: ForwardThreads,
+                  progress: bool) -> Iterator[VideoOutput | Skipped]:
+        """The loop of :meth:`video_outputs`. The decode workers end when it does, however it ends
+        (an error, a caller that stops reading), and the torch threads are restored."""
+        bar = _progress(order.videos, progress)
         try:
-            yield from self._ordered(chunks, n, head, batch_size, progress, errors, threads)
+            for chunk in chunks:
+                threads.decoded(chunk)
+                order.add(chunk)
+                bar.update(int(chunk.finished))
+                yield from order.ready()
+            order.finish()
+            yield from order.ready()
         finally:
+            bar.close()
             chunks.close()
             threads.close()
-
-    def _ordered(self, chunks: Iterator[WindowChunk], n: int, head: str, batch_size: int, progress: bool,
-                 errors: dict[int, VideoDecodeError] | None, threads: ForwardThreads,
-                 ) -> Iterator[tuple[int, list[Window], torch.Tensor]]:
-        """The loop of :meth:`video_outputs`: batch windows as they come, yield videos in input order."""
-        pending: list[tuple[int, Window]] = []
-        waiting = [0] * n  # windows of each video in ``pending``
-        done: dict[int, tuple[list[Window], list[torch.Tensor]]] = {}
-        finished, failed = [False] * n, {} if errors is None else errors
-        frontier = next_out = 0  # first video not finished; first video not yielded
-        bar = _progress(n, progress)
-
-        def flush():
-            # Built here from uint8 frames: finite and of the model's shape, so no check_clips pass.
-            clips = self._batch([w.frames for _, w in pending])
-            out = threads.run(lambda: self.backend.run(clips, head), len(pending))
-            for (i, w), row in zip(pending, out):
-                wins, rows = done.setdefault(i, ([], []))
-                wins.append(_drop_frames(w))
-                rows.append(row)
-                waiting[i] -= 1
-            pending.clear()
-
-        for chunk in chunks:
-            i = chunk.video
-            threads.decoded(chunk)
-            if chunk.error is not None:
-                failed[i] = chunk.error
-                if errors is not None:  # leave the bad video out, with what it had yielded before failing
-                    pending[:] = [(j, w) for j, w in pending if j != i]
-                    waiting[i] = 0
-                    done.pop(i, None)
-            for window in chunk.windows():
-                pending.append((i, window))
-                waiting[i] += 1
-                if len(pending) == batch_size:
-                    flush()
-            if chunk.finished:
-                finished[i] = True
-                bar.update(1)
-                while frontier < n and finished[frontier]:
-                    frontier += 1
-            if errors is None and failed and min(failed) < frontier:
-                bar.close()
-                raise failed[min(failed)]
-            # A video is complete once it is finished and none of its windows waits in the batch.
-            while next_out < frontier and not waiting[next_out]:
-                if next_out not in failed:
-                    wins, rows = done.pop(next_out, ([], []))
-                    yield next_out, wins, torch.stack(rows)
-                next_out += 1
-        if pending:
-            flush()
-        for i in range(next_out, n):
-            if i not in failed:
-                wins, rows = done.pop(i)
-                yield i, wins, torch.stack(rows)
-        bar.close()
 
     def _decode_workers(self, workers: int | None, videos: list[Any]) -> int:
         """Worker processes for ``videos``: only files go to workers (frames in memory are cut here)."""
@@ -329,7 +295,8 @@ class VideoModel:
         if batch is not None:
             return self.run(batch, head)
         rows = [pool_windows(out, pooling, head) for _, _, out in
-                self.video_outputs(video_list(videos), head, batch_size, hop, progress, workers)]
+                self.video_outputs(video_list(videos), head=head, batch_size=batch_size, hop=hop,
+                                  progress=progress, workers=workers)]
         return torch.stack(rows)
 
     def embed_windows(self, video: Any, *, head: str = "retrieval", batch_size: int = 8,
@@ -345,7 +312,8 @@ class VideoModel:
         if len(videos) != 1:
             raise VideoInputError(f"embed_windows takes one video, got {len(videos)} (use embed for several)")
         (video,) = videos
-        ((_, windows, out),) = list(self.video_outputs([video], head, batch_size, hop, False, workers))
+        ((_, windows, out),) = list(self.video_outputs([video], head=head, batch_size=batch_size, hop=hop,
+                                                        workers=workers))
         return WindowEmbeddings(out, [w.start for w in windows], [w.end for w in windows],
                                 source=video if isinstance(video, str) else "<frames>")
 
@@ -364,8 +332,8 @@ class VideoModel:
             probs = self.run(batch, "logits").softmax(dim=1)
         else:
             probs = torch.stack([out.softmax(dim=1).mean(dim=0) for _, _, out in
-                                 self.video_outputs(video_list(videos), "logits", batch_size, hop, progress,
-                                                      workers)])
+                                 self.video_outputs(video_list(videos), head="logits", batch_size=batch_size, hop=hop,
+                                                    progress=progress, workers=workers)])
         values, indices = probs.topk(min(top_k, len(labels)), dim=1)
         return [[(labels[int(i)], float(v)) for v, i in zip(vs, ids)] for vs, ids in zip(values, indices)]
 
@@ -411,26 +379,11 @@ class VideoModel:
             return push_folder(tmp, repo_id, revision=revision, commit_message=message, private=private, token=token)
 
 
-def _mean_std(pre: dict[str, Any]) -> tuple[Sequence[float], Sequence[float]] | None:
-    """The preprocessing's ``(mean, std)``, or None when frames are only scaled to [0, 1]."""
-    mean, std = pre.get("mean"), pre.get("std")
-    if mean is None and std is None:
-        return None
-    if mean is None or std is None:
-        raise ValueError("mean and std must both be given or both be None")
-    return mean, std
-
-
 def pool_windows(out: torch.Tensor, pooling: str, head: str) -> torch.Tensor:
     """A video's window outputs ``[W, D]`` -> one vector: mean or max over windows, re-normalised for
     the L2-normalised heads (the SDK's ``embed``, the CLI's batch commands and the index agree)."""
     pooled = out.mean(dim=0) if pooling == "mean" else out.max(dim=0).values
     return F.normalize(pooled, dim=0) if head in NORMALISED_HEADS else pooled
-
-
-def _drop_frames(window: Window) -> Window:
-    """Keep a finished window's timestamps, not its pixels."""
-    return Window(torch.empty(0), window.start, window.end)
 
 
 def _progress(total: int, enabled: bool):

@@ -1,19 +1,24 @@
-"""Embedding a large collection in shards: fixed blocks of videos, one file per block, so that a run
-split over many processes (``torchrun``) or cut short continues where it stopped and merges into
-exactly what one process would have written.
+"""The unit store: a long embedding job's rows, kept in fixed blocks of videos, one file per block,
+so that a job cut short continues where it stopped -- in one process or split over many (``torchrun``)
+-- and merges into exactly what one uninterrupted process would have written.
 
 * A *unit* is a contiguous block of ``unit_videos`` videos of the input list, in input order. Unit
   ``u`` belongs to rank ``u % world_size``: round-robin, so a slow stretch of the list (long videos
   in one folder) is spread over all ranks. Units depend on the list and ``unit_videos`` only, never
-  on the number of processes, so a resumed run may use another number of GPUs or nodes.
-* Each finished unit is written atomically to ``unit-NNNNNN.safetensors`` in a shard folder: its
-  rows (float32 ``[r, D]``) plus, in the metadata, each row's id, path and window times and the
-  unit's skipped videos. A unit file that exists is complete; resuming skips it.
-* ``job.json`` in the folder records what the rows are (model, revision, head, precision, the
-  list's sha256, ...); a resume with other settings is refused instead of mixing rows.
+  on the number of processes, so a resumed job may use another number of GPUs or nodes (one
+  process is world size 1).
+* Each finished unit is written atomically to ``unit-NNNNNN.safetensors`` in the store's folder, a
+  hidden sibling of the job's output (``.OUT.shards``, :func:`shard_folder`): its rows (float32
+  ``[r, D]``) plus, in the metadata, each row's id, path and window times and the unit's skipped
+  videos (:class:`~.loader.Skipped` records). A unit file that exists is complete; resuming skips it.
+  The last unit of the process that merges stays in memory: the output is written right after it,
+  so a file would only be deleted again (a job of one unit writes no unit file at all).
+* ``job.json`` in the folder, written with the first unit file, records what the rows are (model,
+  revision, head, precision, the list's sha256, ...); a resume with other settings is refused
+  instead of mixing rows.
 * Merging reads the units in order, so ids, order and vectors are those of a one-process run.
 
-One pass of the model covers all of a rank's units (decode workers start once, see
+One pass of the model covers all of a process's units (decode workers start once, see
 ``VideoModel.video_outputs``); a unit is written as soon as its last video is out.
 """
 
@@ -22,24 +27,31 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ..atomic import atomic_write, save_safetensors
 from ..constants import SHARD_VIDEOS as UNIT_VIDEOS  # a million videos are ~4000 unit files
+from .loader import Skipped
 
 JOB_NAME = "job.json"
+#: The columns of a unit beside its rows (``VideoIndex``'s columns).
+COLUMNS = ("ids", "paths", "starts", "ends")
 
 #: ``part(position, windows, outputs)`` -> the rows of one video: a dict with ``embeddings``
-#: ``[r, D]`` and the lists ``ids``, ``paths``, ``starts``, ``ends`` (``VideoIndex``'s columns).
+#: ``[r, D]`` and the lists ``ids``, ``paths``, ``starts``, ``ends`` (:data:`COLUMNS`).
 PartMaker = Callable[[int, list, torch.Tensor], dict[str, Any]]
+
+#: How the caller's user spells the options the store's messages name (the CLI: ``--resume``).
+PYTHON_SPELLING = {"resume": "resume=True", "overwrite": "overwrite=True"}
 
 
 class ShardError(ValueError):
-    """A shard folder that cannot be used for this run (other settings, a damaged unit file)."""
+    """A unit folder that cannot be used for this job (other settings, a damaged unit file)."""
 
 
 @dataclass(frozen=True)
@@ -70,112 +82,192 @@ class ShardPlan:
 
 
 def paths_digest(paths: Sequence[str]) -> str:
-    """sha256 of the input list, in order: a resume must see the same videos in the same order."""
-    return hashlib.sha256("\n".join(paths).encode()).hexdigest()
+    """sha256 of the input list, in order: a resume must see the same videos in the same order. Names
+    are hashed as the file system's bytes (``os.fsencode``): a file name need not be valid UTF-8."""
+    return hashlib.sha256(b"\n".join(os.fsencode(p) for p in paths)).hexdigest()
 
 
-class UnitStore:
-    """The shard folder: ``job.json`` and one safetensors file per finished unit."""
+def shard_folder(out: str | os.PathLike) -> Path:
+    """Where a job writing ``out`` keeps its finished units: a hidden sibling, ``.OUT.shards``."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.shards")
 
-    def __init__(self, folder: str | os.PathLike, job: dict[str, Any]) -> None:
+
+def check_shard_folder(out: str | os.PathLike, *, resume: bool, overwrite: bool,
+                       spelling: Mapping[str, str] = PYTHON_SPELLING) -> None:
+    """Before any work: units an interrupted job left are neither lost nor silently reused, and
+    ``resume`` with nothing to continue says so instead of silently starting afresh. A folder with
+    no finished unit in it holds nothing to lose: a job started without ``resume`` replaces it."""
+    folder = shard_folder(out)
+    resume_flag, overwrite_flag = spelling["resume"], spelling["overwrite"]
+    if any(folder.glob("unit-*.safetensors")) and not (resume or overwrite):
+        raise FileExistsError(f"{out}: an interrupted run left its finished units in {folder}; pass {resume_flag} "
+                              f"to continue it or {overwrite_flag} to start afresh")
+    if resume and not (folder / JOB_NAME).is_file():
+        fix = (f"pass {overwrite_flag} instead to start afresh" if folder.exists()
+               else f"drop {resume_flag} to start one")
+        raise FileNotFoundError(f"{resume_flag.split('=')[0]}: {out} has no interrupted run to continue (no {JOB_NAME} "
+                                f"in {folder}); {fix}")
+
+
+def video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
+    """One row per video: its windows' outputs pooled as ``VideoModel.embed`` pools them."""
+    from .model import pool_windows
+
+    return {"embeddings": pool_windows(out, "mean", head)[None], "ids": [id], "paths": [path], "starts": [None],
+            "ends": [None]}
+
+
+def windows_part(windows: list, out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
+    """One row per sliding window, with its times, id ``"<id>#<window>"``."""
+    return {"embeddings": out, "ids": [f"{id}#{w}" for w in range(len(out))], "paths": [path] * len(out),
+            "starts": [w.start for w in windows], "ends": [w.end for w in windows]}
+
+
+def _unit(parts: list[dict[str, Any]], skipped: list[Skipped], dim: int) -> dict[str, Any]:
+    """One unit as :meth:`UnitStore.load` gives it back: the rows, the columns and the skipped videos."""
+    rows = torch.cat([p["embeddings"].float() for p in parts]) if parts else torch.empty(0, dim)
+    return {"embeddings": rows, "skipped": list(skipped),
+            **{key: [v for part in parts for v in part[key]] for key in COLUMNS}}
+
+
+class Units:
+    """Finished units kept in memory: a job with no output file to keep them beside (nothing to
+    resume). :class:`UnitStore` keeps them in files; both merge the same way."""
+
+    def __init__(self) -> None:
+        self._units: dict[int, dict[str, Any]] = {}
+
+    def done(self, unit: int) -> bool:
+        return unit in self._units
+
+    def keep(self, unit: int, parts: list[dict[str, Any]], skipped: list[Skipped], dim: int) -> None:
+        """Hold a finished unit in memory, for this process's merge."""
+        self._units[unit] = _unit(parts, skipped, dim)
+
+    save = keep
+
+    def load(self, unit: int) -> dict[str, Any]:
+        return self._units[unit]
+
+    def merged(self, plan: ShardPlan) -> tuple[list[dict[str, Any]], list[Skipped]]:
+        """Every unit's rows in input order (one part per unit) and the skipped videos, in input order."""
+        missing = [u for u in range(plan.units) if not self.done(u)]
+        if missing:
+            raise ShardError(f"{self}: {len(missing)} of {plan.units} units are missing (first: unit {missing[0]})")
+        units = [self.load(u) for u in range(plan.units)]
+        return units, [item for unit in units for item in unit.pop("skipped")]
+
+
+class UnitStore(Units):
+    """The unit folder: ``job.json`` and one safetensors file per finished unit."""
+
+    def __init__(self, folder: str | os.PathLike, job: dict[str, Any], *,
+                 spelling: Mapping[str, str] = PYTHON_SPELLING) -> None:
+        super().__init__()
         self.folder = Path(folder)
         self.job = job
+        self.spelling = spelling
+
+    def __str__(self) -> str:
+        return str(self.folder)
 
     def unit_path(self, unit: int) -> Path:
         return self.folder / f"unit-{unit:06d}.safetensors"
 
-    def open(self, *, resume: bool) -> int:
-        """Create the folder for this job, or (``resume``) check that it holds this job; returns the
-        number of finished units found. Called once, by one process, before any rank writes."""
+    def open(self, *, resume: bool) -> list[int]:
+        """Clear the folder of an earlier job, or (``resume``) check that it holds this job; returns
+        the finished units found. Called once, by one process, before any rank writes."""
         job_file = self.folder / JOB_NAME
         if resume and job_file.is_file():
             found = json.loads(job_file.read_text())
             changed = sorted(key for key in set(found) | set(self.job) if found.get(key) != self.job.get(key))
             if changed:
-                raise ShardError(f"--resume: {self.folder} holds rows of another run (it differs in "
-                                 f"{', '.join(changed)}); rerun with the settings it was started with, "
-                                 "or with --overwrite to start afresh")
-            return sum(1 for _ in self.folder.glob("unit-*.safetensors"))
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write(job_file, lambda f: f.write((json.dumps(self.job, indent=2) + "\n").encode()))
-        return 0
+                differences = ", ".join(f"{key} {found.get(key)!r} there, {key} {self.job.get(key)!r} here"
+                                        for key in changed)
+                raise ShardError(f"{self.spelling['resume'].split('=')[0]}: {self.folder} holds rows of another run "
+                                 f"(it differs in {', '.join(changed)}: {differences}); rerun with the settings it "
+                                 f"was started with, or with {self.spelling['overwrite']} to start afresh")
+            return self.finished()
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        return []
+
+    def finished(self) -> list[int]:
+        """The units whose files are in the folder."""
+        return sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("unit-*.safetensors"))
+
+    def discard(self) -> None:
+        """Remove the folder: once the job's output holds every row."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def done(self, unit: int) -> bool:
-        return self.unit_path(unit).is_file()
+        return unit in self._units or self.unit_path(unit).is_file()
 
-    def save(self, unit: int, parts: list[dict[str, Any]], failed: list[tuple[str, str]], dim: int) -> None:
-        rows = torch.cat([p["embeddings"].float() for p in parts]) if parts else torch.empty(0, dim)
-        columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
-        meta = {"unit": unit, "job": self.job["paths_sha256"], "failed": failed, **columns}
-        save_safetensors({"rows": rows.contiguous()}, self.unit_path(unit), metadata={"tclr_zoo": json.dumps(meta)})
+    def save(self, unit: int, parts: list[dict[str, Any]], skipped: list[Skipped], dim: int) -> None:
+        """Write a finished unit's file (the folder and ``job.json`` first, when this is the first)."""
+        job_file = self.folder / JOB_NAME
+        if not job_file.is_file():  # every rank may get here first: the same bytes, each written atomically
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(job_file, lambda f: f.write((json.dumps(self.job, indent=2) + "\n").encode()))
+        built = _unit(parts, skipped, dim)
+        meta = {"unit": unit, "job": self.job["paths_sha256"], "failed": [s.to_record() for s in skipped],
+                **{key: built[key] for key in COLUMNS}}
+        save_safetensors({"rows": built["embeddings"].contiguous()}, self.unit_path(unit),
+                         metadata={"tclr_zoo": json.dumps(meta)})
 
     def load(self, unit: int) -> dict[str, Any]:
-        """A finished unit: ``embeddings`` and the columns (as one part), and ``failed``."""
+        """A finished unit: ``embeddings``, the columns and ``skipped`` (unit files of earlier
+        versions recorded skipped videos as ``[path, reason]`` pairs; they read the same)."""
         from safetensors import safe_open
 
+        if unit in self._units:
+            return self._units[unit]
         path = self.unit_path(unit)
+        again = f"delete it and rerun with {self.spelling['resume']}"
         try:
             with safe_open(str(path), "pt") as f:
                 meta = json.loads(f.metadata()["tclr_zoo"])
                 rows = f.get_tensor("rows")
         except Exception as err:  # noqa: BLE001 - any unreadable file is reported the same way
-            raise ShardError(f"{path}: not a readable unit file ({err}); delete it and rerun with --resume") from None
+            raise ShardError(f"{path}: not a readable unit file ({err}); {again}") from None
         if meta.get("unit") != unit or meta.get("job") != self.job["paths_sha256"]:
-            raise ShardError(f"{path}: written for another unit or input list; delete it and rerun with --resume")
-        return {"embeddings": rows, "failed": [tuple(item) for item in meta["failed"]],
-                **{key: meta[key] for key in ("ids", "paths", "starts", "ends")}}
-
-    def merged(self, plan: ShardPlan) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-        """Every unit's rows in input order (one part per unit) and the skipped videos, in input order."""
-        missing = [u for u in range(plan.units) if not self.done(u)]
-        if missing:
-            raise ShardError(f"{self.folder}: {len(missing)} of {plan.units} units are missing "
-                             f"(first: {self.unit_path(missing[0]).name})")
-        units = [self.load(u) for u in range(plan.units)]
-        return units, [item for unit in units for item in unit.pop("failed")]
+            raise ShardError(f"{path}: written for another unit or input list; {again}")
+        return {"embeddings": rows, "skipped": [Skipped.of(item) for item in meta["failed"]],
+                **{key: meta[key] for key in COLUMNS}}
 
 
-def embed_units(model: Any, paths: Sequence[str], plan: ShardPlan, store: UnitStore, units: Sequence[int], *,
+def embed_units(model: Any, paths: Sequence[str], plan: ShardPlan, store: Units, units: Sequence[int], *,
                 part: PartMaker, head: str, batch_size: int, progress: bool, skip_bad: bool,
-                workers: int | None) -> int:
-    """Embed the unfinished ``units`` in one pass of ``model.video_outputs`` and write each unit as
-    soon as its last video is out; returns the number of units written.
+                workers: int | None, keep_last: bool = False) -> int:
+    """Embed the unfinished ``units`` in one pass of ``model.video_outputs`` and save each unit as
+    soon as its last video is out -- the last one only in memory with ``keep_last`` (this process
+    merges); returns the number of units embedded.
 
-    ``video_outputs`` yields videos in input order and records a failed video before it yields any
-    later one, so once the video at flat position ``i`` is out, every unit ending at ``i + 1`` or
-    before is complete.
+    ``video_outputs`` gives one item per video in input order (its outputs, or a ``Skipped``
+    record), so the items of a unit are the next ``len(plan.videos(unit))`` of the stream.
     """
     todo = [u for u in units if not store.done(u)]
-    positions = [i for u in todo for i in plan.videos(u)]  # flat position -> position in ``paths``
-    pending = _unit_ends(plan, todo)
-    errors: dict[int, Any] | None = {} if skip_bad else None
+    positions = [i for u in todo for i in plan.videos(u)]  # the videos of this pass, in order
     dim = int(model.config["embedding_dims"].get(head, 0))
-    buffer: list[tuple[int, dict[str, Any]]] = []
-
-    def write_complete(limit: int) -> None:
-        nonlocal buffer
-        while pending and pending[0][1] <= limit:
-            unit, end = pending.pop(0)
-            start = end - len(plan.videos(unit))
-            failed = [(paths[positions[i]], errors[i].reason) for i in range(start, end) if errors and i in errors]
-            store.save(unit, [p for flat, p in buffer if flat < end], failed, dim)
-            buffer = [(flat, p) for flat, p in buffer if flat >= end]
-
-    for flat, wins, out in model.video_outputs([paths[i] for i in positions], head, batch_size, None, progress,
-                                               workers, errors):
-        buffer.append((flat, part(positions[flat], wins, out)))
-        write_complete(flat + 1)
-    write_complete(len(positions))
+    stream = model.video_outputs([paths[i] for i in positions], head=head, batch_size=batch_size,
+                                 progress=progress, workers=workers, skip_bad=skip_bad)
+    try:
+        for unit in todo:
+            parts, skipped = [], []
+            for position in plan.videos(unit):
+                item = next(stream)
+                if isinstance(item, Skipped):
+                    skipped.append(item)
+                else:
+                    _, windows, out = item
+                    parts.append(part(position, windows, out))
+            (store.keep if keep_last and unit == todo[-1] else store.save)(unit, parts, skipped, dim)
+    finally:
+        stream.close()  # the decode workers end here, whatever stopped the pass
     return len(todo)
 
 
-def _unit_ends(plan: ShardPlan, todo: list[int]) -> list[tuple[int, int]]:
-    """``(unit, end)`` per unit to do: its videos end at flat position ``end`` (exclusive)."""
-    ends, total = [], 0
-    for unit in todo:
-        total += len(plan.videos(unit))
-        ends.append((unit, total))
-    return ends
-
-
-__all__ = ["JOB_NAME", "UNIT_VIDEOS", "ShardError", "ShardPlan", "UnitStore", "embed_units", "paths_digest"]
+__all__ = ["COLUMNS", "JOB_NAME", "PYTHON_SPELLING", "PartMaker", "ShardError", "ShardPlan", "UNIT_VIDEOS",
+           "UnitStore", "Units", "check_shard_folder", "embed_units", "paths_digest", "shard_folder", "video_part",
+           "windows_part"]

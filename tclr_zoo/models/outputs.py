@@ -1,13 +1,19 @@
-"""Export wrappers: ``video [B,3,T,H,W]`` float32 -> ONE named output per head.
+"""The model's output heads, written once for the SDK and for the exported graphs:
+``video [B,3,T,H,W]`` float32 -> ONE named output per head.
 
 | head         | output                | what                                                                  |
 |--------------|-----------------------|-----------------------------------------------------------------------|
 | ``backbone``   | ``[B, C]``            | backbone feature map averaged over time and space                    |
-| ``retrieval``  | ``[B, C*T']``         | spatially pooled time-steps, flattened (channel-major), L2-normalised (spec §6) |
+| ``retrieval``  | ``[B, C*T']``         | spatially pooled time-steps, flattened (channel-major), L2-normalised: the paper's nearest-neighbour retrieval feature |
 | ``projection`` | ``[B, head_dim]``     | time-pooled feature through the projection head, L2-normalised       |
 | ``logits``     | ``[B, classes]``      | the classifier's scores (models with a classifier only)              |
 
-The wrappers hold an eval-mode copy of the model. With ``fold_bn=True`` (what is exported) every
+:func:`head_forward` computes a head; the SDK's torch backend calls it on the model itself and
+:class:`ExportHead` (what is exported, built by :func:`build_head`) wraps it, so the SDK and the graph
+compute the same thing by construction. :func:`check_head` and :func:`head_output_dim` say whether a
+model has a head and how wide it is; :func:`fold_batchnorm` is the BatchNorm folding both use.
+
+An ``ExportHead`` holds an eval-mode copy of the model. With ``fold_bn=True`` (what is exported) every
 BatchNorm is folded into the Conv3d / Linear in front of it, so no exporter has to do it and no
 ``BatchNormalization`` node reaches the graph; with ``fold_bn=False`` the copy computes exactly what
 the PyTorch model computes (the parity reference). Pooling is a plain ``mean`` over dims and L2
@@ -52,7 +58,7 @@ class ExportHead(nn.Module):
         if fold_bn:
             fold_batchnorm(model)
         self.backbone = model.backbone
-        self.head = model.head
+        self.projection = model.projection
         self.classifier = model.classifier
         self.eval()
 
@@ -61,7 +67,7 @@ class ExportHead(nn.Module):
 
 
 def head_forward(model: nn.Module, head: str, video: torch.Tensor) -> torch.Tensor:
-    """The ``head`` output for ``video``, from anything with ``backbone``, ``head`` and ``classifier``.
+    """The ``head`` output for ``video``, from anything with ``backbone``, ``projection`` and ``classifier``.
 
     One function for the exported graph (an ``ExportHead``) and the SDK's torch backend (the
     ``TCLRModel`` itself), so the two compute the same thing by construction.
@@ -74,7 +80,7 @@ def head_forward(model: nn.Module, head: str, video: torch.Tensor) -> torch.Tens
     temporal = feats.mean(dim=(3, 4))  # [B, C, T']
     if head == "retrieval":
         return l2_normalize(temporal.flatten(1))
-    h = model.head
+    h = model.projection
     pooled = temporal.mean(dim=2)
     z = h.bn2(h.fc2(h.relu(h.bn1(h.fc1(pooled)))))  # ProjectionHead.forward without F.normalize
     return l2_normalize(z)
@@ -97,7 +103,7 @@ def head_output_dim(model: TCLRModel, head: str, frames: int) -> int:
     if head == "retrieval":
         return model.feature_dim * (frames // model.temporal_downsampling)
     if head == "projection":
-        return model.head.out_dim
+        return model.projection.out_dim
     return model.classifier.out_features
 
 

@@ -1,6 +1,8 @@
-"""Published TCLR weights: timm-style ``arch.tag`` names -> Hub repositories, preprocessing, numbers.
+"""Published TCLR weights: timm-style ``arch.tag`` names -> Hub repositories and published numbers.
+(Their preprocessing is TCLR's, the defaults of :class:`~tclr_zoo.models.preprocessing.Preprocessing`.)
 
-The entries describe the authors' released checkpoints (spec §7) once converted with
+The entries describe the authors' released checkpoints (R3D-18 pretrained on UCF101 and on
+Kinetics-400, R(2+1)D-18 on Kinetics-400) once converted with
 ``tclr-zoo convert`` and pushed to a Hub organisation. The organisation is configurable
 (``TCLR_ZOO_HUB_ORG``, default ``tclr-zoo``) so a team can serve its own mirror; the repository
 names are fixed.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import fnmatch
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from ..constants import HF_PREFIX
 from .registry import ModelNotFoundError, get_arch
@@ -24,16 +25,9 @@ from .registry import ModelNotFoundError, get_arch
 DEFAULT_ORG = "tclr-zoo"
 ORG_ENV = "TCLR_ZOO_HUB_ORG"
 
-# The reference network sees OpenCV's BGR frames scaled to [0, 1] with no mean/std (spec §2, §6).
-FAITHFUL_PREPROCESSING: dict[str, Any] = {
-    "channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 112,
-    "crop_fraction": 0.8, "frames": 16, "eval_frame_stride": 2, "pretrain_frame_stride": 4,
-    "eval_protocol": {"clips": 9, "pooling": "temporal", "similarity": "cosine"},
-}
-
 #: Published numbers of TCLR-pretrained networks (``arch.tag``; an entry needs no released weights),
-#: as fractions of 1, keyed ``<source>_<dataset>_<metric>``: ``paper`` (Dave et al., arXiv 2101.07974;
-#: spec §6), ``repo_readme`` (the DAVEISHAN/TCLR README), ``reference`` (the reference code's own
+#: as fractions of 1, keyed ``<source>_<dataset>_<metric>``: ``paper`` (Dave et al., arXiv 2101.07974),
+#: ``repo_readme`` (the DAVEISHAN/TCLR README), ``reference`` (the reference code's own
 #: linear evaluation). ``None``: the paper reports it, but it is not transcribed here yet.
 PAPER_RESULTS: dict[str, dict[str, float | None]] = {
     "r3d_18.tclr_ucf101": {
@@ -138,5 +132,5 @@ def published_reference(name: str) -> dict[str, float | None]:
     return dict(PAPER_RESULTS[name])
 
 
-__all__ = ["DEFAULT_ORG", "FAITHFUL_PREPROCESSING", "ORG_ENV", "PAPER_RESULTS", "PretrainedSpec", "find_pretrained",
+__all__ = ["DEFAULT_ORG", "ORG_ENV", "PAPER_RESULTS", "PretrainedSpec", "find_pretrained",
            "get_pretrained", "list_pretrained", "pretrained_specs", "published_reference"]

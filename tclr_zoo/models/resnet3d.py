@@ -1,6 +1,6 @@
 """R3D and R(2+1)D backbones built from torchvision's video ResNet builders, with TCLR's layer4.
 
-TCLR keeps 4 time-steps at the end of the network (spec §3): the first block of layer4 gets a
+TCLR keeps 4 time-steps at the end of the network: the first block of layer4 gets a
 temporal stride of 1 and a temporal dilation of 2 instead of a temporal stride of 2. Parameter shapes
 of R3D are unchanged, so state dicts stay interchangeable with torchvision's ``r3d_18``.
 
@@ -56,7 +56,7 @@ class TCLRVideoResNet(VideoResNet):
 
 
 def apply_tclr_layer4(net: VideoResNet) -> None:
-    """Replace layer4[0]'s temporal stride 2 by stride 1 + dilation 2 (spec §3), in place.
+    """Replace layer4[0]'s temporal stride 2 by stride 1 + dilation 2, in place, as the authors' code does.
 
     For R(2+1)D the first (2+1)D conv becomes one full dilated 3x3x3 Conv3d, as in the reference.
     """

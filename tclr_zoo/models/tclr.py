@@ -1,7 +1,7 @@
 """The TCLR network: a video backbone with a temporal feature map plus the projection head.
 
 ``forward_pretrain`` runs all 2 + 2K clip groups of a pretraining step through the backbone in ONE
-batch and all 2 + 2K + 2K head inputs through the head in one batch. With ``bn_mode="faithful"``
+batch and all 2 + 2K + 2K head inputs through the projection head in one batch. With ``bn_mode="faithful"``
 (default) every BatchNorm layer still normalises each clip group with its own statistics, exactly as
 the reference code's ten separate forward passes (and eighteen head calls) do; see grouped_bn.py.
 ``bn_mode="shared"`` is a named departure: one set of statistics over all clips of the step.
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .grouped_bn import clip_groups, convert_to_grouped_bn
-from .heads import ProjectionHead
+from .projection import ProjectionHead
 
 BN_MODES = ("faithful", "shared")
 
@@ -33,7 +33,9 @@ class TCLRModel(nn.Module):
         self.backbone = convert_to_grouped_bn(backbone)
         self.feature_dim = int(backbone.feature_dim)
         self.temporal_downsampling = int(backbone.temporal_downsampling)
-        self.head = convert_to_grouped_bn(ProjectionHead(self.feature_dim, out_dim=head_dim))
+        # The projection head (the "projection" output's module; "head" alone names an output).
+        self.projection = convert_to_grouped_bn(ProjectionHead(self.feature_dim, out_dim=head_dim))
+        self.register_load_state_dict_pre_hook(_load_old_projection_keys)
         self.classifier: nn.Linear | None = None
         self.dropout = nn.Dropout(dropout)
         if num_classes:
@@ -80,8 +82,8 @@ class TCLRModel(nn.Module):
             )
         head_in = _head_inputs(feats)  # [B, Gh, C]
         head_groups = head_in.shape[1]
-        with clip_groups(self.head, head_groups if self.bn_mode == "faithful" else 1):
-            z = self.head(head_in.reshape(videos * head_groups, self.feature_dim))
+        with clip_groups(self.projection, head_groups if self.bn_mode == "faithful" else 1):
+            z = self.projection(head_in.reshape(videos * head_groups, self.feature_dim))
         return _split_embeddings(z.view(videos, head_groups, -1), num_local)
 
 
@@ -106,6 +108,18 @@ class TCLRModel(nn.Module):
         """True after ``model.to(memory_format=torch.channels_last_3d)`` (the CUDA training layout)."""
         first_conv = next(p for p in self.backbone.parameters() if p.dim() == 5)
         return first_conv.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+#: Where files written before the projection head was called ``projection`` keep it (training
+#: checkpoints, saved models, converted reference weights): ``head.fc1.weight`` and so on.
+OLD_PROJECTION_PREFIX = "head."
+
+
+def _load_old_projection_keys(module, state_dict, prefix, *_args) -> None:
+    """Let ``load_state_dict`` read those files: their ``head.*`` keys are the ``projection.*`` ones."""
+    old = prefix + OLD_PROJECTION_PREFIX
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}projection.{key[len(old):]}"] = state_dict.pop(key)
 
 
 def _check_pretrain_shapes(global_clips: torch.Tensor, local_clips: torch.Tensor) -> None:

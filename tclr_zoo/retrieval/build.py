@@ -1,21 +1,23 @@
-"""Building an index over many videos for a long run: the rows embedded so far are saved at
-intervals, and an interrupted build resumes where it stopped, skipping the videos it holds.
+"""Building an index over a large collection as a corpus job (``inference.corpus``): resumable after
+an interruption, and split over torchrun's processes -- what ``tclr-zoo index build`` runs.
+
+The rows are embedded unit by unit into ``.OUT.shards`` beside the index folder; the index is saved
+to the folder once, atomically, from the units, which are then removed. ``resume=True`` continues an
+interrupted build from the units it finished, with one process or many. (``VideoIndex.build`` is
+the in-memory way, for collections that take minutes.)
 """
 
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
-
-from ..atomic import exclusive_output
+from ..inference.corpus import CorpusEmbeddings, CorpusJob, run_corpus
 from ..inference.model import VideoModel, load_model
+from ..inference.shards import PYTHON_SPELLING, UNIT_VIDEOS
 from .index import VideoIndex
-from .storage import MANIFEST_NAME
-from .types import IndexFormatError
+from .storage import check_index_target
 
 
 def index_model(index: VideoIndex, name: str | None, backend: str, device: str | None) -> VideoModel:
@@ -25,95 +27,61 @@ def index_model(index: VideoIndex, name: str | None, backend: str, device: str |
     return load_model(name, backend=backend, device=device)
 
 
-def partial_index_dir(out_dir: str | os.PathLike) -> Path:
-    """Where ``index build`` keeps the rows embedded so far: a hidden sibling of ``--out``."""
-    out = Path(out_dir)
-    return out.with_name(f".{out.name}.partial")
+def build_index(model: VideoModel | str | os.PathLike, paths: Sequence[str | os.PathLike],
+                out_dir: str | os.PathLike, *, head: str = "retrieval", windows: bool = False, dtype: str = "float32",
+                approximate: bool = False, resume: bool = False, overwrite: bool = False,
+                unit_videos: int = UNIT_VIDEOS, skip_bad: bool = False, batch_size: int = 8,
+                workers: int | None = None, progress: bool = False, backend: str = "torch", device: str | None = None,
+                precision: str = "fp32", log: Callable[[str], None] | None = None,
+                spelling: Mapping[str, str] = PYTHON_SPELLING) -> tuple[VideoIndex, int] | None:
+    """Embed ``paths`` with ``model`` and save the index to ``out_dir``: a resumable corpus job.
 
+    Args:
+        model: a loaded ``VideoModel``, or a name (loaded with ``backend``, ``device``, ``precision``
+            on this process's device; see ``inference.corpus.embed_corpus``).
+        paths: video files, and folders (searched recursively for video files).
+        out_dir: the index folder; a saved index there is replaced only with ``overwrite``, a folder
+            of other files never.
+        head, windows, skip_bad, batch_size, workers, progress: as for ``VideoIndex.build``.
+        dtype, approximate: the index's storage precision and HNSW graph (saved with it).
+        resume: continue the build an interrupted call left (its units in ``.OUT.shards``).
+        unit_videos: videos per unit: what an interruption can cost, per process.
+        log, spelling: as for ``embed_corpus``.
 
-def build_index_resumable(model: VideoModel, paths: Sequence[str], out_dir: str | os.PathLike, *, resume: bool,
-                          save_every: float, head: str, batch_size: int, progress: bool, skip_bad: bool,
-                          windows: bool, dtype: str, workers: int | None = None, approximate: bool = False):
-    """``VideoIndex.build`` for long runs: the rows embedded so far are saved (atomically) to
-    :func:`partial_index_dir` at most every ``save_every`` seconds, and ``resume`` continues from
-    them, skipping the videos they hold. Returns ``(index, videos_resumed)``; the caller saves the
-    index to ``out_dir`` and then removes the partial folder. ``approximate``: the index saves an HNSW
-    graph at the end (the partial saves leave it out: building it is the slow part).
-
-    ``resume`` with no saved rows raises ``FileNotFoundError`` (nothing to continue) rather than
-    silently starting afresh. The build holds ``out_dir``'s writer lock (``atomic.exclusive_output``;
-    the caller may hold it already, as ``index build`` does, to save under it): a second build into
-    the same index is refused with ``OutputInUseError`` before any video is read.
+    Returns:
+        On rank 0 (and in a single process): the saved index (``index.skipped`` lists the videos
+        left out) and how many of the videos came from an interrupted build's units; ``None`` on
+        the other ranks.
     """
-    with exclusive_output(out_dir):
-        index = _start_index(model, out_dir, resume=resume, head=head, dtype=dtype, approximate=approximate)
-        return _fill(index, model, paths, partial_index_dir(out_dir), save_every=save_every, head=head,
-                     batch_size=batch_size, progress=progress, skip_bad=skip_bad, windows=windows, workers=workers)
+    from ..data.layouts import expand_video_folders
+
+    target = Path(out_dir)
+    job = CorpusJob("index build", head, target, (target,), windows=windows, resume=resume, overwrite=overwrite,
+                    unit_videos=unit_videos, spelling=spelling)
+
+    def check() -> None:
+        check_index_target(target, overwrite=overwrite, flag=spelling["overwrite"])
+
+    def write(loaded: VideoModel, corpus: CorpusEmbeddings) -> tuple[VideoIndex, int]:
+        index = index_from_corpus(corpus, dtype=dtype, approximate=approximate)
+        index.save(target, overwrite=overwrite)
+        return index, corpus.resumed
+
+    load = None if isinstance(model, VideoModel) else {"backend": backend, "device": device, "precision": precision}
+    return run_corpus(model, expand_video_folders([os.fspath(p) for p in paths]), job, check=check, write=write,
+                      skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log)
 
 
-def nothing_to_resume(out_dir: str | os.PathLike) -> str | None:
-    """Why ``index build --resume`` has nothing to continue at ``out_dir`` (one line naming the
-    folder and what to do), or None when an interrupted build left rows to resume from."""
-    partial = partial_index_dir(out_dir)
-    if (partial / MANIFEST_NAME).is_file():
-        return None
-    fix = "pass --overwrite instead to start afresh" if partial.exists() else "drop --resume to start one"
-    return f"--resume: {out_dir} has no interrupted build to continue (no saved rows in {partial}); {fix}"
-
-
-def _start_index(model: VideoModel, out_dir: str | os.PathLike, *, resume: bool, head: str, dtype: str,
-                 approximate: bool) -> VideoIndex:
-    """The rows an interrupted build of ``out_dir`` saved (``resume``), checked to be of this model
-    and head; else an empty index."""
-    if not resume:
-        return VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
-                          approximate=approximate)
-    missing = nothing_to_resume(out_dir)
-    if missing:
-        raise FileNotFoundError(missing)
-    partial = partial_index_dir(out_dir)
-    index = VideoIndex.load(partial, approximate=approximate)
-    if index.head != head or index.model_id != model.model_id or index.revision != model.revision:
-        raise IndexFormatError(f"--resume: {partial} was built with model {index.model_id!r} (revision "
-                               f"{index.revision!r}, head {index.head!r}); rebuild with --overwrite or use that model")
-    return index
-
-
-def _fill(index: VideoIndex, model: VideoModel, paths: Sequence[str], partial: Path, *, save_every: float,
-          head: str, batch_size: int, progress: bool, skip_bad: bool, windows: bool,
-          workers: int | None) -> tuple[VideoIndex, int]:
-    """Embed the ``paths`` the index does not hold yet, saving the rows to ``partial`` every
-    ``save_every`` seconds; returns ``(index, videos_resumed)``."""
-    done = set(index.paths)
-    todo = [p for p in paths if p not in done]
-    skipped: list[tuple[str, str]] = []
-    last_save = time.monotonic()
-    step = max(1, batch_size) * 4
-    with tqdm(total=len(paths), initial=len(paths) - len(todo), unit="video", leave=False,
-              disable=None if progress else True) as bar:
-        for start in range(0, len(todo), step):
-            chunk = todo[start:start + step]
-            skipped += index.add_videos(model, chunk, head=head, batch_size=batch_size, progress=False,
-                                        skip_bad=skip_bad, windows=windows, workers=workers)
-            bar.update(len(chunk))
-            if start + step < len(todo) and time.monotonic() - last_save >= save_every:
-                index.save(partial, graph=False, overwrite=True)
-                last_save = time.monotonic()
-    index.skipped = skipped
-    return index, len(paths) - len(todo)
-
-
-def index_from_units(units: list[dict[str, Any]], skipped: list[tuple[str, str]], *, model: VideoModel, head: str,
-                     dtype: str, approximate: bool = False) -> VideoIndex:
-    """The index a one-process build makes, from the units of a sharded one (``inference.shards``):
-    the rows in unit order are the rows in input order, added in one call as ``add_videos`` adds them."""
-    index = VideoIndex(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
+def index_from_corpus(corpus: CorpusEmbeddings, *, dtype: str = "float32", approximate: bool = False) -> VideoIndex:
+    """The index ``VideoIndex.build`` makes, from a corpus job's rows (in input order, added in one
+    call, as ``add_videos`` adds them), with the job's model, head and skipped videos."""
+    index = VideoIndex(None, dtype=dtype, model_id=corpus.model_id, revision=corpus.revision, head=corpus.head,
                        approximate=approximate)
-    filled = [unit for unit in units if unit["ids"]]
-    if filled:
-        index.add_parts(filled, model, head)
-    index.skipped = list(skipped)
+    if len(corpus):
+        index.add(corpus.embeddings, corpus.ids, paths=corpus.paths, starts=corpus.starts, ends=corpus.ends,
+                  model_id=corpus.model_id, revision=corpus.revision, head=corpus.head)
+    index.skipped = list(corpus.skipped)
     return index
 
 
-__all__ = ["build_index_resumable", "index_from_units", "index_model", "nothing_to_resume", "partial_index_dir"]
+__all__ = ["build_index", "index_from_corpus", "index_model"]

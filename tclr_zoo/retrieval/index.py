@@ -25,6 +25,8 @@ import numpy as np
 import torch
 
 from ..atomic import exclusive_output, staged_directory
+from ..inference.loader import Skipped
+from ..inference.shards import video_part, windows_part
 from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_built_as, faiss_topk,
                      import_faiss, new_faiss_index)
 from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_index_target, check_sha256,
@@ -155,7 +157,7 @@ class VideoIndex:
         self.approximate = approximate
         self.chunk_rows = chunk_rows
         self.ef_search = HNSW_EF_SEARCH
-        self.skipped: list[tuple[str, str]] = []  # (path, reason) of videos build() skipped; not saved
+        self.skipped: list[Skipped] = []  # the videos build() left out (skip_bad); not saved
         self._data = torch.empty(0, dim or 0, dtype=DTYPES[dtype])
         self._count = 0
         self._ids: list[str] = []
@@ -294,8 +296,8 @@ class VideoIndex:
 
     def add_videos(self, model: Any, paths: Iterable[str | os.PathLike], *, ids: Sequence[str] | None = None,
                    head: str | None = None, batch_size: int = 8, progress: bool = True, skip_bad: bool = False,
-                   windows: bool = False, workers: int | None = None, replace: bool = False) -> list[tuple[str, str]]:
-        """Embed videos with ``model`` and add them; returns the ``(path, reason)`` of skipped ones.
+                   windows: bool = False, workers: int | None = None, replace: bool = False) -> list[Skipped]:
+        """Embed videos with ``model`` and add them; returns the skipped ones (``Skipped(path, reason)``).
 
         ``paths``: video files, and folders (searched recursively for video files, as the CLI does).
         ``ids`` default to the paths. ``windows=True`` adds one row per sliding window (id
@@ -306,7 +308,6 @@ class VideoIndex:
         ``replace=True`` re-adds videos whose file changed: the rows the index holds for these paths
         are removed once the new ones are embedded, and the new rows go at the end.
         """
-        from ..data.decode import VideoDecodeError
         from ..data.layouts import expand_video_folders
 
         paths = expand_video_folders([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
@@ -315,25 +316,25 @@ class VideoIndex:
         ids = _checked_ids(paths if ids is None else ids, len(paths), taken)
         head = head or self.head or "retrieval"
         self._check_provenance("the model's embeddings", model_id=model.model_id, revision=model.revision, head=head)
-        errors: dict[int, VideoDecodeError] | None = {} if skip_bad else None
-        parts = []
-        for i, wins, out in model.video_outputs([os.fspath(p) for p in paths], head, batch_size, None, progress,
-                                                  workers, errors):
+        parts, skipped = [], []
+        for item in model.video_outputs([os.fspath(p) for p in paths], head=head, batch_size=batch_size,
+                                        progress=progress, workers=workers, skip_bad=skip_bad):
+            if isinstance(item, Skipped):
+                log.info("skipping %s: %s", item.path, item.reason)  # returned to the caller, who reports it (once)
+                skipped.append(item)
+                continue
+            i, wins, out = item
             parts.append(windows_part(wins, out, paths[i], ids[i], head) if windows else
                          video_part(out, paths[i], ids[i], head))
-        skipped = []
-        for i, err in sorted((errors or {}).items()):
-            log.info("skipping %s: %s", paths[i], err.reason)  # returned to the caller, who reports it (once)
-            skipped.append((paths[i], err.reason))
         if replaced:
-            self.remove_videos(replaced - {path for path, _ in skipped})  # a video that failed keeps its old rows
+            self.remove_videos(replaced - {item.path for item in skipped})  # a video that failed keeps its old rows
         if parts:
             self.add_parts(parts, model, head)
         return skipped
 
     def add_parts(self, parts: list[dict[str, Any]], model: Any, head: str) -> None:
-        """Add the rows of ``parts`` (``video_part`` / ``windows_part`` dicts, or units of a sharded
-        build) in one call, stating ``model``'s provenance."""
+        """Add the rows of ``parts`` (``inference.shards.video_part`` / ``windows_part`` dicts) in one
+        call, stating ``model``'s provenance."""
         columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
         self.add(torch.cat([part["embeddings"] for part in parts]), columns.pop("ids"), **columns,
                  model_id=model.model_id, revision=model.revision, head=head)
@@ -540,25 +541,6 @@ def _faiss_installed() -> bool:
     except ImportError:
         return False
     return True
-
-
-# --------------------------------------------------------------------------------------------
-# Embedding helpers for build / add_videos
-# --------------------------------------------------------------------------------------------
-
-
-def video_part(out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
-    """One row per video: its windows' outputs pooled as ``VideoModel.embed`` pools them."""
-    from ..inference.model import pool_windows
-
-    return {"embeddings": pool_windows(out, "mean", head)[None], "ids": [id], "paths": [path], "starts": [None],
-            "ends": [None]}
-
-
-def windows_part(windows: list, out: torch.Tensor, path: str, id: str, head: str) -> dict[str, Any]:
-    """One row per sliding window, with its times, id ``"<id>#<window>"``."""
-    return {"embeddings": out, "ids": [f"{id}#{w}" for w in range(len(out))], "paths": [path] * len(out),
-            "starts": [w.start for w in windows], "ends": [w.end for w in windows]}
 
 
 __all__ = ["VideoIndex"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..atomic import OutputExistsError, refuse_to_replace, save_safetensors
+from ..atomic import OutputExistsError, file_sha256, refuse_to_replace, save_safetensors
 from .search import import_faiss
 from .types import DTYPES, IndexFormatError
 
@@ -91,8 +91,7 @@ def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def _sha256(path: Path) -> str:
-    from ..hub.format import file_sha256
-
+    """The file's sha256; a file that cannot be read is an :class:`IndexFormatError` naming it."""
     try:
         return file_sha256(path)
     except OSError as err:

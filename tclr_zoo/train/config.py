@@ -2,6 +2,16 @@
 
 A recipe names everything a run depends on, so a ``results.json`` plus its recipe reproduce a run.
 Bundled recipes (``recipes/*.yaml`` in a checkout) ship inside the wheel as ``tclr_zoo.recipes``.
+
+* :class:`Recipe` and its sections (model, data, optim, train, eval); :func:`load_recipe` reads one
+  (bundled name or file), applies the overrides and checks every value's type
+  (:class:`RecipeError`, a one-line user mistake, when one is wrong).
+* ``reference``: the numbers a run is compared with. ``published: arch.tag`` points at the paper's
+  row in ``models.pretrained`` instead of copying it (:func:`expand_reference`), so the paper's
+  numbers are written in one place.
+* Resuming: which settings ``--resume --set`` may change (:data:`RESUMABLE`: none that would change
+  what the epochs already trained mean), and the record of each change (``Recipe.resumes``), so the
+  recipe a resumed run saves reproduces it.
 """
 
 from __future__ import annotations
@@ -17,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+if typing.TYPE_CHECKING:
+    from ..models.preprocessing import Preprocessing
 
 
 class RecipeError(ValueError):
@@ -260,6 +273,14 @@ def expand_reference(reference: dict[str, Any], origin: str = "recipe") -> dict[
     return expanded
 
 
+def reference_numbers(reference: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an expanded ``reference``, which a model trained by the recipe records in its
+    ``config.json`` (``training.reference``) so that its card can quote them without the recipe.
+    Notes and numbers not transcribed yet (``None``) stay out."""
+    return {key: value for key, value in reference.items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+
+
 def _published_row(name: Any, where: str) -> dict[str, Any]:
     from ..models.pretrained import published_reference
 
@@ -269,14 +290,15 @@ def _published_row(name: Any, where: str) -> dict[str, Any]:
         raise RecipeError(f"{where}: {err.args[0]}") from None
 
 
-def preprocessing_config(recipe: Recipe) -> dict[str, Any]:
-    """The ``preprocessing`` section of ``config.json`` for a model trained by ``recipe``: its data
+def preprocessing_config(recipe: Recipe) -> Preprocessing:
+    """The preprocessing of a model trained by ``recipe`` (its ``config.json`` section): its data
     settings (channel order, mean/std, size, frames, pretraining stride) and evaluation settings."""
+    from ..models.preprocessing import EvalProtocol, Preprocessing  # torch: only when a model is saved
+
     d, e = recipe.data, recipe.eval
-    return {"channel_order": d.channel_order, "value_range": [0.0, 1.0], "mean": d.mean, "std": d.std,
-            "size": d.size, "crop_fraction": e.crop_fraction, "frames": d.frames,
-            "eval_frame_stride": e.stride, "pretrain_frame_stride": d.stride,
-            "eval_protocol": {"clips": e.clips, "pooling": "temporal", "similarity": "cosine"}}
+    return Preprocessing(channel_order=d.channel_order, mean=d.mean, std=d.std, size=d.size,
+                         crop_fraction=e.crop_fraction, frames=d.frames, eval_frame_stride=e.stride,
+                         pretrain_frame_stride=d.stride, eval_protocol=EvalProtocol(clips=e.clips))
 
 
 def apply_override(recipe: Recipe, item: str) -> None:

@@ -1,9 +1,10 @@
-"""Multi-process pretraining under torchrun: the process group, data shards and rank-0 duties.
+"""Multi-process pretraining under torchrun: what the processes share and how their data is split.
 
-``torchrun --nproc_per_node N -m tclr_zoo.cli pretrain ...`` starts N copies of the same command and
-tells each one its place through the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``). A plain
-``tclr-zoo pretrain`` has none of these variables (or a world size of 1): it runs as one process
-with no process group, DDP or extra communication at all.
+``torchrun --nproc_per_node N -m tclr_zoo.cli pretrain ...`` starts N copies of the same command;
+:mod:`tclr_zoo.runtime` reads their places from torchrun's variables, joins the process group and
+carries the rank-0 helpers (``on_main``, ``barrier``, the host-side exchanges). A plain
+``tclr-zoo pretrain`` runs as one process with no process group, DDP or extra communication at all.
+This module holds what only training needs on top of that.
 
 What a multi-process run computes is chosen to match the reference, which trained on several GPUs
 with ``nn.DataParallel`` (DAVEISHAN/TCLR ``train_gen_all_step.py``):
@@ -18,129 +19,21 @@ with ``nn.DataParallel`` (DAVEISHAN/TCLR ``train_gen_all_step.py``):
   recipe stays right.
 - DDP averages the parameter gradients; with the gathered loss the average is exactly the gradient
   of the global-batch loss (see ``_GatherRows``).
-- Only rank 0 logs and writes files; the others wait for it at ``barrier()``.
+- Only rank 0 logs and writes files; the others wait for it (``runtime.on_main``, ``runtime.barrier``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import pickle
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import timedelta
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from .. import runtime
 from ..data.datasets import EpochShuffleSampler
 from .config import Recipe, RecipeError
-
-T = TypeVar("T")
-
-# How long ranks wait for rank 0 when it works alone (kNN evaluation, saving the model, reading a
-# checkpoint). Long on purpose: under torchrun a rank 0 that dies takes the others down anyway.
-WAIT_TIMEOUT = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class DistContext:
-    """This process's place in the run (world size 1: a plain single-process run)."""
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-    local_world_size: int = 1
-    device: torch.device = torch.device("cpu")
-    backend: str | None = None
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-_context = DistContext()
-_cpu_group = None  # gloo group for small host-side exchanges (no GPU sync when the backend is NCCL)
-_wait_group = None  # gloo group with WAIT_TIMEOUT, for waiting on rank 0
-
-
-def torchrun_env() -> dict[str, int] | None:
-    """``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK`` (and ``LOCAL_WORLD_SIZE``) as set by torchrun, else None."""
-    names = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
-    if not all(name in os.environ for name in names):
-        return None
-    try:
-        env = {name: int(os.environ[name]) for name in names}
-        env["LOCAL_WORLD_SIZE"] = int(os.environ.get("LOCAL_WORLD_SIZE", env["WORLD_SIZE"]))
-    except ValueError:
-        raise RecipeError("WORLD_SIZE, RANK and LOCAL_RANK must be integers (start the run with torchrun)") from None
-    return env
-
-
-def current() -> DistContext:
-    return _context
-
-
-def world_size() -> int:
-    return _context.world_size
-
-
-def rank() -> int:
-    return _context.rank
-
-
-def is_main() -> bool:
-    """True on rank 0, the one process that logs, evaluates and writes files."""
-    return _context.is_main
-
-
-def barrier() -> None:
-    """Wait until every rank gets here; on a host-side group with a long timeout, because the
-    others may wait for rank 0's evaluation and saving far longer than a GPU collective's timeout."""
-    if _context.distributed:
-        dist.barrier(group=_wait_group)
-
-
-@contextlib.contextmanager
-def session(device: torch.device) -> Iterator[DistContext]:
-    """Join torchrun's process group for one run and leave it afterwards (also on errors).
-
-    ``device`` is the recipe's resolved device; under torchrun a CUDA device becomes
-    ``cuda:LOCAL_RANK``. Backend: NCCL for CUDA, gloo for CPU. Without torchrun (or with a world
-    size of 1) this does nothing and yields a single-process context.
-    """
-    global _context, _cpu_group, _wait_group
-    env = torchrun_env()
-    if env is None or env["WORLD_SIZE"] == 1:
-        yield DistContext(device=device)
-        return
-    if dist.is_initialized():
-        raise RuntimeError("a torch.distributed process group is already initialised; pretrain() manages its own")
-    local_rank = env["LOCAL_RANK"]
-    if device.type == "cuda":
-        if local_rank >= torch.cuda.device_count():
-            raise RecipeError(f"LOCAL_RANK={local_rank} but only {torch.cuda.device_count()} CUDA devices are "
-                              "visible; start at most that many processes per node (--nproc_per_node)")
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)  # pinned memory, cuDNN handles etc. on this process's GPU
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)
-    try:
-        _cpu_group = dist.group.WORLD if backend == "gloo" else dist.new_group(backend="gloo")
-        _wait_group = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT)
-        _context = DistContext(dist.get_rank(), local_rank, dist.get_world_size(), env["LOCAL_WORLD_SIZE"],
-                               device, backend)
-        yield _context
-    finally:
-        _context, _cpu_group, _wait_group = DistContext(), None, None
-        dist.destroy_process_group()
 
 
 # --- recipe checks ------------------------------------------------------------------------------
@@ -236,9 +129,10 @@ def pretraining_forward(model: nn.Module) -> Callable[..., dict[str, torch.Tenso
     never carry DDP's ``module.`` prefix. ``broadcast_buffers`` (the default) gives every rank
     rank 0's BatchNorm running statistics at each step, as DataParallel's replicas had GPU 0's.
     """
-    if not _context.distributed:
+    ctx = runtime.current()
+    if not ctx.distributed:
         return model.forward_pretrain
-    device_ids = [_context.device.index] if _context.device.type == "cuda" else None
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(PretrainForward(model), device_ids=device_ids)
 
 
@@ -284,69 +178,6 @@ def gather_embeddings(out: dict[str, torch.Tensor], sizes: list[int]) -> dict[st
     return result
 
 
-# --- host-side exchanges ------------------------------------------------------------------------
-
-def gather_ints(value: int) -> list[int]:
-    """``value`` from every rank (e.g. the videos each has this step, which bad files can lower)."""
-    if not _context.distributed:
-        return [value]
-    parts = [torch.zeros(1, dtype=torch.int64) for _ in range(_context.world_size)]
-    dist.all_gather(parts, torch.tensor([value], dtype=torch.int64), group=_cpu_group)
-    return [int(p) for p in parts]
-
-
-def reduce_floats(values: list[float], op: str = "sum") -> list[float]:
-    """Sum (or max) of ``values`` over ranks."""
-    if not _context.distributed:
-        return list(values)
-    tensor = torch.tensor(values, dtype=torch.float64)
-    dist.all_reduce(tensor, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX, group=_cpu_group)
-    return tensor.tolist()
-
-
-def gather_objects(obj: Any) -> list[Any]:
-    """A picklable ``obj`` from every rank, in rank order."""
-    if not _context.distributed:
-        return [obj]
-    out: list[Any] = [None] * _context.world_size
-    dist.all_gather_object(out, obj, group=_cpu_group)
-    return out
-
-
-def on_main(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on rank 0 only and hand its result, or its exception, to every rank.
-
-    For what must happen once (clearing a run folder, reading a checkpoint that may exist only on
-    rank 0's disk, the closing evaluation): the others wait, and a failure stops all ranks with the
-    same error instead of leaving them waiting.
-    """
-    if not _context.distributed:
-        return fn()
-    payload: list[Any] = [None]
-    error: BaseException | None = None
-    if _context.is_main:
-        try:
-            payload[0] = ("ok", fn())
-        except Exception as err:  # noqa: BLE001 - re-raised below, on every rank
-            error = err
-            payload[0] = ("error", _portable(err))
-    dist.broadcast_object_list(payload, src=0, group=_wait_group)
-    status, value = payload[0]
-    if error is not None:
-        raise error
-    if status == "error":
-        raise value
-    return value
-
-
-def _portable(err: Exception) -> Exception:
-    """``err`` if it survives pickling, else a RuntimeError with its message."""
-    try:
-        return pickle.loads(pickle.dumps(err))
-    except Exception:  # noqa: BLE001 - custom exceptions with extra __init__ arguments
-        return RuntimeError(f"rank 0 failed: {type(err).__name__}: {err}")
-
-
 def parameter_digest(params: Mapping[str, torch.Tensor]) -> str:
     """SHA-256 of parameter names and values: equal on all ranks iff the replicas are identical."""
     digest = hashlib.sha256()
@@ -355,3 +186,7 @@ def parameter_digest(params: Mapping[str, torch.Tensor]) -> str:
         digest.update(name.encode())
         digest.update(value.numpy().tobytes())
     return digest.hexdigest()
+
+
+__all__ = ["DistributedEpochShuffleSampler", "PretrainForward", "convert_sync_bn", "gather_embeddings",
+           "parameter_digest", "per_process_batch", "pretraining_forward", "use_sync_bn"]

@@ -1,10 +1,10 @@
-"""Nearest-neighbour retrieval, the TCLR paper's protocol: clip-averaged backbone features, cosine,
-recall@k.
+"""Nearest-neighbour retrieval, the TCLR paper's protocol: clip-averaged features, cosine, recall@k.
 
-Features are the backbone's spatially averaged temporal map ``[C, T']`` flattened to ``C*T'``
-(2048-D for R3D-18: no projection head, no temporal pooling), averaged over evenly spaced clips and
-L2-normalised. Queries are the test split, the gallery is the train split; R@k is the fraction of
-queries whose class is among the labels of their k nearest gallery videos.
+A video's feature is one of the model's heads (the SDK's names), averaged over evenly spaced clips
+and L2-normalised. The paper's is the ``retrieval`` head: the backbone's spatially averaged temporal
+map ``[C, T']`` flattened to ``C*T'`` (2048-D for R3D-18: no projection, no averaging over time).
+Queries are the test split, the gallery is the train split; R@k is the fraction of queries whose
+class is among the labels of their k nearest gallery videos.
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from ..constants import EMBED_HEADS
 from ..data.datasets import BadSample, EvalClipsDataset, VideoItem, split_bad
-
-POOLINGS = ("temporal", "pooled", "projection")
 
 
 def collate_eval(batch: list) -> dict:
@@ -31,7 +30,7 @@ def collate_eval(batch: list) -> dict:
 
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch_size: int = 4, workers: int = 0,
-                     device: torch.device | str = "cpu", pooling: str = "temporal", progress: bool = False,
+                     device: torch.device | str = "cpu", head: str = "retrieval", progress: bool = False,
                      desc: str = "features", log: Callable[[str], None] | None = None,
                      ) -> tuple[torch.Tensor, torch.Tensor, list[BadSample]]:
     """L2-normalised video features ``[N, D]``, labels ``[N]`` and the videos that failed to decode.
@@ -40,12 +39,13 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
     n/N videos"`` at every tenth of the videos, for output that is not a terminal (a pipe, a log
     file), where the bar stays silent.
 
-    ``pooling="temporal"`` keeps the time-steps (TCLR's protocol, ``C*T'``-D); ``"pooled"`` averages
+    ``head="retrieval"`` keeps the time-steps (TCLR's protocol, ``C*T'``-D); ``"backbone"`` averages
     them too (``C``-D, the convention of most other video SSL zoos); ``"projection"`` embeds each
-    clip with the projection head (``head_dim``-D, what the contrastive losses saw).
+    clip with the projection head (``head_dim``-D, what the contrastive losses saw). The same
+    numbers as the SDK's ``VideoModel.embed(head=...)`` of each clip, before the clips are averaged.
     """
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if head not in EMBED_HEADS:
+        raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_eval)
@@ -60,7 +60,7 @@ def extract_features(model: torch.nn.Module, dataset: EvalClipsDataset, *, batch
             clips = batch["clips"].to(device)  # [B, N, 3, T, H, W]
             videos, per_video = clips.shape[:2]
             temporal = model.temporal_features(clips.flatten(0, 1)).float()  # [B*N, C, T']
-            per_clip = _pool(model, temporal, pooling)
+            per_clip = _head_features(model, temporal, head)
             feats.append(F.normalize(per_clip.view(videos, per_video, -1).mean(1), dim=1).cpu())
             labels.append(batch["labels"])
     finally:
@@ -85,12 +85,13 @@ class _ProgressLines:
             self.log(f"  {self.desc} {self.done}/{self.total} videos")
 
 
-def _pool(model: torch.nn.Module, temporal: torch.Tensor, pooling: str) -> torch.Tensor:
-    if pooling == "temporal":
+def _head_features(model: torch.nn.Module, temporal: torch.Tensor, head: str) -> torch.Tensor:
+    """The ``head`` rows of clips whose spatially averaged feature maps are ``temporal [N, C, T']``."""
+    if head == "retrieval":
         return temporal.flatten(1)
-    if pooling == "pooled":
+    if head == "backbone":
         return temporal.mean(-1)
-    return model.head(temporal.mean(-1))
+    return model.projection(temporal.mean(-1))
 
 
 def retrieval_recall(query: torch.Tensor, query_labels: torch.Tensor, gallery: torch.Tensor,
@@ -109,14 +110,14 @@ def retrieval_recall(query: torch.Tensor, query_labels: torch.Tensor, gallery: t
 
 def knn_retrieval(model: torch.nn.Module, train_items: Sequence[VideoItem], test_items: Sequence[VideoItem], *,
                   ks: Sequence[int] = (1, 5, 10, 20, 50), device="cpu", batch_size: int = 4, workers: int = 0,
-                  progress: bool = False, pooling: str = "temporal", log: Callable[[str], None] | None = None,
+                  progress: bool = False, head: str = "retrieval", log: Callable[[str], None] | None = None,
                   **clip_args) -> dict:
     """The paper's nearest-neighbour retrieval of the test split against the train split; returns
     recalls and counts.
 
     ``log``: progress lines for output that is not a terminal (see :func:`extract_features`).
     """
-    extract = dict(batch_size=batch_size, workers=workers, device=device, pooling=pooling, progress=progress, log=log)
+    extract = dict(batch_size=batch_size, workers=workers, device=device, head=head, progress=progress, log=log)
     gallery, gallery_labels, bad_g = extract_features(model, EvalClipsDataset(train_items, **clip_args),
                                                       desc="gallery", **extract)
     query, query_labels, bad_q = extract_features(model, EvalClipsDataset(test_items, **clip_args),
@@ -125,3 +126,6 @@ def knn_retrieval(model: torch.nn.Module, train_items: Sequence[VideoItem], test
     result.update(queries=int(query.shape[0]), gallery=int(gallery.shape[0]), bad_videos=len(bad_g) + len(bad_q),
                   feature_dim=int(query.shape[1]))
     return result
+
+
+__all__ = ["collate_eval", "extract_features", "knn_retrieval", "retrieval_recall"]

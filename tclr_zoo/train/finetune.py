@@ -1,6 +1,6 @@
 """Classification protocols: linear probe (frozen backbone) and full fine-tuning, multi-clip testing.
 
-Linear probe follows the reference linear evaluation (spec §6): frozen backbone whose BatchNorm
+Linear probe follows the authors' linear evaluation script: frozen backbone whose BatchNorm
 layers stay in train mode (``frozen_bn: train``, as the reference; ``eval`` is the named
 alternative), global average pool, one Linear layer, Adam lr 1e-2, batch 32, clips of 16 frames at
 stride 2 with the lighter augmentation.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,9 +30,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.classification import ClipClassificationDataset, collate_labelled
-from ..data.datasets import BadFileLog, EpochShuffleSampler, EvalClipsDataset, VideoItem, cpu_share
+from ..data.datasets import BadFileLog, EpochShuffleSampler, EvalClipsDataset, VideoItem
 from ..data.transforms import AugmentConfig
 from ..models import TCLRModel
+from ..models.preprocessing import Preprocessing
+from ..runtime import cpu_share
 from .config import RecipeError
 from .evaluate import collate_eval
 
@@ -64,21 +66,18 @@ class ClassifyConfig:
     seed: int = 0
 
 
-# Clip settings a protocol takes from the encoder's config.json preprocessing when left unset.
-_MODEL_CLIP_KEYS = {"frames": ("frames", int), "stride": ("eval_frame_stride", int), "size": ("size", int),
-                    "crop_fraction": ("crop_fraction", float)}
+# Clip settings a protocol takes from the encoder's preprocessing when left unset: setting -> Preprocessing field.
+_MODEL_CLIP_FIELDS = {"frames": "frames", "stride": "eval_frame_stride", "size": "size",
+                      "crop_fraction": "crop_fraction"}
 
 
-def with_model_defaults(settings, preprocessing: dict):
+def with_model_defaults(settings, preprocessing: Preprocessing | Mapping):
     """A copy of ``settings`` (a protocol's dataclass) whose unset (``None``) clip fields -- frames,
-    frame stride, size, crop -- are the encoder's own, from its ``config.json`` preprocessing: the
-    input it was trained for and is evaluated at."""
-    filled = {}
-    for name, (key, kind) in _MODEL_CLIP_KEYS.items():
-        if getattr(settings, name, 0) is None:
-            if key not in preprocessing:
-                raise RecipeError(f"setting {name} is not given and the model's preprocessing has no {key!r}")
-            filled[name] = kind(preprocessing[key])
+    frame stride, size, crop -- are the encoder's own, from its preprocessing (a ``Preprocessing``, or
+    its ``config.json`` section): the input it was trained for and is evaluated at."""
+    pre = Preprocessing.from_config(preprocessing)
+    filled = {name: getattr(pre, key) for name, key in _MODEL_CLIP_FIELDS.items()
+              if getattr(settings, name, 0) is None}
     return dataclasses.replace(settings, **filled)
 
 
@@ -111,7 +110,7 @@ def build_classifier(encoder: TCLRModel, num_classes: int, cfg: ClassifyConfig) 
     if cfg.protocol == "linear":
         for p in encoder.backbone.parameters():
             p.requires_grad_(False)
-    for p in encoder.head.parameters():  # the projection head plays no part in classification
+    for p in encoder.projection.parameters():  # the projection head plays no part in classification
         p.requires_grad_(False)
     return VideoClassifier(encoder)
 
@@ -130,7 +129,7 @@ def _set_train_mode(classifier: VideoClassifier, cfg: ClassifyConfig) -> None:
 
 
 def train_classifier(classifier: VideoClassifier, train_items: Sequence[VideoItem], cfg: ClassifyConfig, *,
-                     preprocessing: dict, device: torch.device, progress: bool = False,
+                     preprocessing: Preprocessing | Mapping, device: torch.device, progress: bool = False,
                      log: Callable[[str], None] = print) -> list[dict]:
     """Train ``classifier`` on one random clip per video and epoch; returns the per-epoch history."""
     cfg = with_model_defaults(cfg, preprocessing)
@@ -181,13 +180,16 @@ def _train_epoch(classifier, loader, optimizer, schedule, device, bad_log: BadFi
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-def _pixels(preprocessing: dict) -> dict:
-    return {k: preprocessing.get(k) for k in ("mean", "std")} | {"channel_order": preprocessing["channel_order"]}
+def _pixels(preprocessing: Preprocessing | Mapping) -> dict:
+    """The datasets' pixel arguments: the channel order to decode in and the mean/std."""
+    pre = Preprocessing.from_config(preprocessing)
+    return {"channel_order": pre.channel_order, "mean": pre.mean, "std": pre.std}
 
 
 @torch.no_grad()
 def multi_clip_test(classifier: VideoClassifier, items: Sequence[VideoItem], cfg: ClassifyConfig, *,
-                    preprocessing: dict, device: torch.device, batch_size: int = 2, progress: bool = False) -> dict:
+                    preprocessing: Preprocessing | Mapping, device: torch.device, batch_size: int = 2,
+                    progress: bool = False) -> dict:
     """Video-level (softmax averaged over ``cfg.test_clips`` clips) and clip-level top-1/top-5."""
     cfg = with_model_defaults(cfg, preprocessing)
     dataset = EvalClipsDataset(items, clips=cfg.test_clips, frames=cfg.frames, stride=cfg.stride, size=cfg.size,

@@ -18,16 +18,18 @@ import av
 import torch
 
 from .. import __version__
-from ..constants import LOCAL_PREFIX
+from ..constants import EMBED_HEADS, LOCAL_PREFIX, POOLING_HEADS
 from ..atomic import refuse_to_replace, staged_directory
-from ..data.datasets import cpu_share, describe_dataset, load_split
+from ..data.datasets import describe_dataset, load_split
 from ..hub.card import render_model_card
 from ..hub.format import load_pretrained_dir, model_config, write_model_files
 from ..hub.card import protocol_text
 from ..models import TCLRModel
+from ..models.preprocessing import Preprocessing
 from ..models.registry import create_model, resolve_model_args
+from ..runtime import cpu_share
 from .checkpoint import load_checkpoint
-from .config import RecipeError, checked_value
+from .config import RecipeError, checked_value, reference_numbers
 from .evaluate import knn_retrieval
 from .finetune import build_classifier, defaults_for, multi_clip_test, train_classifier, with_model_defaults
 
@@ -36,7 +38,9 @@ PROTOCOL_NAMES = ("retrieval", "linear", "finetune")
 
 @dataclasses.dataclass
 class RetrievalConfig:
-    """TCLR's kNN protocol: evenly spaced clips per video, centre crop, spatially pooled time-steps.
+    """TCLR's kNN protocol: evenly spaced clips per video, centre crop, the ``retrieval`` head (spatially
+    pooled time-steps); ``head`` takes the SDK's head names (``backbone``: also averaged over time, the
+    convention of most other video SSL zoos; ``projection``: what the contrastive losses saw).
 
     ``None`` = the encoder's own setting from its ``config.json`` (clips from ``eval_protocol``,
     frames, frame stride, size and crop from ``preprocessing``); for the TCLR weights that is 9
@@ -48,7 +52,7 @@ class RetrievalConfig:
     stride: int | None = None
     size: int | None = None
     crop_fraction: float | None = None
-    pooling: str = "temporal"  # "temporal" (TCLR), "pooled", "projection"
+    head: str = "retrieval"  # "retrieval" (TCLR), "backbone", "projection"
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)
     batch_size: int = 4
     workers: int = 2
@@ -88,24 +92,40 @@ def apply_settings(settings, overrides: dict) -> None:
         setattr(settings, key, tuple(value) if isinstance(getattr(settings, key), tuple) else value)
 
 
-def protocol_settings(protocol: str, overrides: dict | None = None, preprocessing: dict | None = None):
+def renamed_settings(protocol: str, overrides: dict, log: Callable[[str], None]) -> dict:
+    """``overrides`` in today's names. Retrieval's ``pooling`` (temporal / pooled / projection), the
+    protocol's word before it took the SDK's head names, becomes ``head``, with a one-line note."""
+    if protocol != "retrieval" or "pooling" not in overrides:
+        return overrides
+    old = overrides["pooling"]
+    renamed = {key: value for key, value in overrides.items() if key != "pooling"}
+    if old not in POOLING_HEADS:
+        raise RecipeError(f"setting pooling={old!r}: pooling is now head, one of {', '.join(EMBED_HEADS)}")
+    renamed.setdefault("head", POOLING_HEADS[old])
+    log(f"note: setting pooling={old} is deprecated; it is head={POOLING_HEADS[old]} now")
+    return renamed
+
+
+def protocol_settings(protocol: str, overrides: dict | None = None, preprocessing: Preprocessing | None = None):
     """The settings of ``protocol`` with ``overrides``; with the model's ``preprocessing``, every
     setting left unset (``None``) takes the model's value, so the result says what will run."""
     if protocol not in PROTOCOL_NAMES:
         raise RecipeError(f"protocol must be one of {PROTOCOL_NAMES}, got {protocol!r}")
     settings = RetrievalConfig() if protocol == "retrieval" else defaults_for(protocol)
     apply_settings(settings, overrides or {})
+    if protocol == "retrieval" and settings.head not in EMBED_HEADS:
+        raise RecipeError(f"setting head must be one of {', '.join(EMBED_HEADS)}, got {settings.head!r}")
     if preprocessing is None:
         return settings
     if protocol == "retrieval" and settings.clips is None:
-        settings.clips = int((preprocessing.get("eval_protocol") or {}).get("clips", 9))
+        settings.clips = preprocessing.eval_protocol.clips
     return with_model_defaults(settings, preprocessing)
 
 
 def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, *, split: int = 1,
                  overrides: dict | None = None, device: torch.device | str = "cpu", progress: bool = False,
                  log: Callable[[str], None] = print, save_dir: str | Path | None = None,
-                 overwrite: bool = False) -> dict:
+                 overwrite: bool = False, reference: dict | None = None) -> dict:
     """Evaluate ``model_ref`` with ``protocol`` on ``dataset``; returns the flat result dict.
 
     Settings not given in ``overrides`` that describe the clips (frames, stride, size, crop, and
@@ -113,15 +133,17 @@ def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, 
     evaluated at the input it was trained for. ``save_dir`` (linear / finetune): write the trained
     model there in the saved-model layout, with its classifier, class names and the preprocessing
     it was trained with; an existing non-empty folder is refused (before any training) unless
-    ``overwrite``.
+    ``overwrite``. ``reference``: the downstream recipe's published numbers, which a saved model
+    records beside its own result (``training.reference``), so the comparison travels with it.
     """
     if save_dir is not None and protocol == "retrieval":
         raise RecipeError("--save applies to linear and finetune: retrieval trains nothing")
     if save_dir is not None:
         refuse_to_replace(save_dir, overwrite=overwrite, kind="folder")
+    overrides = renamed_settings(protocol, overrides or {}, log)
     protocol_settings(protocol, overrides)  # a bad setting fails before the model is read
     encoder, config = load_encoder(model_ref)
-    pre = config["preprocessing"]
+    pre = Preprocessing.from_config(config)
     settings = protocol_settings(protocol, overrides, pre)
     device = torch.device(device)
     train = load_split(dataset, root, split=split, subset="train")
@@ -135,7 +157,7 @@ def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, 
         metrics = _classification(encoder, train, test, settings, pre, device, progress, log)
     record = evaluation_record(protocol, described, split, settings, metrics)
     if save_dir is not None:
-        _save_classifier(encoder, config, train.class_names, save_dir, settings, record)
+        _save_classifier(encoder, config, train.class_names, save_dir, settings, record, reference or {})
         log(f"saved the {protocol} model to {save_dir}")
     return {"model": str(model_ref), "protocol": protocol, "dataset": dataset, "dataset_description": described,
             "split": split, "parameters": dataclasses.asdict(settings), **metrics,
@@ -143,16 +165,16 @@ def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, 
             "versions": {"tclr_zoo": __version__, "torch": torch.__version__, "av": av.__version__}}
 
 
-def _retrieval(encoder, train, test, settings: RetrievalConfig, pre: dict, device, progress) -> dict:
+def _retrieval(encoder, train, test, settings: RetrievalConfig, pre: Preprocessing, device, progress) -> dict:
     encoder.to(device)
     return knn_retrieval(encoder, train.items, test.items, ks=settings.ks, device=device,
                          batch_size=settings.batch_size, workers=min(settings.workers, cpu_share()),
-                         progress=progress, pooling=settings.pooling, clips=settings.clips, frames=settings.frames,
+                         progress=progress, head=settings.head, clips=settings.clips, frames=settings.frames,
                          stride=settings.stride, size=settings.size, crop_fraction=settings.crop_fraction,
-                         channel_order=pre["channel_order"], mean=pre.get("mean"), std=pre.get("std"))
+                         channel_order=pre.channel_order, mean=pre.mean, std=pre.std)
 
 
-def _classification(encoder, train, test, settings, pre: dict, device, progress, log) -> dict:
+def _classification(encoder, train, test, settings, pre: Preprocessing, device, progress, log) -> dict:
     classifier = build_classifier(encoder, len(train.class_names), settings)
     history = train_classifier(classifier, train.items, settings, preprocessing=pre, device=device,
                                progress=progress, log=log)
@@ -164,7 +186,7 @@ def evaluation_record(protocol: str, dataset: str, split: int, settings, metrics
     """One measured result with everything needed to read it: protocol, dataset, split, the clip
     settings it ran with and its metrics. ``results.json``, ``config.json`` (``evaluation``), the
     model card and ``tclr-zoo info`` all show numbers from such records."""
-    keys = ("clips", "frames", "stride", "size", "crop_fraction", "pooling") if protocol == "retrieval" else \
+    keys = ("clips", "frames", "stride", "size", "crop_fraction", "head") if protocol == "retrieval" else \
         ("test_clips", "test_crops", "frames", "stride", "size", "crop_fraction")
     names = {"test_clips": "clips", "test_crops": "crops"}
     wanted = ("R@", "top", "clip_top")
@@ -174,13 +196,15 @@ def evaluation_record(protocol: str, dataset: str, split: int, settings, metrics
 
 
 def _save_classifier(encoder: TCLRModel, config: dict, class_names: list[str], save_dir, settings,
-                     record: dict) -> None:
+                     record: dict, reference: dict) -> None:
     """The saved classifier records what it was trained and tested with: its clip geometry goes into
     ``preprocessing`` (so ``classify`` feeds it the same input), its test result into ``evaluation``."""
-    preprocessing = {**config["preprocessing"], "frames": settings.frames, "eval_frame_stride": settings.stride,
-                     "size": settings.size, "crop_fraction": settings.crop_fraction}
+    preprocessing = dataclasses.replace(Preprocessing.from_config(config), frames=settings.frames,
+                                        eval_frame_stride=settings.stride, size=settings.size,
+                                        crop_fraction=settings.crop_fraction)
     extra = {"training": {"protocol": record["protocol"], "dataset": record["dataset"], "from": config.get("training"),
-                          "top1": record["metrics"]["top1"], "top5": record["metrics"]["top5"]},
+                          "top1": record["metrics"]["top1"], "top5": record["metrics"]["top5"],
+                          "reference": reference_numbers(reference)},
              "evaluation": [record]}
     new_config = model_config(encoder, arch=config["architecture"], model_args=config["model_args"],
                               preprocessing=preprocessing, labels=list(class_names), extra=extra)

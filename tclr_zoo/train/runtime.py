@@ -1,6 +1,7 @@
-"""Where and how the training step runs: the device, bf16 autocast, the memory layout and how many
-clip groups share one backbone pass. The training loop, the CLI (``--device``) and bench/p1 make the
-same choices through these functions, so a benchmark times the step a run would take.
+"""How the training step runs on its device: bf16 autocast, the memory layout, how many clip groups
+share one backbone pass, and where the augmentation runs. The training loop and bench/p1 make the
+same choices through these functions, so a benchmark times the step a run would take. (Which device,
+and the process's place under torchrun, are :mod:`tclr_zoo.runtime`'s, shared with inference.)
 """
 
 from __future__ import annotations
@@ -13,14 +14,6 @@ import torch
 
 from ..data.datasets import AUGMENT_ON
 from .config import Recipe, RecipeError
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RecipeError(f"train.device={name!r} but no CUDA device is available")
-    return torch.device(name)
 
 
 def amp_mode(device: torch.device, amp: str) -> str:
@@ -102,5 +95,5 @@ def configure_model(model, recipe: Recipe, device: torch.device):
     return model
 
 
-__all__ = ["amp_mode", "augment_on", "autocast_for", "configure_model", "groups_per_pass", "resolve_device",
-           "seed_everything", "use_channels_last"]
+__all__ = ["amp_mode", "augment_on", "autocast_for", "configure_model", "groups_per_pass", "seed_everything",
+           "use_channels_last"]

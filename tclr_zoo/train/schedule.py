@@ -1,4 +1,4 @@
-"""The reference learning-rate schedule (spec §5): per-epoch warm-up, then divide on a plateau.
+"""The authors' learning-rate schedule (their reference code): per-epoch warm-up, then divide on a plateau.
 
 Warm-up sets lr = base_lr * warmup[epoch] for the first epochs; afterwards the lr is multiplied by
 ``factor`` whenever the epoch's training loss has not improved for ``patience`` epochs

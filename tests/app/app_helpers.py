@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 
 from tclr_zoo.hub.format import model_config, save_pretrained
-from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.models.preprocessing import Preprocessing
 from tclr_zoo.models.registry import create_model, resolve_model_args
 
 ARCH = "r3d_10_025"
@@ -65,7 +65,7 @@ def save_fast_model(folder: Path) -> Path:
     (the 112-pixel published preprocessing takes ~0.6 s)."""
     torch.manual_seed(2)
     model = create_model(ARCH).eval()
-    preprocessing = dict(FAITHFUL_PREPROCESSING, size=16, frames=8)
+    preprocessing = Preprocessing(size=16, frames=8)
     config = model_config(model, arch=ARCH, model_args=resolve_model_args(ARCH), preprocessing=preprocessing)
     return save_pretrained(model, folder, config)
 
@@ -75,7 +75,7 @@ def save_classifier_model(folder: Path) -> Path:
     torch.manual_seed(0)
     model = create_model(ARCH, num_classes=len(LABELS)).eval()
     config = model_config(model, arch=ARCH, model_args=resolve_model_args(ARCH),
-                          preprocessing=dict(FAITHFUL_PREPROCESSING), labels=LABELS)
+                          preprocessing=Preprocessing(), labels=LABELS)
     return save_pretrained(model, folder, config)
 
 

@@ -1,4 +1,4 @@
-"""The app under load and abuse, over real HTTP against the real server (issue 21).
+"""The app under load and abuse, over real HTTP against the real server.
 
 ``tclr-zoo app`` runs as a subprocess (so its RSS is the server's alone, and its banner is what a
 user reads) over an index of the tiny synthetic videos made by a fast model (8 frames at 16x16,
@@ -40,7 +40,7 @@ from tclr_zoo.app.work_queue import WorkQueue
 CLI = [sys.executable, "-m", "tclr_zoo.cli", "app"]
 UPLOAD_MB = "0.3"  # its bytes, 314572, are 0.299999 MB: the number must be echoed as given
 READ_TIMEOUT = 2.0  # the served app's --read-timeout: well above the tricklers' 0.5 s gaps
-USERS = 8  # the issue's "8 users uploading at once", against the default 4 slots and 8 waiters
+USERS = 8  # 8 users uploading at once, against the default 4 slots and 8 waiters
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def _upload_head(port: int, length: int, boundary: str) -> bytes:
 
 
 class Trickler(threading.Thread):
-    """A client that sends a real upload 1 KB every 0.5 s (the issue's measure), on a raw socket, until
+    """A client that sends a real upload 1 KB every 0.5 s (a slow client), on a raw socket, until
     told to stop; ``answered`` says whether the server replied (or closed) meanwhile."""
 
     def __init__(self, port: int, data: bytes) -> None:
@@ -194,7 +194,7 @@ def test_a_client_that_stops_sending_gets_408_and_its_connection_is_closed(serve
 
 def test_concurrent_users_row_searches_and_uploads_are_all_served(served, videos):
     """8 users at once, each uploading 3 videos between row searches: the waiting line takes the
-    uploads beyond the 4 slots, so every request gets 200 (the issue saw 12 of 24 uploads refused)."""
+    uploads beyond the 4 slots, so every request gets 200 (without it, 12 of 24 uploads were refused)."""
     start = threading.Barrier(USERS)
 
     def user(number: int) -> list[tuple[str, int, str | None]]:

@@ -46,7 +46,7 @@ def moments(models, videos, tmp_path_factory) -> SearchService:
 
 
 def test_search_by_upload_finds_each_querys_own_video_first(service, videos, tmp_path):
-    """Every video of the dataset, uploaded under another name, finds itself first (the issue's measure)."""
+    """Every video of the dataset, uploaded under another name, finds itself first."""
     found = 0
     for video in videos:
         query = tmp_path / "query.mp4"

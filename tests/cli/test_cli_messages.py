@@ -1,4 +1,4 @@
-"""What the command line says (issue 12, sections 4-7): typing mistakes are one line and exit 2
+"""What the command line says: typing mistakes are one line and exit 2
 before any work; every command a message suggests runs as printed; lists and defaults are honest;
 output piped to a file holds no progress bars, no ``None`` and no doubled words.
 
@@ -173,7 +173,7 @@ def test_piped_output_is_clean_and_says_how_numbers_were_measured(tiny_run, tiny
     assert "worker processes" not in done.stderr  # workers capped at the CPUs: no DataLoader warning
     lines = done.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("metric"))
-    assert "2 clips x 16 frames at stride 2" in lines[header - 1] and "temporal pooling" in lines[header - 1]
+    assert "2 clips x 16 frames at stride 2" in lines[header - 1] and "retrieval head" in lines[header - 1]
     table = lines[header:header + 4]  # header, rule, R@1, R@5
     assert [line.split()[0] for line in table] == ["metric", "------", "R@1", "R@5"]
     assert len({len(line) - len(line.split()[-1]) for line in table}) == 1, table  # one value column
@@ -183,7 +183,7 @@ def test_piped_output_is_clean_and_says_how_numbers_were_measured(tiny_run, tiny
     results = json.loads((tiny_run / "results.json").read_text())
     assert results["knn_protocol"] == {"protocol": "retrieval", "dataset": "synthetic (tclr-zoo generated, ucf101 "
                                        "layout)", "split": 1, "clips": 2, "frames": 16, "stride": 2, "size": 32,
-                                       "crop_fraction": 0.8, "pooling": "temporal"}
+                                       "crop_fraction": 0.8, "head": "retrieval"}
 
 
 def test_classify_from_the_command_line_matches_the_sdk(videos, tmp_path):

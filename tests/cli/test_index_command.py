@@ -1,4 +1,4 @@
-"""``index build`` / ``index search`` / ``embed`` as a user sees them (issue 21, items 3 and 7):
+"""``index build`` / ``index search`` / ``embed`` as a user sees them:
 ``--resume`` with nothing to resume says so, a skipped file is reported once, counts read "1 video",
 a saved index is replaced only with ``--overwrite`` (a folder of other files never), and hits whose
 file has moved are marked in the text and JSON output.

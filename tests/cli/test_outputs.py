@@ -1,4 +1,4 @@
-"""Never lose a user's files (issue 12, section 2).
+"""Never lose a user's files.
 
 Every command that writes refuses, before any work, an output that exists (a file, or a folder
 with anything in it) unless ``--overwrite`` is given -- all through ``atomic.refuse_to_replace``.

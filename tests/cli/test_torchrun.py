@@ -1,6 +1,7 @@
 """``embed`` and ``index build`` under torchrun: real ``torchrun`` runs with 2 CPU processes (gloo)
 write what one process writes -- the same ids, order and vectors -- and an interrupted run resumes
-from its finished units, also with another number of processes."""
+from its finished units, also with another number of processes; ``embed --resume`` works in one
+process too (the same unit store, world size 1)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,9 +21,8 @@ from safetensors import safe_open
 import tclr_zoo
 from hostile_videos import write_video
 from tclr_zoo import cli
-from tclr_zoo.cli.batch import embed_files
-from tclr_zoo.cli.torchrun import shard_folder
-from tclr_zoo.inference.shards import ShardPlan
+from tclr_zoo.inference.corpus import embed_corpus
+from tclr_zoo.inference.shards import ShardPlan, shard_folder
 
 ARCH = "r3d_10_025"
 LENGTHS = (24, 40, 70, 33, 50, 31, 90)  # frames of the good videos
@@ -88,12 +89,12 @@ def test_embed_under_torchrun_writes_what_one_process_writes(saved, folder, tmp_
 
     model = tclr_zoo.load_model(saved, device="cpu")
     paths = sorted(str(p) for p in folder.iterdir())
-    one = embed_files(model, paths, head="retrieval", batch_size=8, skip_bad=True, progress=False, workers=0)
+    one = embed_corpus(model, paths, head="retrieval", batch_size=8, skip_bad=True, progress=False, workers=0)
     assert meta["paths"] == one.paths and [p.rsplit("/", 1)[1] for p in meta["paths"]][:3] == ["a0.mp4", "a1.mp4",
                                                                                                  "a2.mp4"]
     assert [f["path"] for f in meta["failed"]] == [str(folder / "b_broken.mp4")]
-    assert meta["failed"][0]["reason"] == one.failed[0]["reason"]
-    torch.testing.assert_close(got, torch.stack(one.rows), atol=TOLERANCE, rtol=0)
+    assert meta["failed"][0]["reason"] == one.skipped[0].reason
+    torch.testing.assert_close(got, one.embeddings, atol=TOLERANCE, rtol=0)
 
 
 def test_index_build_resumes_an_interrupted_torchrun_run_with_another_world_size(saved, folder, tmp_path):
@@ -126,7 +127,39 @@ def test_index_build_resumes_an_interrupted_torchrun_run_with_another_world_size
     torch.testing.assert_close(built.embeddings, one.embeddings, atol=TOLERANCE, rtol=0)
 
 
-def test_resume_outside_torchrun_says_what_it_is_for(saved, folder, tmp_path):
-    result = CliRunner().invoke(cli.main, ["embed", str(saved), str(folder), "--out", str(tmp_path / "e.npy"),
-                                           "--resume"])
-    assert result.exit_code == 2 and "torchrun --nproc_per_node 1" in result.output
+def test_embed_resumes_an_interrupted_run_in_one_process(saved, folder, tmp_path, monkeypatch):
+    """Ctrl-C in the first forward pass of unit 2 (one window a pass): units 0 and 1 (videos 0-3, the
+    broken one among them) are kept; --resume embeds the rest and writes what an uninterrupted run writes."""
+    from tclr_zoo.inference.backends import TorchBackend
+
+    model = tclr_zoo.load_model(saved, device="cpu")
+    stop_at = sum(len(model.plan.indices(n)) for n in LENGTHS[:3]) + 1
+    out, runner = tmp_path / "e.npy", CliRunner()
+    base = ["embed", str(saved), str(folder), "--out", str(out), "--skip-bad", "--no-progress", "--workers", "0",
+            "--batch-size", "1", "--shard-videos", "2"]
+    forward, calls = TorchBackend.run, []
+
+    def interrupted(self, clips, head):
+        calls.append(head)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return forward(self, clips, head)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(TorchBackend, "run", interrupted)
+        stopped = runner.invoke(cli.main, base)
+    assert stopped.exit_code != 0 and not out.exists()
+    assert sorted(p.name for p in shard_folder(out).iterdir()) == ["job.json", "unit-000000.safetensors",
+                                                                   "unit-000001.safetensors"]
+    again = runner.invoke(cli.main, base)
+    assert again.exit_code == 2 and "pass --resume to continue it or --overwrite" in again.output
+    resumed = runner.invoke(cli.main, [*base, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming: 2 finished units (4 of 8 videos)" in resumed.output
+    assert "embedded 7 videos (1 skipped)" in resumed.output and "4 videos from the interrupted run" in resumed.output
+    assert not shard_folder(out).exists() and sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "e.npy"]
+
+    meta = json.loads(out.with_suffix(".json").read_text())
+    one = embed_corpus(model, [str(folder)], skip_bad=True, workers=0)
+    assert meta["paths"] == one.paths and meta["failed"] == [s.to_record() for s in one.skipped]
+    torch.testing.assert_close(torch.from_numpy(np.load(out)), one.embeddings, atol=TOLERANCE, rtol=0)

@@ -2,7 +2,7 @@
 
 With ``data.augment_on=device`` loader workers only decode; the training device crops and resizes
 every clip (``crop_resize_batch``, uint8) and runs the rest of the augmentation for the whole batch
-in one call (``augment_batch``) (issue 14). For the same parameters the result must be the per-clip
+in one call (``augment_batch``). For the same parameters the result must be the per-clip
 path's, up to float rounding, on CPU and on CUDA. (On CUDA torchvision resizes uint8 in float and
 rounds, where the CPU has an integer kernel: a resized pixel may differ by one level, 1/255.)
 """

@@ -23,6 +23,7 @@ from tclr_zoo.data.decode import _converter, decode_frames, probe
 from tclr_zoo.data.sampling import ClipSampling, sample_tclr_indices
 from tclr_zoo.data.transforms import AugmentConfig, adjust_hue, augment_clip, normalize_clip, sample_clip_params
 from tclr_zoo.data.windows import WindowPlan, iter_tensor_windows, iter_video_windows
+from tclr_zoo.inference.model import VideoModel
 
 
 # ---------------------------------------------------------------- decode: shared swscale context
@@ -148,13 +149,10 @@ def test_sdk_tensor_windows_give_the_bits_of_preprocess(model, shape):
 
 def test_sdk_batch_normalises_like_normalize_clip(model):
     frames = torch.randint(0, 256, (16, 120, 160, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(2))
-    pre = model.config["preprocessing"]
-    saved = pre.get("mean"), pre.get("std")
-    pre["mean"], pre["std"] = [0.43, 0.39, 0.37], [0.23, 0.22, 0.22]
-    try:
-        assert torch.equal(model._batch([model._crop_resize(frames)])[0], model.preprocess(frames))
-    finally:
-        pre["mean"], pre["std"] = saved
+    config = dict(model.config, preprocessing=dict(model.config["preprocessing"], mean=[0.43, 0.39, 0.37],
+                                                   std=[0.23, 0.22, 0.22]))
+    normalising = VideoModel(model.backend, config, model.source)  # the preprocessing is read once, here
+    assert torch.equal(normalising._batch([normalising._crop_resize(frames)])[0], normalising.preprocess(frames))
 
 
 def test_crop_resize_is_per_frame(model):

@@ -1,4 +1,4 @@
-"""Frame indices of the TCLR sampler (spec §1) and of evenly spaced evaluation clips."""
+"""Frame indices of the TCLR sampler and of evenly spaced evaluation clips."""
 
 from __future__ import annotations
 

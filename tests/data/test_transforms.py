@@ -350,7 +350,7 @@ def test_eval_clip_resized_coordinates_known_values():
                                                  (2, 120, 160, 112, 1.0), (1, 101, 203, 50, 0.7),
                                                  (2, 203, 101, 40, 0.7)])
 def test_eval_clip_equals_centre_crop_then_torchvision_resize(t, h, w, size, fraction):
-    """The spec's test transform computed independently: torchvision's ``center_crop`` of a square of
+    """The evaluation transform computed independently: torchvision's ``center_crop`` of a square of
     side int(fraction * short side), then torchvision's bilinear antialiased resize of the uint8
     crop (channels-first, contiguous), scaled to [0, 1]. Bit for bit: the same uint8 kernel."""
     import torchvision.transforms.v2.functional as TF

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,33 @@ def test_onnxruntime_repository(export_dir, tmp_path):
     sess = ort.InferenceSession(str(model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
     y = sess.run(["retrieval"], {"video": torch.rand(MAX_BATCH, 3, 16, 32, 32).numpy()})[0]
     assert y.shape == (MAX_BATCH, out_dim)
+
+
+@pytest.mark.parametrize("channel_order,expected", [("bgr", "bgr"), (None, "bgr"), ("rgb", "rgb")],
+                         ids=["bgr", "left-out", "rgb"])
+def test_the_repositorys_channel_order_is_the_models(export_dir, tmp_path, channel_order, expected):
+    """config.pbtxt's parameters and PREPROCESSING.md give the channel order the model loaded from the
+    export uses -- BGR for this one, also when its config.json leaves the key out (BGR is the default)."""
+    from tclr_zoo import load_model
+    from tclr_zoo.export.triton import write_model_repository
+
+    folder = tmp_path / "export"
+    shutil.copytree(export_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["preprocessing"].pop("channel_order")
+    if channel_order is not None:
+        config["preprocessing"]["channel_order"] = channel_order
+    (folder / "config.json").write_text(json.dumps(config))
+    model = load_model(folder, device="cpu")
+    assert model.preprocessing.channel_order == expected
+
+    repo = write_model_repository(folder, tmp_path / "repo", name="tclr")
+    text = (repo / "config.pbtxt").read_text()
+    parameter = r'^parameters \{\n  key: "(\w+)"\n  value: \{ string_value: ("(?:[^"\\]|\\.)*") \}\n\}$'
+    parameters = dict(re.findall(parameter, text, re.M))  # key -> the quoted (JSON-escaped) value
+    assert json.loads(parameters["channel_order"]) == expected
+    assert json.loads(json.loads(parameters["preprocessing"])) == model.preprocessing.to_config()
+    assert f"Channel order: {expected.upper()}." in (repo / "PREPROCESSING.md").read_text()
 
 
 def test_defaults_and_protobuf_parse(export_dir, tmp_path):

@@ -69,7 +69,7 @@ def test_heads_match_the_model_and_fold_batchnorm(models, arch):
     with torch.no_grad():
         temporal = model.temporal_features(x)
         expected = {"backbone": temporal.mean(-1), "retrieval": F.normalize(temporal.flatten(1), dim=1),
-                    "projection": model.head(temporal.mean(-1)), "logits": model.logits(x)}
+                    "projection": model.projection(temporal.mean(-1)), "logits": model.logits(x)}
         for head, want in expected.items():
             folded = build_head(model, head)
             assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in folded.modules())

@@ -1,4 +1,4 @@
-"""The int8 accuracy gate's rule on outputs with known answers (issue 21): regret of the int8 answer under
+"""The int8 accuracy gate's rule on outputs with known answers: regret of the int8 answer under
 fp32's scores, near-ties forgiven, clips judged only where a wrong answer is possible, each bound failing
 alone, and the smallest held-out set.
 

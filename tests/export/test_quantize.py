@@ -1,4 +1,4 @@
-"""INT8 export (issue 15): calibration clips prepared as the SDK prepares them, the two QDQ graphs, the
+"""INT8 export: calibration clips prepared as the SDK prepares them, the two QDQ graphs, the
 accuracy gate on held-out clips, the TensorRT QDQ rules, the CLI and the deployment recipes.
 
 Real parts throughout: the demo-recipe model of conftest's tiny run (r3d_10_025, BGR, 32 px), the tiny
@@ -18,7 +18,7 @@ import onnxruntime as ort
 import pytest
 import torch
 from click.testing import CliRunner
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, numpy_helper
 
 import tclr_zoo
 from tclr_zoo import cli
@@ -34,6 +34,8 @@ from tclr_zoo.export.calibration import CalibrationSourceError, calibration_sets
 from tclr_zoo.export.graph_checks import QDQ_RULES, RULES, GraphCheckError, check_graph
 from tclr_zoo.export.int8_options import CALIBRATION_METHODS, HELD_OUT_REMEDY, HELD_OUT_RULE, MIN_AGREEMENT, TIE_COSINE
 from tclr_zoo.export.triton import TritonError, write_model_repository
+
+from onnx_graphs import qdq_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CALIB, HELD = 8, 24  # the tiny set: 12 train videos, 6 test videos of 40 frames
@@ -245,7 +247,7 @@ def near_identical_folder(tmp_path_factory) -> Path:
 
 def test_skip_bad_export_of_six_near_identical_videos_passes_and_names_the_unreadable_file(demo, near_identical_folder,
                                                                                          tmp_path):
-    """The issue's folder: 6 near-identical H.264 clips (3 held out), so every fp32 neighbour is a near-tie.
+    """A folder of 6 near-identical H.264 clips (3 held out), so every fp32 neighbour is a near-tie.
     With --skip-bad the broken file is left out, named on stderr and in the report, and the near-perfect
     graphs (onnxruntime cosine >= 0.9998) pass, though bare top-1 agreement would have refused them."""
     out = tmp_path / "export"
@@ -402,61 +404,17 @@ def test_cli_refuses_bad_int8_requests(demo, tiny_dataset, tmp_path):
 
 
 # ---------------------------------------------------------------- TensorRT's QDQ rules
+# (each rule on a graph that breaks only it: tests/export/test_export_checks.py)
 
 SHAPE = ["batch", 3, 16, 32, 32]
 
 
-def _qdq_model(*, zero_point=0, zp_type=TensorProto.INT8, weight_dq=True, scale_from_node=False, extra_nodes=()):
-    """video -> Q -> DQ -> Conv (weights: DQ of an int8 initializer) -> ReduceMean -> embedding, by hand."""
-    inits = [
-        numpy_helper.from_array(np.array(1 / 127, np.float32), "x_scale"),
-        helper.make_tensor("x_zp", zp_type, [], [zero_point]),
-        numpy_helper.from_array(np.ones((4, 3, 1, 1, 1), np.int8), "w_q"),
-        numpy_helper.from_array(np.full(4, 0.01, np.float32), "w_scale"),
-        numpy_helper.from_array(np.zeros(4, np.int8), "w_zp"),
-        numpy_helper.from_array(np.ones((4, 3, 1, 1, 1), np.float32), "w_float"),
-        numpy_helper.from_array(np.array([2, 3, 4], np.int64), "axes"),
-    ]
-    nodes = [helper.make_node("QuantizeLinear", ["video", "x_scale", "x_zp"], ["x_q"], name="q_video"),
-             helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"], name="dq_video"),
-             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zp"], ["w_dq"], name="dq_weight", axis=0),
-             helper.make_node("Conv", ["x_dq", "w_dq" if weight_dq else "w_float"], ["conv"], name="conv"),
-             helper.make_node("ReduceMean", ["conv", "axes"], ["embedding"], keepdims=0, name="pool"),
-             *extra_nodes]
-    if scale_from_node:  # the activation scale computed in the graph instead of stored
-        inits[0].name = "x_scale_raw"
-        nodes.insert(0, helper.make_node("Identity", ["x_scale_raw"], ["x_scale"], name="scale_copy"))
-    graph = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info("video", TensorProto.FLOAT, SHAPE)],
-                              [helper.make_tensor_value_info("embedding", TensorProto.FLOAT, ["batch", 4])],
-                              initializer=inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
-
-
-def _rules_broken(model, runtime="tensorrt") -> set[str]:
-    with pytest.raises(GraphCheckError) as exc:
-        check_graph(model, input_shape=SHAPE, output_names=["embedding"], quantized=runtime,
-                    allowed_ops=frozenset({"Conv", "ReduceMean", "Identity", "ConvInteger"}))
-    return {rule for rule, _ in exc.value.violations}
-
-
 def test_the_hand_built_qdq_graph_passes_the_tensorrt_rules():
-    report = check_graph(_qdq_model(), input_shape=SHAPE, output_names=["embedding"], quantized="tensorrt",
+    report = check_graph(qdq_model(), input_shape=SHAPE, output_names=["embedding"], quantized="tensorrt",
                          allowed_ops=frozenset({"Conv", "ReduceMean"}))
     assert report["checks_passed"] == list(RULES + QDQ_RULES["tensorrt"])
     assert report["quantized"] == {"runtime": "tensorrt", "quantize_nodes": 1, "dequantize_nodes": 2,
                                    "compute_ops": 1, "quantized_compute_ops": 1}
-
-
-@pytest.mark.parametrize("broken, rule", [
-    (dict(zero_point=5), "qdq_int8_zero_points"),
-    (dict(zero_point=128, zp_type=TensorProto.UINT8), "qdq_int8_zero_points"),
-    (dict(scale_from_node=True), "qdq_constant_scales"),
-    (dict(weight_dq=False), "qdq_around_compute"),
-    (dict(extra_nodes=[helper.make_node("ConvInteger", ["x_q", "w_q"], ["ci"], name="int_conv")]),
-     "qdq_no_integer_ops"),
-])
-def test_each_tensorrt_rule_fails_on_a_graph_that_breaks_it(broken, rule):
-    assert _rules_broken(_qdq_model(**broken)) == {rule}
 
 
 def test_the_onnxruntime_int8_graph_is_not_a_tensorrt_graph(exported):
@@ -466,7 +424,7 @@ def test_the_onnxruntime_int8_graph_is_not_a_tensorrt_graph(exported):
         check_graph(out / "onnx" / "model.int8.onnx", input_shape=SHAPE, output_names=["retrieval"],
                     quantized="tensorrt")
     assert {rule for rule, _ in exc.value.violations} == {"qdq_int8_zero_points"}
-    report = check_graph(_qdq_model(zero_point=128, zp_type=TensorProto.UINT8), input_shape=SHAPE,
+    report = check_graph(qdq_model(zero_point=128, zp_type=TensorProto.UINT8), input_shape=SHAPE,
                          output_names=["embedding"], quantized="onnxruntime", allowed_ops=frozenset({"Conv", "ReduceMean"}))
     assert report["checks_passed"] == list(RULES + QDQ_RULES["onnxruntime"])
 

@@ -1,4 +1,4 @@
-"""A corpus of hostile video files, generated with PyAV for the reliability tests (issue 7).
+"""A corpus of hostile video files, generated with PyAV for the reliability tests.
 
 Each entry is a file (or a path that is not a file) that users meet in scraped folders: broken
 containers, streams that lie about themselves, formats outside the everyday yuv420p H.264, and

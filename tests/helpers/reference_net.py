@@ -1,6 +1,6 @@
-"""Test helper: the TCLR reference network and checkpoint files in the authors' format (spec §3, §7).
+"""Test helper: the TCLR reference network and checkpoint files in the authors' format.
 
-Built from the spec and torchvision alone (not from tclr_zoo), so the converter is checked against
+Built from the method's description and torchvision alone (not from tclr_zoo), so the converter is checked against
 an independent reading of the reference. Checkpoints are saved as the reference training script
 saves them: ``torch.save`` of a dict with the epoch, state dict, optimizer state, learning rate and
 the pickled ``torch.cuda.amp.GradScaler`` object itself.

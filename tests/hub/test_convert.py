@@ -16,7 +16,7 @@ from tclr_zoo.hub import convert
 from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.hub.convert import ConversionError, convert_reference_checkpoint, load_reference_checkpoint
 from tclr_zoo.models import TCLRModel, TCLRVideoResNet
-from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.models.preprocessing import Preprocessing
 
 import reference_net
 
@@ -52,7 +52,7 @@ def test_round_trip_reproduces_reference_network(arch, nets, checkpoints, tmp_pa
     ref_feats, ref_z = reference_net.outputs(nets[arch], clips)
     with torch.no_grad():
         feats = model.temporal_features(clips)
-        z = model.head(feats.mean(dim=2))
+        z = model.projection(feats.mean(dim=2))
     assert feats.shape == ref_feats.shape == (1, 512, 4)
     errors = {"features": (feats - ref_feats).abs().max().item(), "embedding": (z - ref_z).abs().max().item()}
     print(f"{arch}: converter check {report['max_abs_error']:.3g}, round trip {errors}")
@@ -62,7 +62,7 @@ def test_round_trip_reproduces_reference_network(arch, nets, checkpoints, tmp_pa
     assert source["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert source["file"] == src.name and source["format"] == "tclr-reference"
     pre = config["preprocessing"]
-    assert pre == FAITHFUL_PREPROCESSING
+    assert pre == Preprocessing().to_config()
     assert (pre["channel_order"], pre["value_range"], pre["mean"], pre["std"]) == ("bgr", [0.0, 1.0], None, None)
     assert (pre["size"], pre["frames"], pre["eval_frame_stride"], pre["crop_fraction"]) == (112, 16, 2, 0.8)
     assert config["architecture"] == arch and config["embedding_dims"]["retrieval"] == 2048
@@ -79,7 +79,7 @@ def test_key_layouts(key, data_parallel, nets, tmp_path):
     model, _ = load_pretrained_dir(tmp_path / "out")
     ours = model.state_dict()
     for name, value in net.state_dict().items():
-        mapped = ("backbone." if name.startswith("0.") else "head.") + name[2:]
+        mapped = ("backbone." if name.startswith("0.") else "projection.") + name[2:]
         assert torch.equal(ours[mapped], value), name
 
 

@@ -11,11 +11,14 @@ from huggingface_hub import ModelCard
 
 from tclr_zoo.hub.format import model_config, save_pretrained
 from tclr_zoo.hub.card import card_results, parse_front_matter, render_model_card
-from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+from tclr_zoo.models.preprocessing import Preprocessing
+from tclr_zoo.models.pretrained import published_reference
 
-DEMO_PRE = {**FAITHFUL_PREPROCESSING, "size": 32, "eval_protocol": {"clips": 5, "pooling": "temporal",
+DEMO_PRE = {**Preprocessing().to_config(), "size": 32, "eval_protocol": {"clips": 5, "pooling": "temporal",
                                                                      "similarity": "cosine"}}
 DEMO_RESULTS = {"knn_r1": 0.8611, "knn_r1_random_init": 0.4167, "dataset": "synthetic/split1"}
+# What pretraining records in config.json (training.reference) for tclr_r3d18_ucf101: its recipe's numbers.
+PAPER_ROW = published_reference("r3d_18.tclr_ucf101")
 
 
 def demo_config(**extra):
@@ -34,7 +37,8 @@ def demo_config(**extra):
 def classifier_config():
     labels = [f"class_{i}" for i in range(101)]
     training = {"protocol": "finetune", "dataset": "ucf101/split1", "top1": 0.7, "top5": 0.9,
-                "from": {"recipe": "tclr_r3d18_ucf101", "dataset": "ucf101/split1", "epochs": 300}}
+                "from": {"recipe": "tclr_r3d18_ucf101", "dataset": "ucf101/split1", "epochs": 300,
+                         "reference": PAPER_ROW}}
     return demo_config(labels=labels, training=training)
 
 
@@ -66,7 +70,7 @@ def all_cards():
         "demo": render_model_card(demo_config(), DEMO_RESULTS),
         "rgb_no_results": render_model_card(demo_config(preprocessing={**DEMO_PRE, "channel_order": "rgb",
                                                                         "mean": [0.45] * 3, "std": [0.225] * 3})),
-        "paper_recipe": render_model_card(demo_config(training={"recipe": "tclr_r3d18_ucf101",
+        "paper_recipe": render_model_card(demo_config(training={"recipe": "tclr_r3d18_ucf101", "reference": PAPER_ROW,
                                                                 "dataset": "ucf101/split1", "epochs": 300}),
                                           {"knn_r1": 0.5, "dataset": "ucf101/split1"}),
         "classifier": render_model_card(classifier_config()),
@@ -204,3 +208,39 @@ def test_resaved_model_keeps_measured_numbers(tmp_path):
     card = (tmp_path / "b" / "README.md").read_text()
     assert metrics_in_index(card) == [("knn_r1", 0.8611)] and "copied from the source card" in card
     assert "local-dir:" not in card  # a local path is no use in a published card
+
+
+def test_reference_numbers_come_from_the_config_and_a_folder_without_them_shows_none(monkeypatch):
+    """The card quotes the paper's numbers the training recorded in config.json; a folder saved before
+    they were recorded (its recipe named, no ``reference``) shows none, and no recipe is read for it."""
+    import tclr_zoo.train.config
+
+    loaded = []
+    monkeypatch.setattr(tclr_zoo.train.config, "load_recipe", lambda *args, **kwargs: loaded.append(args))
+    old = render_model_card(demo_config(training={"recipe": "tclr_r3d18_ucf101", "dataset": "ucf101/split1",
+                                                  "epochs": 300}))
+    assert "| paper (Dave et al." not in old and "reference code README" not in old
+    own = render_model_card(demo_config(training={"recipe": "a file that is gone", "dataset": "ucf101/split1",
+                                                  "epochs": 3, "reference": {"paper_ucf101_knn_r1": 0.25}}))
+    assert "| kNN retrieval R@1 | UCF101 | 0.2500 | paper (Dave et al., arXiv 2101.07974) |" in own
+    assert loaded == []
+
+
+def test_evaluation_records_that_say_pooling_still_read_as_the_head_they_measured():
+    """Records written before the protocols took the SDK's head names say ``pooling: temporal``; the
+    card, ``info``, eval's table and pretrain's closing line read them as the head they mean."""
+    from tclr_zoo.cli.train import _knn_settings
+    from tclr_zoo.hub.card_metadata import protocol_text, record_head
+
+    settings = {"clips": 9, "frames": 16, "stride": 2, "size": 112, "crop_fraction": 0.8}
+    old = {"protocol": "retrieval", "dataset": "UCF101", "split": 1, "settings": {**settings, "pooling": "temporal"},
+           "metrics": {"R@1": 0.5}}
+    new = {**old, "settings": {**settings, "head": "retrieval"}}
+    assert protocol_text(old) == protocol_text(new) == ("kNN retrieval: test split 1 queries train split 1; 9 clips x "
+                                                       "16 frames at stride 2, 112 px, centre crop 0.8; retrieval "
+                                                       "head; cosine")
+    assert [record_head({"pooling": p}) for p in ("temporal", "pooled", "projection")] == [
+        "retrieval", "backbone", "projection"]
+    assert "retrieval head; cosine" in render_model_card(demo_config(evaluation=[old]))
+    results = {"protocol": "retrieval", "dataset": "UCF101", "split": 1, **old["settings"]}  # an old results.json
+    assert _knn_settings(results) == "UCF101, split 1, 9 clips x 16 frames at stride 2, retrieval head"

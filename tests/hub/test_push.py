@@ -318,5 +318,5 @@ def test_cli_convert_reference_checkpoint(tmp_path):
     assert model.config["source"]["sha256"] == hashlib.sha256(ref.read_bytes()).hexdigest()
     weights = model.torch_model.state_dict()
     for name, value in net.state_dict().items():
-        mapped = ("backbone." if name.startswith("0.") else "head.") + name[2:]
+        mapped = ("backbone." if name.startswith("0.") else "projection.") + name[2:]
         assert torch.equal(weights[mapped], value), name

@@ -203,11 +203,11 @@ def test_classify_returns_labels_with_probabilities(tmp_path):
     torch.manual_seed(1)
     net = tclr_zoo.create_model(ARCH, num_classes=3)
     from tclr_zoo.hub.format import model_config, save_pretrained
-    from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING
+    from tclr_zoo.models.preprocessing import Preprocessing
     from tclr_zoo.models.registry import resolve_model_args
 
     config = model_config(net, arch=ARCH, model_args=resolve_model_args(ARCH),
-                          preprocessing=dict(FAITHFUL_PREPROCESSING), labels=["jump", "run", "swim"])
+                          preprocessing=Preprocessing(), labels=["jump", "run", "swim"])
     save_pretrained(net, tmp_path / "clf", config)
     model = tclr_zoo.load_model(tmp_path / "clf")
     result = model.classify([real_video("carphone_pristine.mp4"), real_video("bikes.mp4")], top_k=2)
@@ -244,13 +244,13 @@ def test_strict_loading_lists_missing_keys(saved, tmp_path):
     config = json.loads((saved / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps(config))
     state = load_file(str(saved / "model.safetensors"))
-    state.pop("head.fc1.weight")
+    state.pop("projection.fc1.weight")
     save_file(state, str(broken / "model.safetensors"))
     with pytest.raises(ModelLoadError, match="sha256 differs"):  # the recorded hash catches it first
         tclr_zoo.load_model(broken)
     del config["weights_sha256"]  # a config without a recorded hash: the strict key check catches it
     (broken / "config.json").write_text(json.dumps(config))
-    with pytest.raises(ModelLoadError, match="head.fc1.weight"):
+    with pytest.raises(ModelLoadError, match="projection.fc1.weight"):
         tclr_zoo.load_model(broken)
 
 

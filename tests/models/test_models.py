@@ -66,7 +66,7 @@ def _clips(videos: int, k: int = 4, size: int = 32, seed: int = 0):
 
 def _reference_style_pretrain(model, global_clips, local_clips):
     """The reference's step: one backbone call per clip group, one head call per head input."""
-    head, k = model.head, local_clips.shape[1]
+    head, k = model.projection, local_clips.shape[1]
     global_z, steps_z, local_z = [], [], []
     for aug in range(2):
         feats = model.temporal_features(global_clips[aug])  # [B, C, K]
@@ -96,9 +96,9 @@ def test_faithful_bn_equals_separate_forward_passes(arch):
     weights = {k: torch.randn_like(v) for k, v in out_separate.items()}
     sum((out_fused[k] * weights[k]).sum() for k in weights).backward()
     sum((out_separate[k] * weights[k]).sum() for k in weights).backward()
-    scale = fused.head.fc1.weight.grad.norm().item()
+    scale = fused.projection.fc1.weight.grad.norm().item()
     for (name, p), q in zip(fused.named_parameters(), separate.parameters()):
-        if name == "head.fc1.bias":  # feeds a BatchNorm: its true gradient is 0, only rounding noise remains
+        if name == "projection.fc1.bias":  # feeds a BatchNorm: its true gradient is 0, only rounding noise remains
             assert p.grad.norm() < 1e-2 * scale and q.grad.norm() < 1e-2 * scale
             continue
         error = (p.grad - q.grad).norm().item()

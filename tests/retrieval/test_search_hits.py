@@ -1,4 +1,4 @@
-"""Search hits whose video has moved since it was indexed are marked (issue 21, item 7): the row still
+"""Search hits whose video has moved since it was indexed are marked: the row still
 matches, but its file is gone, and a caller (the CLI, a contact sheet) must be able to tell."""
 
 from __future__ import annotations

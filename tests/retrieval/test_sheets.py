@@ -1,4 +1,4 @@
-"""Contact sheets (issue 21, item 7): captions big enough to read, and no label cut off by its tile --
+"""Contact sheets: captions big enough to read, and no label cut off by its tile --
 long ids (paths) are wrapped and shortened from the left with an ellipsis, whole glyphs only."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where an index may be saved (issue 21, item 7): ``VideoIndex.save`` replaces a saved index only with
+"""Where an index may be saved: ``VideoIndex.save`` replaces a saved index only with
 ``overwrite=True`` -- as ``index build`` needs ``--overwrite`` -- and never a folder of other files."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 7, crash-safe training: ``tclr-zoo pretrain`` is SIGKILLed at random moments and at the two
+"""Crash-safe training: ``tclr-zoo pretrain`` is SIGKILLed at random moments and at the two
 instants of a checkpoint write that matter (new bytes written but not renamed in; old checkpoint
 moved aside but the new one not yet in place), then continued with ``--resume``. The run that
 finally completes must log the same losses, epoch by epoch, as one that was never interrupted

@@ -1,4 +1,4 @@
-"""Issue 7, fuzzing: hypothesis mutates real encoded files (H.264 in MP4, MPEG-4 in AVI as UCF101
+"""Fuzzing: hypothesis mutates real encoded files (H.264 in MP4, MPEG-4 in AVI as UCF101
 ships, FFV1 in MKV, and a real camera clip) and feeds them to what a training worker and the SDK do
 with a file -- probe, TCLR clip sampling, frame-accurate decoding (seek and linear paths) and the
 streaming window decoder.

@@ -1,4 +1,4 @@
-"""Issue 7, hostile videos: the generated corpus (tests/helpers/hostile_videos.py) through the decoder, the
+"""Hostile videos: the generated corpus (tests/helpers/hostile_videos.py) through the decoder, the
 SDK and the CLI. Every file gives a correct result or one ``VideoDecodeError`` naming the path and
 the reason -- never another exception, a crash or a hang -- and batch commands with ``--skip-bad``
 record the failures in their output."""

@@ -1,4 +1,4 @@
-"""Issue 21, one writer per output: a second process writing a run folder, an export, an index or an
+"""One writer per output: a second process writing a run folder, an export, an index or an
 embeddings file that another process is writing is refused at once -- exit 2, one line naming the
 holder's PID and command -- and the first one's files are intact; a SIGKILLed holder leaves no
 lock behind (the kernel drops a ``flock`` with its process); readers are never blocked.

@@ -1,4 +1,4 @@
-"""Issue 7, untrusted weights: no file this project reads can run code when loaded.
+"""Untrusted weights: no file this project reads can run code when loaded.
 
 * every ``torch.load`` in the package passes ``weights_only=True`` (checked on the source);
 * a crafted pickle that would create a file when unpickled -- as a training checkpoint, inside a

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tclr_zoo.models.pretrained import FAITHFUL_PREPROCESSING, PAPER_RESULTS, get_pretrained
+from tclr_zoo.models.preprocessing import Preprocessing
+from tclr_zoo.models.pretrained import PAPER_RESULTS, get_pretrained
 from tclr_zoo.train.config import (
     RecipeError, ResumeRequest, bundled_recipes, load_recipe, preprocessing_config, resume_changes,
 )
@@ -81,9 +82,9 @@ def test_schedule_warms_up_then_divides_on_plateau():
 
 
 def test_paper_recipe_preprocessing_is_the_faithful_one():
-    """Converted reference checkpoints get FAITHFUL_PREPROCESSING; a model trained by the paper
+    """Converted reference checkpoints get the default Preprocessing() (TCLR's); a model trained by the paper
     recipe gets preprocessing_config(recipe): the two must describe the same input."""
-    assert preprocessing_config(load_recipe("tclr_r3d18_ucf101")) == FAITHFUL_PREPROCESSING
+    assert preprocessing_config(load_recipe("tclr_r3d18_ucf101")) == Preprocessing()
 
 
 def test_recipe_reference_names_its_row_of_the_paper_results():

@@ -14,6 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_overrides
+from tclr_zoo import runtime
 from tclr_zoo.data.datasets import EpochShuffleSampler
 from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.losses import tclr_losses
@@ -114,7 +115,7 @@ def _gradient_worker(rank: int, port: int, sizes: list[int]) -> None:
     expected_loss.backward()
     start = sum(sizes[:rank])
     mine = slice(start, start + sizes[rank])  # this rank's videos of the global batch (sizes may differ)
-    with distributed.session(torch.device("cpu")) as ctx:
+    with runtime.session(torch.device("cpu")) as ctx:
         assert ctx.world_size == len(sizes) and ctx.rank == rank
         model = _toy_model()
         forward = distributed.pretraining_forward(model)

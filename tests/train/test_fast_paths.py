@@ -9,7 +9,7 @@ import torch
 
 from tclr_zoo.models.registry import create_model
 from tclr_zoo.train.config import Recipe
-from tclr_zoo.train.pretrain import loss_weights, train_step
+from tclr_zoo.train.epoch import loss_weights, train_step
 from tclr_zoo.train.runtime import configure_model, groups_per_pass, use_channels_last
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")  # resolution only looks at the device type

@@ -1,4 +1,4 @@
-"""Feeding the step (issue 14): augmentation on the device, the CUDA prefetcher, ``train.compile``.
+"""Feeding the step: augmentation on the device, the CUDA prefetcher, ``train.compile``.
 
 On CPU ``data.augment_on=auto`` keeps the per-clip augmentation in the workers (measured faster
 there, BENCHMARKS.md P2); ``device`` moves it into the training process as one batched call, and a

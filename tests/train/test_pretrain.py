@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from tclr_zoo.hub.format import load_pretrained_dir
+from tclr_zoo.losses import LOSS_KEYS
 from tclr_zoo.train.checkpoint import load_checkpoint
-from tclr_zoo.train.config import RecipeError
+from tclr_zoo.train.config import RecipeError, ResumeRequest
 from tclr_zoo.train.pretrain import pretrain
 
 
@@ -95,3 +97,55 @@ def test_resume_without_checkpoint_and_corrupt_checkpoint_are_clear_errors(tiny_
 def test_frames_that_do_not_match_the_local_clips_are_a_recipe_error(tiny_recipe, tmp_path):
     with pytest.raises(RecipeError, match=r"data.frames=8 into 2 time-steps.*data.num_local=4"):
         pretrain(tiny_recipe(**{"data.frames": 8}), tmp_path / "run", progress=False, log=_quiet)
+
+
+def test_the_saved_model_records_its_recipes_reference_numbers_and_its_card_quotes_them(tiny_recipe, tmp_path):
+    """The recipe's reference (here the paper's row, named as the UCF101 recipe names it) goes into
+    config.json when training ends; the card reads it from there, never from the recipe (named demo)."""
+    from tclr_zoo.models.pretrained import PAPER_RESULTS
+
+    out = tmp_path / "run"
+    recipe = tiny_recipe(**{"eval.knn": "false", "train.max_steps_per_epoch": 1,
+                            "reference.published": "r3d_18.tclr_ucf101"})
+    pretrain(recipe, out, progress=False, log=_quiet)
+    config = json.loads((out / "model" / "config.json").read_text())
+    paper = PAPER_RESULTS["r3d_18.tclr_ucf101"]
+    assert config["training"]["reference"] == paper and config["training"]["recipe"] == "demo"
+    card = (out / "model" / "README.md").read_text()
+    assert "| kNN retrieval R@1 | UCF101 | 0.5620 | paper (Dave et al., arXiv 2101.07974) |" in card
+    assert "| kNN retrieval R@1 | UCF101 | 0.5610 | reference code README (DAVEISHAN/TCLR) |" in card
+
+
+def _old_key(key: str) -> str:
+    """A state-dict key as files written before the projection head was called ``projection`` have it."""
+    return "head." + key.removeprefix("projection.") if key.startswith("projection.") else key
+
+
+def test_checkpoints_and_saved_models_written_with_the_old_head_keys_still_load(tiny_run, tmp_path):
+    """Before the projection head was called ``projection`` its keys were ``head.*``: such a run resumes
+    exactly as the same run written today, and such a saved model loads the same weights."""
+    from safetensors.torch import save_file
+
+    import tclr_zoo
+    from tclr_zoo.atomic import file_sha256
+    from tclr_zoo.train.checkpoint import save_checkpoint
+
+    new, old = tmp_path / "new", tmp_path / "old"
+    shutil.copytree(tiny_run, new)
+    shutil.copytree(tiny_run, old)
+    state = load_checkpoint(new / "checkpoints" / "last.pt")
+    assert any(k.startswith("projection.") for k in state["model"])
+    save_checkpoint(old / "checkpoints" / "last.pt", {**state, "model": {_old_key(k): v for k, v in
+                                                                         state["model"].items()}})
+    weights = load_file(str(new / "model" / "model.safetensors"))
+    save_file({_old_key(k): v for k, v in weights.items()}, str(old / "model" / "model.safetensors"))
+    config = json.loads((old / "model" / "config.json").read_text())
+    config["weights_sha256"] = file_sha256(old / "model" / "model.safetensors")  # as the old writer recorded it
+    (old / "model" / "config.json").write_text(json.dumps(config))
+    loaded = tclr_zoo.load_model(old / "model").torch_model.state_dict()
+    assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    longer = {"train.epochs": 2, "eval.knn": "false"}
+    resumed = [pretrain(ResumeRequest(tuple(f"{k}={v}" for k, v in longer.items())), run, resume=True,
+                        progress=False, log=_quiet) for run in (new, old)]
+    losses = [[{k: row[k] for k in (*LOSS_KEYS, "lr")} for row in run["history"]] for run in resumed]
+    assert losses[0] == losses[1] and len(losses[1]) == 2

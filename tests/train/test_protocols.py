@@ -85,15 +85,19 @@ def test_eval_cli_writes_json_and_prints_a_table(saved_model, tiny_dataset, tmp_
 
 
 def test_finetune_recipe_from_the_command_line(saved_model, tiny_dataset, tmp_path):
-    out = tmp_path / "ft.json"
+    out, saved = tmp_path / "ft.json", tmp_path / "classifier"
     sets = [f"model={saved_model}", f"data.root={tiny_dataset}"] + [f"settings.{k}={v}" for k, v in FAST.items()]
-    result = subprocess.run(CLI + ["finetune", "finetune_r3d18_ucf101", "--out", str(out), "--device", "cpu",
-                                   "--no-progress"] + [a for s in sets for a in ("--set", s)],
+    result = subprocess.run(CLI + ["finetune", "finetune_r3d18_ucf101", "--out", str(out), "--save", str(saved),
+                                   "--device", "cpu", "--no-progress"] + [a for s in sets for a in ("--set", s)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["protocol"] == "finetune" and data["reference"]["paper_top1"] == 0.824
     assert "reference paper_top1: 0.824" in result.stdout
+    # the saved classifier keeps the recipe's published numbers beside its own result
+    training = json.loads((saved / "config.json").read_text())["training"]
+    assert training["reference"] == {"paper_top1": 0.824, "repo_readme_top1": 0.82}
+    assert training["top1"] == data["top1"]
 
 
 def test_pretraining_checkpoint_is_accepted_as_model(tiny_recipe, tmp_path, tiny_dataset):
@@ -173,7 +177,7 @@ def test_model_without_classifier_says_so():
         model.logits(torch.zeros(2, 3, 16, 32, 32))
 
 
-# ---- issue 12, section 1: numbers that mean what they say --------------------------------------------
+# ---- numbers that mean what they say ---------------------------------------------------------------
 
 def test_clip_settings_default_to_the_models_own_and_the_saved_classifier_records_them(saved_model, tiny_dataset,
                                                                                        tmp_path):
@@ -224,3 +228,23 @@ def test_eval_retrieval_reproduces_the_runs_own_knn_numbers(tiny_run, tiny_datas
     card = (tiny_run / "model" / "README.md").read_text()
     assert f"| kNN retrieval R@1 | synthetic (tclr-zoo generated, ucf101 layout) | {results['knn_r1']:.4f} |" in card
     assert "test split 1 queries train split 1; 2 clips x 16 frames at stride 2, 32 px" in card
+
+
+def test_the_old_pooling_setting_names_a_head_with_a_one_line_note(saved_model, tiny_dataset):
+    """Retrieval's ``pooling`` (temporal / pooled / projection) is the SDK's ``head`` now; recipes and
+    --set values that still say pooling run as before, with a note mapping the old name to the new."""
+    from tclr_zoo.hub.card_metadata import protocol_text
+
+    notes = []
+    old = run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset,
+                       overrides={"clips": 1, "ks": [1], "pooling": "pooled"}, log=notes.append)
+    new = run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset,
+                       overrides={"clips": 1, "ks": [1], "head": "backbone"}, log=_quiet)
+    assert notes[0] == "note: setting pooling=pooled is deprecated; it is head=backbone now"
+    assert old["R@1"] == new["R@1"] and old["feature_dim"] == new["feature_dim"] == 128
+    assert old["evaluation"]["settings"]["head"] == old["parameters"]["head"] == "backbone"
+    assert "pooling" not in old["parameters"] and "; backbone head; cosine" in protocol_text(old["evaluation"])
+    with pytest.raises(RecipeError, match=r"^setting pooling='max': pooling is now head, one of backbone, "):
+        run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset, overrides={"pooling": "max"}, log=_quiet)
+    with pytest.raises(RecipeError, match=r"^setting head must be one of backbone, retrieval, projection, got 'pool"):
+        protocol_settings("retrieval", {"head": "pooled"})

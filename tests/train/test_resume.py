@@ -1,4 +1,4 @@
-"""``--resume`` does what it says (issue 12, section 3).
+"""``--resume`` does what it says.
 
 A resumed run keeps the recipe it started with. Of what the user asks on resume only the settings in
 ``config.RESUMABLE`` may change (the run's length, the learning rate from the next epoch on, where
@@ -76,7 +76,7 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(two_epochs, tiny_da
     run = _copy(two_epochs, tmp_path, "finished")
     before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     said: list[str] = []
-    for epochs in (2, 1):  # as long as the run, and shorter (the issue's "epochs 4..2")
+    for epochs in (2, 1):  # as long as the run, and shorter
         recipe = load_recipe("demo", tiny_overrides(tiny_dataset, **{"train.epochs": epochs, **QUIET}))
         result = pretrain(recipe, run, resume=True, progress=False, log=said.append)
         assert result["epochs"] == 2

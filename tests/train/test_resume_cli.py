@@ -1,4 +1,4 @@
-"""``tclr-zoo pretrain`` as a user meets resume and Ctrl-C: no dead ends (issue 21, item 3).
+"""``tclr-zoo pretrain`` as a user meets resume and Ctrl-C: no dead ends.
 
 Real CLI subprocesses on the tiny dataset, run from a scratch folder with ``--out run`` so that
 every command a message prints is run again exactly as printed (``tclr-zoo`` being the installed
@@ -27,7 +27,7 @@ from tclr_zoo.atomic import exclusive_output
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 SCRIPT = Path(sys.executable).with_name("tclr-zoo")
-CHEAP = {"train.max_steps_per_epoch": 1}  # the override a bare --resume used to refuse (issue 21)
+CHEAP = {"train.max_steps_per_epoch": 1}  # the override a bare --resume used to refuse
 QUIET = {"eval.knn": "false"}
 
 

@@ -1,4 +1,4 @@
-"""The TCLR projection head (spec §3): Linear -> BN -> ReLU -> Linear -> BN -> L2-normalise.
+"""The TCLR projection head: Linear -> BN -> ReLU -> Linear -> BN -> L2-normalise.
 
 Submodule names (fc1, bn1, fc2, bn2) follow the reference ``mlp`` so that reference checkpoints map
 onto it key for key.
