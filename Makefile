@@ -22,8 +22,10 @@ demo: $(STAMP)
 
 # -n 2: two test processes (pytest-xdist). Half the tests wait on subprocesses, sockets or disk, so
 # on a 2-core machine the suite takes 8.6 min instead of 10.4 (measured 2026-11-28).
+# ruff first: a lint error fails in seconds, not after the suite.
 test: $(STAMP) $(OLAH_STAMP) browser
-	$(PY) -m pytest -n 2
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --dist worksteal
 
 # A longer, randomised run of the decode fuzz target (tests/robustness/test_fuzz.py); FUZZ_EXAMPLES=N to change.
 FUZZ_EXAMPLES ?= 20000

@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 from tclr_zoo.constants import HEADS
-from tclr_zoo.export.exporter import export_model
 from tclr_zoo.export.accuracy import passes
+from tclr_zoo.export.exporter import export_model
 from tclr_zoo.export.int8_options import CALIB_CLIPS, CALIBRATION_METHODS, HOLDOUT_CLIPS, Int8Options
 from tclr_zoo.hub.format import model_config
 from tclr_zoo.models.preprocessing import Preprocessing

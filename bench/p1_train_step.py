@@ -170,8 +170,8 @@ def cpu_has_native_bf16() -> bool:
 def loss_times(videos: int, num_local: int, head_dim: int, device: torch.device) -> dict[str, float]:
     """Forward + backward of the losses alone (ms), on embeddings of this batch's shapes: the part of
     the step where the reference's Python loops live."""
-    from tclr_zoo.losses import tclr_losses
     from bench.core import median_time
+    from tclr_zoo.losses import tclr_losses
 
     g = torch.Generator().manual_seed(0)
 

@@ -257,7 +257,8 @@ def run(quick: bool) -> list[Result]:
             def batched():
                 return augment_batch(crop_resize_batch(sources, flat_params, cfg), flat_params, cfg)
 
-            per_clip_s, batched_s, _ = compare(lambda: [augment_clip(f.index_select(0, r), q, cfg) for f, r, q in inputs],
+            per_clip_s, batched_s, _ = compare(lambda: [augment_clip(f.index_select(0, r), q, cfg)
+                                                        for f, r, q in inputs],
                                                batched, repeats=repeats)
             crop_s = median_time(lambda: crop_resize_batch(sources, flat_params, cfg), repeats=repeats)
             threads_all = max(1, threads)
@@ -311,7 +312,8 @@ def run(quick: bool) -> list[Result]:
                notes=f"side by side (ratio of medians): {dev_s / len(keys) * 1e3:.0f} ms per 10-clip sample against "
                      f"{dev_limit_s / len(keys) * 1e3:.0f} ms raw decode; the per-clip worker path (augment_on=worker, "
                      f"the CPU default) reaches {fraction:.0%} ({a_s / len(keys) * 1e3:.0f} ms: decode "
-                     f"{a_decode_s / len(keys) * 1e3:.0f} ms + augmentation {(a_s - a_decode_s) / len(keys) * 1e3:.0f} ms). "
+                     f"{a_decode_s / len(keys) * 1e3:.0f} ms + augmentation "
+                     f"{(a_s - a_decode_s) / len(keys) * 1e3:.0f} ms). "
                      f"Bytes per sample to the training process: {bytes_device / mb:.1f} MB (uint8 decoded frames, "
                      f"device) against {bytes_worker / mb:.1f} MB (float32 clips, worker); cropping and resizing "
                      f"in the worker would send {crop_bytes / mb:.1f} MB but cost it "

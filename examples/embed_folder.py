@@ -3,7 +3,8 @@
     python examples/embed_folder.py MODEL FOLDER OUT.safetensors [--head retrieval|backbone|projection]
 
 MODEL is anything load_model accepts: a saved folder (e.g. runs/demo/model after `make demo`),
-local-dir:PATH, hf-hub:ORG/REPO[@REVISION] or a published name such as r3d_18.tclr_ucf101.
+local-dir:PATH, a training checkpoint (.pt), hf-hub:ORG/REPO[@REVISION] or a published name such as
+r3d_18.tclr_ucf101.
 """
 
 import argparse

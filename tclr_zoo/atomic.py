@@ -38,7 +38,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
-
 # Errors that mean "this place cannot take the output": reported as WriteError naming the target.
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
 
@@ -382,6 +381,18 @@ def exclusive_output(target: str | os.PathLike, *, command: str | None = None) -
     in the same process (the CLI takes it before loading a model, the library writer again) it
     nests. Readers do not take it. Parent folders created for the lock are removed again when
     nothing else was put in them, so a refused or failed start leaves nothing behind.
+
+    Args:
+        target: the output to guard (a file or a folder; it need not exist yet).
+        command: what this process is, as the refusal of a second writer shows it (default: this
+            process's command line, e.g. ``tclr-zoo pretrain --out runs/a``).
+
+    Yields:
+        The lock file's path (:func:`lock_path` of ``target``), held until the block ends.
+
+    Raises:
+        OutputInUseError: another process holds the lock; the message names its PID and command.
+        WriteError: the lock cannot be created there (read-only or full file system, no permission).
     """
     target = Path(target)
     lock = lock_path(target)
@@ -429,3 +440,8 @@ def _remove_empty(folders: list[Path]) -> None:
     for path in folders:
         with contextlib.suppress(OSError):
             path.rmdir()
+
+
+__all__ = ["OutputExistsError", "OutputInUseError", "WriteError", "atomic_write", "exclusive_output",
+           "fault_injection_pause", "file_sha256", "fsync_dir", "fsync_tree", "lock_path", "publish_directory",
+           "refuse_to_replace", "remove_stale_siblings", "save_safetensors", "staged_directory"]

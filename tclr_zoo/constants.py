@@ -31,6 +31,10 @@ REPORT_NAME = "export_report.json"
 #: messages that say how to get a graph an export lacks.
 EXPORT_FLAGS: dict[str, str] = {"fp32": "--onnx", "fp16": "--onnx --fp16", "int8": "--int8 --calibrate SOURCE"}
 
+#: The command line's flag for a randomly initialised network (the SDK's ``pretrained=False``), for
+#: the messages that say how to get one.
+RANDOM_INIT_FLAG = "--random-init"
+
 #: Videos per unit of an ``embed`` / ``index build`` run under torchrun (``inference.shards``): one
 #: file each, and what an interruption costs at most per process.
 SHARD_VIDEOS = 256
@@ -47,6 +51,7 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 #: Every ``--dataset`` layout: the official ones plus a plain class-per-folder tree and a CSV list.
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
-__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME", "FP32_NAME",
-           "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS", "ONNX_DIR", "POOLING_HEADS",
-           "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS", "WEIGHTS_NAME"]
+__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME",
+           "FP32_NAME", "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS",
+           "ONNX_DIR", "POOLING_HEADS", "RANDOM_INIT_FLAG", "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS",
+           "WEIGHTS_NAME"]

@@ -245,13 +245,20 @@ def tclr_losses(
         temperature: softmax temperature (0.1 in the reference, for every term).
         weights: multipliers in ``total``; default all 1 (reference).
 
-    All embeddings must already be L2-normalised.  Returns a dict with scalar tensors
-    ``ic_global, ic_local, local_local, global_local, total`` where
-    ``total = sum(weight * term)`` over the terms with **non-zero** weight.
+    All embeddings must already be L2-normalised.
 
-    Terms whose weight is 0 are still computed and reported (useful for logging ablations),
-    but under ``torch.no_grad()``: they are detached, cost no autograd memory, and ``total``
-    does not depend on them at all (not even through a ``0 * nan``).
+    Returns:
+        A dict of scalar tensors with the keys :data:`LOSS_KEYS`:
+        ``ic_global, ic_local, local_local, global_local, total``, where
+        ``total = sum(weight * term)`` over the terms with **non-zero** weight.
+
+        Terms whose weight is 0 are still computed and reported (useful for logging ablations),
+        but under ``torch.no_grad()``: they are detached, cost no autograd memory, and ``total``
+        does not depend on them at all (not even through a ``0 * nan``).
+
+    Raises:
+        ValueError: shapes that are not ``[2, B, D]`` / ``[2, B, K, D]`` or do not agree with each
+            other, fewer than 2 local clips (``K < 2``), or an empty batch.
     """
     _check_shapes(global_z, global_steps_z, local_z)
     w = weights if weights is not None else LossWeights()

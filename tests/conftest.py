@@ -7,6 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hub_server import local_hub  # noqa: F401  (one local Hub server per session, for every test that needs it)
+from hub_upload_stub import hub  # noqa: F401  (the upload stand-in, for the push tests and the README's)
 
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
 from tclr_zoo.train.config import load_recipe

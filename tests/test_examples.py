@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from real_videos import real_video
 from safetensors import safe_open
 
 import tclr_zoo
-from real_videos import real_video
 from tclr_zoo.retrieval.sheets import caption_height
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -39,8 +39,8 @@ from torch import nn
 
 from tclr_zoo.data.datasets import EvalClipsDataset, VideoItem
 from tclr_zoo.hub.format import model_config, save_pretrained
-from tclr_zoo.models.registry import create_model, resolve_model_args
 from tclr_zoo.inference.model import load_model
+from tclr_zoo.models.registry import create_model, resolve_model_args
 from tclr_zoo.train.evaluate import extract_features, knn_retrieval, retrieval_recall
 from tclr_zoo.train.finetune import ClassifyConfig, VideoClassifier, multi_clip_test, topk_accuracy
 from tclr_zoo.train.protocols import run_protocol
@@ -232,7 +232,8 @@ def _ramp_colours(num_frames: int, seed: int) -> np.ndarray:
 
 
 def reference_retrieval_feature(colours: np.ndarray, channel_order: str) -> np.ndarray:
-    """The paper's nearest-neighbour retrieval feature by hand for the wired network (numpy only, independent of the package's code)."""
+    """The paper's nearest-neighbour retrieval feature by hand for the wired network (numpy only, independent of
+    the package's code)."""
     span = (RETRIEVAL_FRAMES - 1) * RETRIEVAL_STRIDE + 1
     last_start = len(colours) - span
     assert last_start % (RETRIEVAL_CLIPS - 1) == 0  # the evenly spaced starts are whole frames

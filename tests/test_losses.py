@@ -1,4 +1,5 @@
-"""Tests for tclr_zoo.losses against a plain, loop-based transcription of the TCLR losses as the reference code computes them."""
+"""Tests for tclr_zoo.losses against a plain, loop-based transcription of the TCLR losses as the reference
+code computes them."""
 
 from __future__ import annotations
 

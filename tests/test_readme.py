@@ -25,14 +25,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
 import reference_net
+from click.testing import CliRunner
 from conftest import TINY_SYNTHETIC, tiny_overrides
 from hostile_videos import write_video
+from hub_upload_stub import TOKEN
+
 from tclr_zoo import cli
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
-from hub_upload_stub import TOKEN, hub  # noqa: F401  (the Hub stand-in fixture)
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SKIPPED = {

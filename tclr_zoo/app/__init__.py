@@ -9,3 +9,6 @@ errors), with :mod:`.uploads` (an upload read whole, bounded by size and per-rea
 is the one page, plain JavaScript with no build step. Only :mod:`.server` and :mod:`.uploads` need
 the ``app`` extra (``pip install tclr-zoo[app]``).
 """
+
+
+__all__: list[str] = []

@@ -38,8 +38,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .service import MAX_ITEMS, MAX_K, AppError, SearchService
-from .uploads import (DEFAULT_MAX_UPLOAD_MB, DEFAULT_READ_TIMEOUT, UPLOAD_FIELD, UploadLimits, mb_text, save_upload,
-                      upload_folder)
+from .uploads import (
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_READ_TIMEOUT,
+    UPLOAD_FIELD,
+    UploadLimits,
+    mb_text,
+    save_upload,
+    upload_folder,
+)
 from .work_queue import DEFAULT_QUEUE, DEFAULT_QUEUE_WAIT, DEFAULT_QUEUE_WAITERS, WorkQueue
 
 log = logging.getLogger(__name__)

@@ -108,9 +108,7 @@ def window_url(row: int, start: float | None, end: float | None) -> str:
 def check_same_model(index: VideoIndex, model: VideoModel) -> None:
     """Queries must be embedded by the model whose vectors the index holds; anything else gives
     scores without meaning, so a mismatch is refused before the app starts."""
-    same_id = model.model_id == index.model_id
-    same_revision = index.revision is None or model.revision is None or model.revision == index.revision
-    if not (same_id and same_revision):
+    if index.mismatch(identity=model.identity, model_id=model.model_id, revision=model.revision) is not None:
         raise AppError(f"the model {model.model_id} (revision {model.revision}) is not the model this index was built "
                        f"with ({index.model_id}, revision {index.revision}): their embeddings are not comparable; "
                        "leave --model out to use the index's model, or rebuild the index with this one")
@@ -147,14 +145,16 @@ class SearchService:
 
     @classmethod
     def open(cls, index_dir: str | os.PathLike, *, model: str | None = None, backend: str = "torch",
-             device: str | None = None, approximate: bool = False, k: int = 10) -> "SearchService":
+             device: str | None = None, approximate: bool = False, k: int = 10,
+             pretrained: bool = True) -> "SearchService":
         """Load the index at ``index_dir`` and its model: ``model`` when given (it must be the model the
-        index records), else the one the index records (:func:`~tclr_zoo.retrieval.build.index_model`)."""
+        index records; ``pretrained=False``: an architecture's random weights), else the one the index
+        records (:func:`~tclr_zoo.retrieval.build.index_model`)."""
         from ..retrieval.build import index_model
         from ..retrieval.index import VideoIndex
 
         index = VideoIndex.load(index_dir, approximate=approximate)
-        return cls(index, index_model(index, model, backend, device), index_dir=index_dir, k=k)
+        return cls(index, index_model(index, model, backend, device, pretrained=pretrained), index_dir=index_dir, k=k)
 
     # ---- searching --------------------------------------------------------------------------
     def search_video(self, path: str | os.PathLike, *, name: str, k: int | None = None) -> dict[str, Any]:

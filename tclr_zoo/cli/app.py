@@ -8,7 +8,7 @@ import math
 import click
 
 from .errors import exit_with_error, user_errors_exit_2
-from .options import checked_device, top_k_option
+from .options import checked_device, need_faiss, pretrained_weights, random_init_option, top_k_option
 
 APP_EXTRA_MODULES = ("fastapi", "uvicorn", "multipart")
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -42,8 +42,9 @@ def require_app_extra() -> None:
 @click.command("app")
 @click.argument("index_dir", metavar="INDEX", type=click.Path(file_okay=False))
 @click.option("--model", default=None,
-              help="Model that embeds uploads; it must be the model the index was built with "
-                   "[default: the one the index records].")
+              help="Model that embeds uploads; it must be the model the index was built with (its folder may have "
+                   "moved) [default: the one the index records].")
+@random_init_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on. The default serves this machine only; 0.0.0.0 serves every network "
                    "this machine is on (anyone there can search the index and play its videos).")
@@ -71,9 +72,9 @@ def require_app_extra() -> None:
 @click.option("--device", default=None, callback=checked_device,
               help="cpu, cuda, cuda:N [default: a GPU when present].")
 @user_errors_exit_2
-def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_mb: float, read_timeout: float,
-            top_k: int, queue: int, queue_waiters: int, queue_wait: float, approximate: bool, backend: str,
-            device: str | None) -> None:
+def app_cmd(index_dir: str, model: str | None, random_init: bool, host: str, port: int, max_upload_mb: float,
+            read_timeout: float, top_k: int, queue: int, queue_waiters: int, queue_wait: float, approximate: bool,
+            backend: str, device: str | None) -> None:
     """Open a web page to search the index at INDEX: upload a video (or pick an indexed one) and see its
     nearest videos -- or moments, for an index built with --windows -- with frame strips, scores and
     times; click one to play its window. Models with a classifier also classify uploads (top 5).
@@ -88,7 +89,11 @@ def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_
       tclr-zoo index build runs/demo/model videos/ --out videos-index --windows --skip-bad
       tclr-zoo app videos-index            # then open http://127.0.0.1:7860/
     """
+    if random_init and model is None:
+        raise click.UsageError("--random-init needs --model ARCH (the architecture the index was built with)")
     require_app_extra()
+    if approximate:
+        need_faiss()
     from ..app.server import create_app, listen_socket, uvicorn_server
     from ..app.service import AppError, SearchService
     from ..app.uploads import mb_text
@@ -99,7 +104,7 @@ def app_cmd(index_dir: str, model: str | None, host: str, port: int, max_upload_
         exit_with_error(f"cannot listen on {host}:{port}: {err.strerror or err} (choose another --port or --host)")
     try:
         service = SearchService.open(index_dir, model=model, backend=backend, device=device,
-                                     approximate=approximate, k=top_k)
+                                     approximate=approximate, k=top_k, pretrained=pretrained_weights(random_init))
     except AppError as err:
         exit_with_error(err.message)
     app = create_app(service, max_upload_mb=max_upload_mb, read_timeout=read_timeout, queue=queue,

@@ -9,9 +9,23 @@ from __future__ import annotations
 import click
 
 from ..constants import EMBED_HEADS
-from .options import (CLI_SPELLING, corpus_job_options, counted, emit_json, exclusive_outputs, json_file,
-                      json_option, load_for_inference, model_options, output_file, overwrite_option, refuse_existing,
-                      report_skipped, top_k_option)
+from .options import (
+    CLI_SPELLING,
+    corpus_job_options,
+    counted,
+    emit_json,
+    exclusive_outputs,
+    json_file,
+    json_option,
+    load_for_inference,
+    model_options,
+    output_file,
+    overwrite_option,
+    pretrained_weights,
+    refuse_existing,
+    report_skipped,
+    top_k_option,
+)
 
 
 @click.command()
@@ -28,13 +42,14 @@ from .options import (CLI_SPELLING, corpus_job_options, counted, emit_json, excl
 @corpus_job_options
 @model_options
 def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, resume: bool,
-          shard_videos: int, backend: str, device: str | None, batch_size: int, workers: int | None, precision: str,
-          no_progress: bool, skip_bad: bool) -> None:
+          shard_videos: int, random_init: bool, backend: str, device: str | None, batch_size: int, workers: int | None,
+          precision: str, no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
 
     Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
-    clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a registry
-    name, hf-hub:ORG/REPO[@REV], local-dir:PATH or a saved model folder.
+    clip embeddings are averaged (and re-normalised for retrieval/projection). MODEL: a saved model
+    folder, local-dir:PATH, a training checkpoint (.pt), hf-hub:ORG/REPO[@REV], a published arch.tag,
+    or an architecture name with --random-init.
 
     The rows are saved every --shard-videos videos beside --out, which is written once, at the
     end: an interrupted run continues with --resume. Under torchrun (torchrun --nproc_per_node N
@@ -53,7 +68,8 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
     corpus = embed_corpus(model, find_videos(videos), head=head, out=out_file, resume=resume, overwrite=overwrite,
                           unit_videos=shard_videos, skip_bad=skip_bad, batch_size=batch_size, workers=workers,
                           progress=not no_progress, backend=backend, device=device, precision=precision,
-                          log=lambda line: click.echo(line, err=True), spelling=CLI_SPELLING)
+                          log=lambda line: click.echo(line, err=True), spelling=CLI_SPELLING,
+                          pretrained=pretrained_weights(random_init))
     if corpus is None:  # another torchrun process: rank 0 reports
         return
     from pathlib import Path
@@ -72,9 +88,9 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
 @json_option("The model, each video's top labels and the skipped videos")
 @overwrite_option("Replace an existing --json file.")
 @model_options
-def classify(model: str, videos: tuple[str, ...], top_k: int, json_out: str | None, overwrite: bool, backend: str,
-             device: str | None, batch_size: int, workers: int | None, precision: str, no_progress: bool,
-             skip_bad: bool) -> None:
+def classify(model: str, videos: tuple[str, ...], top_k: int, json_out: str | None, overwrite: bool,
+             random_init: bool, backend: str, device: str | None, batch_size: int, workers: int | None, precision: str,
+             no_progress: bool, skip_bad: bool) -> None:
     """Classify VIDEOS with MODEL (a model with a classifier: tclr-zoo eval --protocol linear|finetune --save).
 
     Prints the top-k labels with probabilities per video (softmax averaged over its clips).
@@ -89,7 +105,7 @@ def classify(model: str, videos: tuple[str, ...], top_k: int, json_out: str | No
     with exclusive_outputs(json_file(json_out)):  # one writer per output, for the whole run
         refuse_existing(json_file(json_out), overwrite=overwrite)
         paths = find_videos(videos)
-        loaded = load_for_inference(model, backend, device, precision)
+        loaded = load_for_inference(model, backend, device, precision, random_init)
         result = classify_corpus(loaded, paths, top_k=top_k, batch_size=batch_size, skip_bad=skip_bad,
                                  progress=not no_progress, workers=workers)
         if json_out != "-":

@@ -6,7 +6,8 @@ Exit status: 0 ok, 2 bad usage or bad input (one line on stderr naming the file 
 * :class:`Group` / :class:`OneLineUsageError`: click's usage errors of the group and of every
   subcommand (bad option value, missing argument) as one line, exit 2.
 * :func:`user_errors_exit_2`: the library's "bad input" exceptions (:func:`user_errors`) as one
-  line, exit 2; :func:`exit_with_error` is that line for a command's own checks.
+  line, exit 2; :func:`exit_with_error` is that line for a command's own checks. A library hint in
+  Python terms is said with the command's flag instead (:func:`cli_message`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..atomic import OutputInUseError, WriteError
     from ..data.datasets import DatasetError
     from ..data.decode import VideoDecodeError
+    from ..hub.checkpoint import CheckpointError
     from ..hub.client import HubError
     from ..hub.convert import ConversionError
     from ..hub.format import ModelLoadError
@@ -34,7 +36,6 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..models.registry import ModelNotFoundError
     from ..retrieval.types import IndexFormatError
     from ..runtime import RuntimeEnvError
-    from ..train.checkpoint import CheckpointError
     from ..train.config import RecipeError
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
@@ -46,9 +47,25 @@ SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in 
 
 
 def exit_with_error(message: object) -> NoReturn:
-    """A user mistake: ``tclr-zoo: error: MESSAGE`` on stderr, exit status 2."""
-    click.echo(f"tclr-zoo: error: {message}", err=True)
+    """A user mistake: ``tclr-zoo: error: MESSAGE`` on stderr, exit status 2 (an exception: its
+    :func:`cli_message`)."""
+    click.echo(f"tclr-zoo: error: {cli_message(message) if isinstance(message, BaseException) else message}",
+               err=True)
     sys.exit(2)
+
+
+def cli_message(err: BaseException) -> str:
+    """What the command line says for a library exception: the library's hints name Python keywords
+    (``pretrained=False``, ``backend='torch'``), so an exception that carries ``cli_hint``
+    (``(flag, text)``, e.g. ``ModelNotFoundError``, ``BackendError``) says ``reason`` + ``text``
+    instead -- or ``reason`` alone when this command has no such flag, so every hint printed works."""
+    hint = getattr(err, "cli_hint", None)
+    if hint is None:
+        return str(err)
+    flag, text = hint
+    ctx = click.get_current_context(silent=True)
+    flags = {opt for param in (ctx.command.params if ctx is not None else []) for opt in getattr(param, "opts", [])}
+    return err.reason + (text if flag in flags else "")
 
 
 def _hint(err: Exception, skip_bad: object) -> str:
@@ -68,7 +85,7 @@ def user_errors_exit_2(func):
         except Exception as err:
             if not isinstance(err, user_errors()):
                 raise
-            exit_with_error(f"{err}{_hint(err, kwargs.get('skip_bad'))}")
+            exit_with_error(f"{cli_message(err)}{_hint(err, kwargs.get('skip_bad'))}")
 
     return wrapper
 
@@ -107,4 +124,5 @@ class Group(click.Group):
             raise _one_line(err) from None
 
 
-__all__ = ["Group", "OneLineUsageError", "SKIP_BAD_HINT", "exit_with_error", "user_errors", "user_errors_exit_2"]
+__all__ = ["Group", "OneLineUsageError", "SKIP_BAD_HINT", "cli_message", "exit_with_error", "user_errors",
+           "user_errors_exit_2"]

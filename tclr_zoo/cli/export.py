@@ -11,11 +11,21 @@ from typing import NoReturn
 import click
 
 from ..constants import DATASET_LAYOUTS, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, REFERENCE_ARCHS
-from ..export.int8_options import (CALIB_CLIPS, CALIBRATION_METHODS, DEFAULT_METHOD, HELD_OUT_RULE, HOLDOUT_CLIPS,
-                                   MIN_AGREEMENT, MIN_COSINE, MIN_FOLDER_VIDEOS, MIN_HELDOUT_VIDEOS, TIE_COSINE,
-                                   TIE_PROBABILITY)
+from ..export.int8_options import (
+    CALIB_CLIPS,
+    CALIBRATION_METHODS,
+    DEFAULT_METHOD,
+    HELD_OUT_RULE,
+    HOLDOUT_CLIPS,
+    MIN_AGREEMENT,
+    MIN_COSINE,
+    MIN_FOLDER_VIDEOS,
+    MIN_HELDOUT_VIDEOS,
+    TIE_COSINE,
+    TIE_PROBABILITY,
+)
 from .errors import exit_with_error, user_errors_exit_2
-from .options import counted, report_skipped
+from .options import counted, pretrained_weights, random_init_option, report_skipped
 
 TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 
@@ -25,9 +35,11 @@ TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Export folder (saved-model layout; with --onnx also onnx/). Must not exist or be empty.")
 @click.option("--onnx", "to_onnx", is_flag=True, help="Also write onnx/model.onnx, checked for graph rules and parity.")
-@click.option("--fp16", is_flag=True, help="Also write onnx/model.fp16.onnx (float16 compute, float32 in/out); implies --onnx.")
+@click.option("--fp16", is_flag=True,
+              help="Also write onnx/model.fp16.onnx (float16 compute, float32 in/out); implies --onnx.")
 @click.option("--opset", type=int, default=None,
-              help="ONNX opset [default: 20, dynamo exporter, TensorRT 10]; 17 uses the TorchScript exporter (TensorRT 8.x).")
+              help="ONNX opset [default: 20, dynamo exporter, TensorRT 10]; 17 uses the TorchScript exporter "
+                   "(TensorRT 8.x).")
 @click.option("--head", type=click.Choice(HEADS), default="retrieval",
               show_default=True, help="What the graph outputs (one output, named after the head).")
 @click.option("--max-batch", type=click.IntRange(min=1), default=8, show_default=True,
@@ -72,13 +84,14 @@ TRITON_GRAPHS = {"fp32": FP32_NAME, "fp16": FP16_NAME, "int8": INT8_NAME}
 @click.option("--triton-kind", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True,
               help="Where Triton runs it: auto = a GPU when the server has one, else the CPU.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder (only once every check passed).")
+@random_init_option
 @user_errors_exit_2
 def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int | None, head: str, max_batch: int,
                int8: bool, calibrate: str | None, dataset: str | None, calib_clips: int, holdout_clips: int,
                skip_bad: bool, calib_method: str, min_cosine: float, min_agreement: float, triton: bool,
-               triton_graph: str, triton_kind: str, overwrite: bool) -> None:
-    """Export MODEL for deployment: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], a
-    registry name (e.g. r3d_18.tclr_ucf101) or a training checkpoint (.pt).
+               triton_graph: str, triton_kind: str, overwrite: bool, random_init: bool) -> None:
+    """Export MODEL for deployment: a saved model folder, local-dir:PATH, a training checkpoint (.pt),
+    hf-hub:ORG/REPO[@REV], a published arch.tag, or an architecture name with --random-init.
 
     Writes config.json + model.safetensors (+ model card); with --onnx also a single-file ONNX graph
     (input `video` [batch,3,T,H,W] float32, output named after --head), checked against the TensorRT
@@ -91,7 +104,7 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     \b
     Example:
       tclr-zoo export runs/demo/model --out exports/demo --onnx --fp16
-      tclr-zoo export r3d_18.tclr_ucf101 --out exports/r3d18 --int8 --calibrate my_videos/
+      tclr-zoo export runs/demo/checkpoints/last.pt --out exports/demo-int8 --int8 --calibrate my_videos/
     """
     from ..atomic import exclusive_output
     from ..export.accuracy import AccuracyGateError
@@ -108,7 +121,8 @@ def export_cmd(model: str, out_dir: str, to_onnx: bool, fp16: bool, opset: int |
     with exclusive_output(out_dir):  # one writer per export folder, for the export and its Triton repository
         try:
             report = export_model(model, out_dir, onnx=to_onnx or triton, fp16=fp16, opset=opset, head=head,
-                                  max_batch=max_batch, overwrite=overwrite, int8=options)
+                                  max_batch=max_batch, overwrite=overwrite, int8=options,
+                                  pretrained=pretrained_weights(random_init))
             if triton:
                 _write_triton(report, out_dir, triton_graph, triton_kind)
         except (ExportError, TritonError) as err:

@@ -9,7 +9,16 @@ import click
 
 from ..constants import HF_PREFIX
 from .errors import user_errors_exit_2
-from .options import emit_json, exclusive_outputs, json_file, json_option, overwrite_option, refuse_existing
+from .options import (
+    emit_json,
+    exclusive_outputs,
+    json_file,
+    json_option,
+    overwrite_option,
+    pretrained_weights,
+    random_init_option,
+    refuse_existing,
+)
 
 
 @click.command()
@@ -51,9 +60,9 @@ def download(model: str, revision: str | None) -> None:
       tclr-zoo download hf-hub:my-org/tclr-demo@main
     """
     from ..hub.client import download as hub_download
-    from ..models.pretrained import get_pretrained
+    from ..models.pretrained import published_weights
 
-    repo = model[len(HF_PREFIX):] if model.startswith(HF_PREFIX) else get_pretrained(model).repo_id
+    repo = model[len(HF_PREFIX):] if model.startswith(HF_PREFIX) else published_weights(model).repo_id
     repo, _, pinned = repo.partition("@")
     folder, commit = hub_download(repo, revision or pinned or None, progress=True)
     click.echo(f"{HF_PREFIX}{repo}@{commit} cached in {folder}")
@@ -124,24 +133,25 @@ def _list_architectures(pattern: str) -> None:
 @click.argument("model")
 @json_option("The whole config.json")
 @overwrite_option("Replace an existing --json file.")
+@random_init_option
 @user_errors_exit_2
-def info(model: str, json_out: str | None, overwrite: bool) -> None:
+def info(model: str, json_out: str | None, overwrite: bool, random_init: bool) -> None:
     """Describe MODEL without running it: architecture, embeddings, preprocessing, export, and the
     measured results with the protocol settings of each.
 
-    MODEL: a saved model folder, local-dir:PATH, hf-hub:ORG/REPO[@REV], an architecture or arch.tag
-    name, or a pretraining checkpoint (.pt).
+    MODEL: a saved model folder, local-dir:PATH, a pretraining checkpoint (.pt), hf-hub:ORG/REPO[@REV],
+    a published arch.tag, or an architecture name with --random-init.
 
     \b
     Example:
-      tclr-zoo info r3d_18.tclr_ucf101
       tclr-zoo info runs/demo/model --json - | jq .preprocessing
+      tclr-zoo info r3d_18 --random-init
     """
     from ..inference.info import describe, model_summary
 
     with exclusive_outputs(json_file(json_out)):
         refuse_existing(json_file(json_out), overwrite=overwrite)
-        config, source = describe(model)
+        config, source = describe(model, pretrained=pretrained_weights(random_init))
         if json_out != "-":
             click.echo(model_summary(config, source))
         emit_json(json_out, config)

@@ -12,9 +12,25 @@ import click
 
 from ..constants import EMBED_HEADS
 from .errors import exit_with_error, user_errors_exit_2
-from .options import (CLI_SPELLING, checked_device, corpus_job_options, counted, emit_json, exclusive_outputs,
-                      json_file, json_option, model_options, output_file, overwrite_option, refuse_existing,
-                      report_skipped, top_k_option)
+from .options import (
+    CLI_SPELLING,
+    checked_device,
+    corpus_job_options,
+    counted,
+    emit_json,
+    exclusive_outputs,
+    json_file,
+    json_option,
+    model_options,
+    need_faiss,
+    output_file,
+    overwrite_option,
+    pretrained_weights,
+    random_init_option,
+    refuse_existing,
+    report_skipped,
+    top_k_option,
+)
 
 if TYPE_CHECKING:  # torch-free at run time: the library is imported inside the commands
     from ..retrieval.index import VideoIndex
@@ -52,11 +68,14 @@ def index() -> None:
 @model_options
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
                 approximate: bool, overwrite: bool, resume: bool, shard_videos: int, save_every: float | None,
-                backend: str, device: str | None, batch_size: int, workers: int | None, precision: str,
-                no_progress: bool, skip_bad: bool) -> None:
+                random_init: bool, backend: str, device: str | None, batch_size: int, workers: int | None,
+                precision: str, no_progress: bool, skip_bad: bool) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
 
-    The index records the model id and revision and refuses to mix in embeddings of another model.
+    MODEL: any model name (a saved folder, local-dir:PATH, a .pt checkpoint, hf-hub:ORG/REPO[@REV], a
+    published arch.tag, an architecture with --random-init). The index records the model's identity
+    (its weights and preprocessing) and refuses embeddings of another model; the same model from a
+    moved or copied folder is accepted.
     The rows are saved every --shard-videos videos beside --out, so an interrupted build continues
     with --resume; --out itself is written once, atomically, at the end. One build at a time
     writes an index: a second one into the same --out is refused at once (exit 2).
@@ -74,7 +93,7 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     from ..retrieval.build import build_index
 
     if approximate:
-        _need_faiss()
+        need_faiss()
     if save_every is not None:
         click.echo("tclr-zoo: note: --save-every is no longer used: a build saves its rows every --shard-videos "
                    "videos", err=True)
@@ -83,7 +102,7 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
                         resume=resume, overwrite=overwrite, unit_videos=shard_videos, skip_bad=skip_bad,
                         batch_size=batch_size, workers=workers, progress=not no_progress, backend=backend,
                         device=device, precision=precision, log=lambda line: click.echo(line, err=True),
-                        spelling=CLI_SPELLING)
+                        spelling=CLI_SPELLING, pretrained=pretrained_weights(random_init))
     if built is None:  # another torchrun process: rank 0 reports
         return
     found, resumed = built
@@ -94,22 +113,14 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
     click.echo(f"indexed {rows} ({len(found.skipped)} skipped) with {found.model_id} -> {out_dir}{again}")
 
 
-def _need_faiss() -> None:
-    """--approximate without FAISS: a usage error before any work, not an ImportError after it."""
-    from ..retrieval.search import import_faiss
-
-    try:
-        import_faiss()
-    except ImportError as err:
-        raise click.UsageError(f"--approximate: {err}") from None
-
-
 @index.command("search")
 @click.argument("index_dir", type=click.Path(file_okay=False))
 @click.argument("query")
 @top_k_option(default=10, help="Neighbours to return.")
 @click.option("--model", default=None,
-              help="Model to embed QUERY with [default: the one recorded in the index].")
+              help="Model to embed QUERY with [default: the one recorded in the index]; it must be the model the "
+                   "index was built with (its folder may have moved).")
+@random_init_option
 @click.option("--contact-sheet", "sheet", type=click.Path(dir_okay=False), callback=output_file(".png"),
               help="Write a PNG of the query's and the neighbours' middle frames here.")
 @json_option("The hits")
@@ -119,8 +130,8 @@ def _need_faiss() -> None:
 @click.option("--device", default=None, callback=checked_device,
               help="cpu, cuda, cuda:N [default: a GPU when present].")
 @user_errors_exit_2
-def index_search(index_dir: str, query: str, top_k: int, model: str | None, sheet: str | None, json_out: str | None,
-                 overwrite: bool, backend: str, device: str | None) -> None:
+def index_search(index_dir: str, query: str, top_k: int, model: str | None, random_init: bool, sheet: str | None,
+                 json_out: str | None, overwrite: bool, backend: str, device: str | None) -> None:
     """Print the K nearest neighbours of QUERY in the index at INDEX_DIR.
 
     QUERY is a video file (embedded with the index's model, or --model) or the id of a row already
@@ -137,10 +148,14 @@ def index_search(index_dir: str, query: str, top_k: int, model: str | None, shee
     from ..retrieval.index import VideoIndex
     from ..retrieval.sheets import contact_sheet
 
+    if random_init and model is None:
+        raise click.UsageError("--random-init needs --model ARCH (the architecture the index was built with)")
+
     with exclusive_outputs(sheet, json_file(json_out)):  # the outputs' writer locks; the index is only read
         refuse_existing(sheet, json_file(json_out), overwrite=overwrite)
         found = VideoIndex.load(index_dir)
-        hits, query_path = _neighbours(found, index_dir, query, top_k, model=model, backend=backend, device=device)
+        hits, query_path = _neighbours(found, index_dir, query, top_k, model=model, backend=backend, device=device,
+                                       pretrained=pretrained_weights(random_init))
         if json_out != "-":
             _print_hits(hits)
         emit_json(json_out, [dataclasses.asdict(hit) for hit in hits])
@@ -150,7 +165,7 @@ def index_search(index_dir: str, query: str, top_k: int, model: str | None, shee
 
 
 def _neighbours(found: VideoIndex, index_dir: str, query: str, k: int, *, model: str | None, backend: str,
-                device: str | None) -> tuple[list[SearchHit], str]:
+                device: str | None, pretrained: bool = True) -> tuple[list[SearchHit], str]:
     """The K hits of QUERY (a video file, embedded, or a row id of the index) and the video it names."""
     from pathlib import Path
 
@@ -158,7 +173,8 @@ def _neighbours(found: VideoIndex, index_dir: str, query: str, k: int, *, model:
         from ..retrieval.build import index_model
 
         try:
-            return found.search(query, k, model=index_model(found, model, backend, device))[0], query
+            embedder = index_model(found, model, backend, device, pretrained=pretrained)
+            return found.search(query, k, model=embedder)[0], query
         except ValueError as err:  # e.g. --model is not the model the index was built with
             exit_with_error(err)
     if query in found:

@@ -11,6 +11,8 @@ this output?" check made before any work, and the helpers of the inference comma
   JSON instead of the text), :func:`emit_json` does either.
 * :func:`model_options`, :func:`load_for_inference`, :func:`report_skipped`: the options of the
   commands that run a model over videos (embed, classify, index build), and what consumes them;
+  :func:`random_init_option` / :func:`pretrained_weights`: ``--random-init`` (seeded random weights for
+  an architecture name) on every command that takes a MODEL;
   :func:`corpus_job_options` (``--resume``, ``--shard-videos``) and :data:`CLI_SPELLING` for the
   resumable ones (embed, index build).
 """
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 
 import click
 
+from ..constants import RANDOM_INIT_FLAG
 from .errors import user_errors_exit_2
 
 
@@ -146,7 +149,31 @@ def with_options(*options):
     return decorate
 
 
+#: The seed of ``--random-init``'s weights: every run, and every torchrun process, builds the same
+#: network, so an index or embeddings made with them can be searched and compared later.
+RANDOM_INIT_SEED = 0
+
+
+def random_init_option(func):
+    """``--random-init``: the architecture MODEL names (``r3d_18``, or ``arch.tag``) with random weights,
+    the baseline a trained model must beat (the SDK's ``pretrained=False``)."""
+    return click.option(RANDOM_INIT_FLAG, "random_init", is_flag=True,
+                        help=f"MODEL is an architecture name (tclr-zoo list): use it with random weights, seeded "
+                             f"({RANDOM_INIT_SEED}) so that every run builds the same network.")(func)
+
+
+def pretrained_weights(random_init: bool) -> bool:
+    """``--random-init`` as the library's ``pretrained``, with the random weights seeded
+    (:data:`RANDOM_INIT_SEED`): every run and every torchrun process builds the same network."""
+    if random_init:
+        import torch
+
+        torch.manual_seed(RANDOM_INIT_SEED)
+    return not random_init
+
+
 _MODEL_OPTIONS = with_options(
+    random_init_option,
     click.option("--backend", type=click.Choice(["torch", "onnx"]), default="torch", show_default=True,
                  help="onnx runs the folder's exported graph (tclr-zoo export --onnx) in onnxruntime."),
     click.option("--device", default=None, callback=checked_device,
@@ -167,16 +194,31 @@ _MODEL_OPTIONS = with_options(
 
 
 def model_options(func):
-    """The options every inference command shares: --backend, --device, --batch-size, --workers,
-    --precision, --no-progress, --skip-bad; exit 2 on user errors."""
+    """The options every inference command shares: --random-init, --backend, --device, --batch-size,
+    --workers, --precision, --no-progress, --skip-bad; exit 2 on user errors."""
     return _MODEL_OPTIONS(func)
 
 
-def load_for_inference(model: str, backend: str, device: str | None, precision: str = "fp32"):
-    """Load MODEL as ``--backend``, ``--device`` and ``--precision`` ask (torch is imported here, not at --help)."""
+def load_for_inference(model: str, backend: str, device: str | None, precision: str = "fp32",
+                       random_init: bool = False):
+    """Load MODEL as ``--random-init``, ``--backend``, ``--device`` and ``--precision`` ask (torch is
+    imported here, not at --help)."""
     from ..inference.model import load_model
 
-    return load_model(model, backend=backend, device=device, precision=precision)
+    return load_model(model, pretrained=pretrained_weights(random_init), backend=backend, device=device,
+                      precision=precision)
+
+
+def need_faiss() -> None:
+    """``--approximate`` without FAISS: a usage error before any work (in the command line's terms),
+    not an ImportError after it."""
+    from ..retrieval.search import import_faiss
+
+    try:
+        import_faiss()
+    except ImportError:
+        raise click.UsageError("--approximate needs FAISS: pip install faiss-cpu (or leave --approximate out "
+                               "for exact search)") from None
 
 
 def counted(count: int, noun: str) -> str:
@@ -211,6 +253,7 @@ def corpus_job_options(func):
     return resume(units(func))
 
 
-__all__ = ["CLI_SPELLING", "OVERWRITE_OUTPUTS", "checked_device", "corpus_job_options", "counted", "emit_json",
-           "exclusive_outputs", "json_file", "json_option", "load_for_inference", "model_options", "output_file",
-           "overwrite_option", "refuse_existing", "report_skipped", "top_k_option", "with_options", "write_json"]
+__all__ = ["CLI_SPELLING", "OVERWRITE_OUTPUTS", "RANDOM_INIT_SEED", "checked_device", "corpus_job_options", "counted",
+           "emit_json", "exclusive_outputs", "json_file", "json_option", "load_for_inference", "model_options",
+           "need_faiss", "output_file", "overwrite_option", "pretrained_weights", "random_init_option",
+           "refuse_existing", "report_skipped", "top_k_option", "with_options", "write_json"]

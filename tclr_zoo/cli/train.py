@@ -14,8 +14,17 @@ import click
 
 from ..constants import DATASET_LAYOUTS
 from .errors import user_errors_exit_2
-from .options import (OVERWRITE_OUTPUTS, checked_device, exclusive_outputs, output_file, refuse_existing, with_options,
-                      write_json)
+from .options import (
+    OVERWRITE_OUTPUTS,
+    checked_device,
+    exclusive_outputs,
+    output_file,
+    pretrained_weights,
+    random_init_option,
+    refuse_existing,
+    with_options,
+    write_json,
+)
 
 
 @click.command()
@@ -25,7 +34,8 @@ from .options import (OVERWRITE_OUTPUTS, checked_device, exclusive_outputs, outp
 @click.option("--resume", is_flag=True,
               help="Continue the run in OUT from its last checkpoint (schedule, optimiser, RNG) with the recipe it "
                    "recorded, its --set overrides included; --set then changes only the keys it names.")
-@click.option("--overwrite", is_flag=True, help="Start afresh even if OUT already holds a run (its files are replaced).")
+@click.option("--overwrite", is_flag=True,
+              help="Start afresh even if OUT already holds a run (its files are replaced).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value, e.g. --set train.epochs=3 --set data.root=/data/UCF101 (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bars (for logs and CI).")
@@ -140,6 +150,7 @@ def _write_result(result: dict, out: str | None) -> None:
 
 
 _PROTOCOL_RUN_OPTIONS = with_options(
+    random_init_option,
     click.option("--save", "save_dir", type=click.Path(file_okay=False),
                  help="linear/finetune: save the trained model (with its classifier and class names) here."),
     OVERWRITE_OUTPUTS,
@@ -150,22 +161,23 @@ _PROTOCOL_RUN_OPTIONS = with_options(
 
 
 def protocol_run_options(func):
-    """The options shared by `eval` and `finetune`: --save, --overwrite, --device, --no-progress;
-    exit 2 on user errors."""
+    """The options shared by `eval` and `finetune`: --random-init, --save, --overwrite, --device,
+    --no-progress; exit 2 on user errors."""
     return _PROTOCOL_RUN_OPTIONS(func)
 
 
 def _run_protocol(model: str, protocol: str, dataset: str, root: str, *, split: int, overrides: dict,
-                  save_dir: str | None, overwrite: bool, device: str, no_progress: bool,
+                  save_dir: str | None, overwrite: bool, device: str, no_progress: bool, random_init: bool,
                   reference: dict | None = None) -> dict:
-    """Run one protocol with the --save, --overwrite, --device and --no-progress of the command line
-    (``reference``: a downstream recipe's published numbers, recorded by a --save model)."""
+    """Run one protocol with the --random-init, --save, --overwrite, --device and --no-progress of the
+    command line (``reference``: a downstream recipe's published numbers, recorded by a --save model)."""
     from ..runtime import resolve_device
     from ..train.protocols import run_protocol
 
     return run_protocol(model, protocol, dataset, root, split=split, overrides=overrides,
                         device=resolve_device(device, setting="--device"), progress=not no_progress, log=click.echo,
-                        save_dir=save_dir, overwrite=overwrite, reference=reference)
+                        save_dir=save_dir, overwrite=overwrite, reference=reference,
+                        pretrained=pretrained_weights(random_init))
 
 
 @click.command("eval")
@@ -184,8 +196,11 @@ def _run_protocol(model: str, protocol: str, dataset: str, root: str, *, split: 
                    "settings left unset (frames, stride, size, crop_fraction; retrieval: clips) are the model's own.")
 @protocol_run_options
 def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out_file: str | None,
-             settings: tuple[str, ...], save_dir: str | None, overwrite: bool, device: str, no_progress: bool) -> None:
-    """Evaluate MODEL (a saved model folder or a pretraining checkpoint) on a dataset.
+             settings: tuple[str, ...], random_init: bool, save_dir: str | None, overwrite: bool, device: str,
+             no_progress: bool) -> None:
+    """Evaluate MODEL on a dataset: a saved model folder, local-dir:PATH, a pretraining checkpoint
+    (.pt), hf-hub:ORG/REPO[@REV], a published arch.tag, or an architecture name with --random-init
+    (the baseline a pretraining must beat).
 
     Prints the protocol's settings and a table of the metrics and, with --out, writes them as JSON
     with the model id, the protocol's parameters, dataset, split and library versions.
@@ -197,7 +212,8 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
     with exclusive_outputs(out_file, save_dir):  # one writer per output, from the checks to the results
         refuse_existing(out_file, overwrite=overwrite)
         result = _run_protocol(model, protocol, dataset, root, split=split, overrides=_parse_settings(settings),
-                               save_dir=save_dir, overwrite=overwrite, device=device, no_progress=no_progress)
+                               save_dir=save_dir, overwrite=overwrite, device=device, no_progress=no_progress,
+                               random_init=random_init)
         _write_result(result, out_file)
 
 
@@ -208,12 +224,13 @@ def eval_cmd(model: str, protocol: str, dataset: str, root: str, split: int, out
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe value: model=PATH, data.root=DIR, settings.epochs=10 (repeatable).")
 @protocol_run_options
-def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save_dir: str | None, overwrite: bool,
-             device: str, no_progress: bool) -> None:
+def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], random_init: bool, save_dir: str | None,
+             overwrite: bool, device: str, no_progress: bool) -> None:
     """Run a downstream RECIPE (fine-tuning, linear probe or retrieval; a YAML file or a bundled name).
 
-    The recipe names the encoder (model: PATH), the dataset (data: dataset, root, split), the
-    protocol settings and the paper's number to compare with; see recipes/finetune_*.yaml.
+    The recipe names the encoder (model: any model name, as for eval), the dataset (data: dataset,
+    root, split), the protocol settings and the paper's number to compare with; see
+    recipes/finetune_*.yaml.
 
     \b
     Example:
@@ -227,7 +244,7 @@ def finetune(recipe: str, out_file: str | None, overrides: tuple[str, ...], save
         data = loaded["data"]
         result = _run_protocol(str(loaded["model"]), loaded["protocol"], data["dataset"], data["root"],
                                split=data.get("split", 1), overrides=loaded.get("settings") or {}, save_dir=save_dir,
-                               overwrite=overwrite, device=device, no_progress=no_progress,
+                               overwrite=overwrite, device=device, no_progress=no_progress, random_init=random_init,
                                reference=loaded.get("reference"))
         result["recipe"], result["reference"] = loaded.get("name"), loaded.get("reference", {})
         _write_result(result, out_file)

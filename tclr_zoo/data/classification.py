@@ -71,3 +71,6 @@ def collate_labelled(batch: list) -> dict:
         clips, labels = zip(*good)
         out["clips"], out["labels"] = torch.stack(clips), torch.tensor(labels)
     return out
+
+
+__all__ = ["ClipClassificationDataset", "collate_labelled"]

@@ -31,11 +31,24 @@ from torch.utils.data import Dataset, Sampler
 from ..constants import DATASET_NAMES
 from .decode import VideoDecodeError, decode_frames, probe
 from .layouts import (  # noqa: F401  (re-exported: the public home of the dataset readers)
-    DATASETS, VIDEO_EXTENSIONS, DatasetError, DatasetNotFoundError, VideoItem, VideoList, load_split, read_ucf_split,
+    DATASETS,
+    VIDEO_EXTENSIONS,
+    DatasetError,
+    DatasetNotFoundError,
+    VideoItem,
+    VideoList,
+    load_split,
+    read_ucf_split,
 )
 from .sampling import ClipSampling, evenly_spaced_clips, sample_tclr_indices
 from .transforms import (
-    AugmentConfig, augment_batch, augment_clip, crop_resize_batch, eval_clip, normalize_clip, sample_clip_params,
+    AugmentConfig,
+    augment_batch,
+    augment_clip,
+    crop_resize_batch,
+    eval_clip,
+    normalize_clip,
+    sample_clip_params,
 )
 
 #: Where the training augmentation runs: in the loader workers, per clip (``augment_clip``), or on
@@ -263,3 +276,7 @@ class EvalClipsDataset(Dataset):
                  for row in position for where in self.positions]
         stacked = torch.stack([normalize_clip(c, self.mean, self.std) for c in clips])
         return stacked, item.label, index
+
+
+__all__ = ["AUGMENT_ON", "BadFileLog", "BadSample", "EpochShuffleSampler", "EvalClipsDataset", "SYNTHETIC_NAME",
+           "TCLRPretrainDataset", "augment_pretrain_batch", "collate_pretrain", "describe_dataset", "split_bad"]

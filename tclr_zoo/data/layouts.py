@@ -242,7 +242,8 @@ def _csv_rows(path: Path, columns: Sequence[str], expected: str) -> Iterator[tup
             if header is None:
                 header = [f.lower() for f in fields]
                 if any(c not in header for c in columns):
-                    raise DatasetError(f"{path}:{reader.line_num}: expected a header {expected!r}, got {','.join(fields)!r}")
+                    raise DatasetError(f"{path}:{reader.line_num}: expected a header {expected!r}, "
+                                       f"got {','.join(fields)!r}")
                 continue
             values = {c: fields[header.index(c)] if header.index(c) < len(fields) else "" for c in columns}
             yield reader.line_num, values
@@ -335,7 +336,8 @@ def _read_hmdb51(root: Path, *, split: int, subset: str, csv_file=None) -> tuple
     lacking = [c for c in class_names if split not in by_class[c]]
     if lacking:
         raise DatasetNotFoundError(f"{split_dir / f'{lacking[0]}_test_split{split}.txt'}: split file not found "
-                                   f"({len(lacking)} of {len(class_names)} classes lack split {split}; HMDB51 has splits 1-3)")
+                                   f"({len(lacking)} of {len(class_names)} classes lack split {split}; "
+                                   "HMDB51 has splits 1-3)")
     wanted = "1" if subset == "train" else "2"
     video_dir = _pick_dir(root, _HMDB_VIDEO_DIRS, lambda d: any((d / c).is_dir() for c in class_names)) or root
     items = []
@@ -391,9 +393,11 @@ def _read_kinetics400(root: Path, *, split: int, subset: str, csv_file=None) -> 
     else:
         csv_path = find_csv(sub)
         if csv_path is None:
-            raise DatasetNotFoundError(f"{root}: no annotation CSV for {sub} (looked for annotations/{sub}.csv, {sub}.csv)")
+            raise DatasetNotFoundError(f"{root}: no annotation CSV for {sub} "
+                                       f"(looked for annotations/{sub}.csv, {sub}.csv)")
     rows = _kinetics_rows(csv_path)
-    train_csv = find_csv("train") or (csv_path.parent / "train.csv" if (csv_path.parent / "train.csv").is_file() else None)
+    train_csv = find_csv("train") or (csv_path.parent / "train.csv" if (csv_path.parent / "train.csv").is_file()
+                                      else None)
     if train_csv is None or train_csv.resolve() == csv_path.resolve():
         class_source, class_names = csv_path, sorted({label for _, label, _ in rows})
     else:
@@ -499,3 +503,7 @@ _READERS: dict[str, Callable[..., tuple[VideoList, Path]]] = {
     "ucf101": _read_ucf101, "hmdb51": _read_hmdb51, "kinetics400": _read_kinetics400,
     "folder": _read_folder, "csv": _read_csv,
 }
+
+
+__all__ = ["DATASETS", "DatasetError", "DatasetNotFoundError", "VIDEO_EXTENSIONS", "VideoItem", "VideoList",
+           "expand_video_folders", "find_videos", "load_split", "read_ucf_split"]

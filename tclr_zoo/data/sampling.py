@@ -96,3 +96,6 @@ def evenly_spaced_clips(num_frames: int, clips: int, frames: int, stride: int) -
     starts = np.linspace(0, last_start, clips).round().astype(np.int64)
     indices = starts[:, None] + np.arange(frames)[None, :] * stride
     return mirror_indices(indices, num_frames)
+
+
+__all__ = ["ClipSampling", "TCLRIndices", "evenly_spaced_clips", "mirror_indices", "sample_tclr_indices"]

@@ -127,3 +127,6 @@ def iter_tensor_windows(frames: torch.Tensor, plan: WindowPlan, *, fps: float = 
         clip = frames.index_select(0, torch.from_numpy(indices))
         yield Window(transform(clip) if transform is not None else clip,
                      float(indices.min()) * scale, float(indices.max() + 1) * scale)
+
+
+__all__ = ["FrameTransform", "Window", "WindowPlan", "iter_tensor_windows", "iter_video_windows"]

@@ -8,3 +8,6 @@ accuracy gate (``accuracy``). Every check runs in a staging folder, so an export
 passed them all. ``triton`` writes a Triton Inference Server model repository for such a folder
 (``tclr-zoo export --triton``).
 """
+
+
+__all__: list[str] = []

@@ -15,7 +15,8 @@ set the int8 scales and so flatter them. Measured per int8 graph:
   than fp32's own top answer (0 when they agree). A regret within the tie tolerance (``TIE_COSINE``,
   ``TIE_PROBABILITY``) is no error: fp32 itself barely prefers one of the two, and bare top-1
   agreement, which counted such flips as errors, refused near-perfect graphs (R3D-18 on 3 held-out
-  near-identical videos: cosine 0.99988, top-1 agreement 0.875). A query counts (is *judged*) only when some candidate lies
+  near-identical videos: cosine 0.99988, top-1 agreement 0.875). A query counts (is *judged*) only
+  when some candidate lies
   more than the tolerance below fp32's best -- when a wrong answer is possible at all: a clip with a
   single candidate (2 held-out videos) or only tied ones is no evidence, where top-1 agreement counted
   it as a success and so passed any graph on 2 videos. ``agreement`` is the share of judged queries

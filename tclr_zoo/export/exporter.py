@@ -35,11 +35,12 @@ from ..atomic import exclusive_output, refuse_to_replace, staged_directory
 from ..constants import CARD_NAME, FP16_NAME, FP32_NAME, HEADS, INT8_NAME, INT8_TRT_NAME, ONNX_DIR, REPORT_NAME
 from ..hub.card import render_model_card
 from ..hub.format import write_model_files
+from ..hub.resolve import resolve_model
 from ..models import TCLRModel
+from ..models.outputs import build_head, check_head, head_output_dim
 from ..models.preprocessing import Preprocessing
 from .graph_checks import TRT8_MAX_OPSET, TRT10_MAX_OPSET, check_graph
 from .int8_options import Int8Options
-from ..models.outputs import build_head, check_head, head_output_dim
 from .onnx_export import DEFAULT_OPSET, INPUT_NAME, TORCHSCRIPT_MAX_OPSET, export_onnx
 from .parity import check_parity
 
@@ -70,24 +71,50 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
                  *, onnx: bool = False, fp16: bool = False, opset: int | None = None, head: str = "retrieval",
                  max_batch: int = 8, sample_inputs: torch.Tensor | Sequence[torch.Tensor] | None = None,
                  config: dict[str, Any] | None = None, overwrite: bool = False,
-                 int8: Int8Options | None = None) -> dict[str, Any]:
+                 int8: Int8Options | None = None, pretrained: bool = True) -> dict[str, Any]:
     """Export a model; returns the report (also written to ``onnx/export_report.json`` with ``onnx``).
 
-    ``model_ref_or_model``: anything ``load_model`` accepts (a saved-model folder, ``local-dir:``,
-    ``hf-hub:``, a registry name) or a training checkpoint path (``protocols.load_encoder``),
-    a ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``. ``fp16`` implies ``onnx``.
-    ``sample_inputs``: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded random
-    clips in [0, 1]). ``int8`` (implies ``onnx``): also the two INT8 graphs, calibrated and gated as
-    ``int8`` says (``export/int8_options.py``); the clips are read before anything is exported, so a bad
-    source fails at once. Raises ``OutputInUseError`` when another process is writing ``out_dir`` (the
-    folder's lock is held for the whole export), ``OutputExistsError`` for a non-empty ``out_dir`` without
-    ``overwrite``, ``ExportError`` for bad requests (a calibration source that cannot serve included),
-    ``GraphCheckError`` / ``ParityError`` / ``accuracy.AccuracyGateError`` when a check fails (and then
-    writes nothing to ``out_dir``).
+    The folder's writer lock is held for the whole export, and everything is written to a staging
+    folder that replaces ``out_dir`` only when every check passed (see the module docstring).
+
+    Args:
+        model_ref_or_model: any model name ``load_model`` accepts (a saved-model folder,
+            ``local-dir:``, a training checkpoint, ``hf-hub:``, a published ``arch.tag``), a
+            ``(model, config)`` pair, or a ``TCLRModel`` together with ``config=``.
+        out_dir: the export folder to write (the saved-model layout, plus ``onnx/``).
+        onnx: also export the fp32 ONNX graph, checked against its graph rules and PyTorch.
+        fp16: also the float16 graph (implies ``onnx``).
+        opset: the ONNX opset, 7 to ``DEFAULT_OPSET`` (default: ``DEFAULT_OPSET``).
+        head: the output the graph computes: ``retrieval``, ``backbone``, ``projection`` or ``logits``.
+        max_batch: the largest batch the graph is checked at; recorded in ``config.json`` (the ONNX
+            backend runs batches of up to this many clips).
+        sample_inputs: real preprocessed clips ``[N,3,T,H,W]`` for the parity checks (else seeded
+            random clips in [0, 1]).
+        config: the model's ``config.json`` content; needed with a ``TCLRModel``, and used instead of
+            the loaded one when given.
+        overwrite: replace a non-empty ``out_dir``.
+        int8: also the two INT8 graphs (implies ``onnx``), calibrated and gated as ``int8`` says
+            (``export/int8_options.py``); the clips are read before anything is exported, so a bad
+            source fails at once.
+        pretrained: False: export the architecture a registry name names with random weights.
+
+    Returns:
+        The export report: head, input and output (names, dtypes, shapes), ``max_batch``, library
+        versions, ``files`` (each graph's path, size and sha256), and with ``onnx`` the graph and
+        parity reports (and the int8 calibration and accuracy gate), plus ``out_dir``.
+
+    Raises:
+        OutputInUseError: another process is writing ``out_dir``.
+        OutputExistsError: ``out_dir`` is not empty and ``overwrite`` is not set.
+        ExportError: a bad request: an unknown head (or ``logits`` on a model without a classifier),
+            ``max_batch < 1``, an opset out of range, a ``TCLRModel`` without ``config``, or a
+            calibration source that cannot serve.
+        GraphCheckError, ParityError, AccuracyGateError: a check failed; nothing is written to
+            ``out_dir``.
     """
     out_dir = Path(out_dir)
     refuse_to_replace(out_dir, overwrite=overwrite, kind="folder")  # before the model is even loaded
-    model, config, card = _resolve(model_ref_or_model, config)
+    model, config, card = _resolve(model_ref_or_model, config, pretrained)
     onnx = onnx or fp16 or int8 is not None
     try:
         check_head(model, head)
@@ -143,7 +170,7 @@ def export_model(model_ref_or_model: str | os.PathLike | TCLRModel | tuple[TCLRM
     return report
 
 
-def _resolve(ref, config):
+def _resolve(ref, config, pretrained: bool = True):
     """-> (model, config, model card text or None)."""
     if isinstance(ref, TCLRModel):
         if config is None:
@@ -151,19 +178,9 @@ def _resolve(ref, config):
         return ref, config, None
     if isinstance(ref, tuple):
         return ref[0], ref[1], None
-    path = Path(ref)
-    if path.is_file():  # a training checkpoint
-        from ..train.protocols import load_encoder
-
-        model, loaded = load_encoder(path)
-        return model, config or loaded, None
-    from ..inference.model import load_model  # a saved folder, local-dir:, hf-hub: or registry name
-
-    loaded_model = load_model(str(ref))
-    directory = loaded_model.source.directory
-    card = directory / CARD_NAME if directory is not None else None
-    model = loaded_model.torch_model.to(memory_format=torch.contiguous_format)
-    return model, config or loaded_model.config, card.read_text() if card is not None and card.is_file() else None
+    model, loaded, source = resolve_model(ref, pretrained=pretrained)  # any model name, as load_model reads it
+    card = source.directory / CARD_NAME if source.directory is not None else None
+    return model, config or loaded, card.read_text() if card is not None and card.is_file() else None
 
 
 def parity_inputs(input_shape: tuple[int, ...], batch_sizes: Sequence[int],

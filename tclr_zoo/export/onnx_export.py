@@ -142,3 +142,6 @@ def _drop_identities(graph: onnx.GraphProto) -> None:
             keep.append(node)
     del graph.node[:]
     graph.node.extend(keep)
+
+
+__all__ = ["DEFAULT_OPSET", "HalfPrecision", "INPUT_NAME", "MAX_IR_VERSION", "TORCHSCRIPT_MAX_OPSET", "export_onnx"]

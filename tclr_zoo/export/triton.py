@@ -227,3 +227,7 @@ def parse_batches(text: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise TritonError(f"--preferred-batch must be comma-separated integers, got {text!r}") from None
+
+
+__all__ = ["GRAPHS", "KINDS", "PLATFORMS", "TYPES", "TritonError", "config_pbtxt", "load_export", "onnx_graph",
+           "parse_batches", "preprocessing_md", "write_model_repository"]

@@ -22,8 +22,22 @@ from typing import Any
 from ..constants import LOCAL_PREFIX, ONNX_DIR, REPORT_NAME
 from ..models.preprocessing import Preprocessing
 from .card_metadata import (
-    CARRIED, CONVERTED, KNOWN_DATASETS, MEASURED, Row, dataset_key, is_number, model_name, pretrained_spec,
-    published_id, usage_id, card_results, collect_rows, front_matter, parse_front_matter, protocol_text,
+    CARRIED,
+    CONVERTED,
+    KNOWN_DATASETS,
+    MEASURED,
+    Row,
+    card_results,
+    collect_rows,
+    dataset_key,
+    front_matter,
+    is_number,
+    model_name,
+    parse_front_matter,
+    pretrained_spec,
+    protocol_text,
+    published_id,
+    usage_id,
 )
 
 TEMPLATE_NAME = "MODEL_CARD.md"

@@ -345,3 +345,7 @@ def _silent_tqdm():
             super().__init__(*args, **kwargs)
 
     return Silent
+
+
+__all__ = ["ALL_PATTERNS", "DEFAULT_ENDPOINT", "HubError", "MODEL_PATTERNS", "PICKLE_PATTERNS", "download",
+           "fetch_snapshot", "hub_settings", "push_folder"]

@@ -26,12 +26,12 @@ import torch
 from torch import nn
 from torchvision.models import video
 
-from ..constants import CARD_NAME, REFERENCE_ARCHS
-from .card import render_model_card
-from .format import load_pretrained_dir, model_config, write_model_files
 from ..atomic import exclusive_output, file_sha256, refuse_to_replace, staged_directory
+from ..constants import CARD_NAME, REFERENCE_ARCHS
 from ..models.preprocessing import Preprocessing
 from ..models.registry import create_model, resolve_model_args
+from .card import render_model_card
+from .format import load_pretrained_dir, model_config, write_model_files
 
 STATE_KEYS = ("state_dict", "bb_state_dict")  # the reference's loaders accept either
 DROPPED_KEYS = ("0.fc.weight", "0.fc.bias")  # a classifier the reference network never uses
@@ -206,7 +206,8 @@ def _head_outputs(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 def _check_arch(arch: str) -> None:
     if arch not in REFERENCE_ARCHS:
-        raise ConversionError(f"cannot convert reference checkpoints for arch {arch!r}; choices: {', '.join(REFERENCE_ARCHS)}")
+        raise ConversionError(f"cannot convert reference checkpoints for arch {arch!r}; "
+                              f"choices: {', '.join(REFERENCE_ARCHS)}")
 
 
 def _load_into_model(state: dict[str, torch.Tensor], arch: str, path: str | os.PathLike):
@@ -313,3 +314,8 @@ def _card(config: dict[str, Any], errors: dict[str, float] | None) -> str:
     check = None if errors is None else {**errors, "tolerance": CHECK_TOLERANCE,
                                          "inputs": f"a seeded random {'x'.join(map(str, CHECK_SHAPE))} clip batch"}
     return render_model_card(config, conversion_check=check)
+
+
+__all__ = ["CHECK_SHAPE", "CHECK_TOLERANCE", "ConversionError", "DROPPED_KEYS", "STATE_KEYS", "build_reference_network",
+           "check_tclr_layer4", "convert_reference_checkpoint", "load_reference_checkpoint", "reference_outputs",
+           "verify_against_reference"]

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file
 
 from .. import __version__
@@ -124,6 +125,25 @@ def save_pretrained(model: TCLRModel, directory: str | os.PathLike, config: dict
     return directory
 
 
+def read_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a saved model folder's ``model.safetensors`` (no pickle: safetensors only).
+
+    Args:
+        directory: a saved model folder.
+
+    Returns:
+        Key -> tensor, as written (files of older versions may hold ``head.*`` keys for ``projection.*``).
+
+    Raises:
+        ModelLoadError: the file cannot be read as safetensors.
+    """
+    path = Path(directory) / WEIGHTS_NAME
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own SafetensorError / OSError variants
+        raise ModelLoadError(f"{path}: not a readable safetensors file ({err})") from None
+
+
 def load_pretrained_dir(directory: str | os.PathLike) -> tuple[TCLRModel, dict[str, Any]]:
     """Rebuild a model saved by :func:`save_pretrained` (strict: missing/unexpected keys are errors)."""
     directory = Path(directory)
@@ -138,12 +158,13 @@ def load_pretrained_dir(directory: str | os.PathLike) -> tuple[TCLRModel, dict[s
     labels = config.get("labels")
     model = create_model(config["architecture"], model_args=config["model_args"], head_dim=config.get("head_dim", 128),
                          num_classes=len(labels) if labels else None)
-    try:
-        state = load_file(str(weights_path))
-    except Exception as err:  # safetensors raises its own SafetensorError / OSError variants
-        raise ModelLoadError(f"{weights_path}: not a readable safetensors file ({err})") from None
+    state = read_weights(directory)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ModelLoadError(f"{weights_path}: weights do not fit {config['architecture']}: "
                              f"missing keys {missing[:10]}, unexpected keys {unexpected[:10]}")
     return model.eval(), config
+
+
+__all__ = ["ModelLoadError", "is_model_folder", "load_pretrained_dir", "model_config", "read_config", "read_weights",
+           "refuse_foreign_folder", "save_pretrained", "write_model_files"]

@@ -41,11 +41,20 @@ ONNX_PRECISIONS = ("fp32", "fp16", "int8")
 
 class BackendError(ValueError):
     """A backend that cannot run as asked (no ONNX graph, head not exported, device missing); input it
-    cannot take is refused, for both backends, by its subclass ``inputs.VideoInputError``."""
+    cannot take is refused, for both backends, by its subclass ``inputs.VideoInputError``.
+
+    ``hint`` (appended to the message) says how to fix it in Python, ``cli_hint`` ``(flag, text)``
+    the same with the command line's flag, as for ``ModelNotFoundError``.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", cli_hint: tuple[str, str] | None = None) -> None:
+        super().__init__(message + hint)
+        self.reason, self.cli_hint = message, cli_hint
 
 
 class TorchBackend:
-    """The PyTorch model, eval mode, fp32 (``precision="bf16"``: bfloat16 autocast), ``channels_last_3d`` (measured faster on CPU and CUDA), run
+    """The PyTorch model, eval mode, fp32 (``precision="bf16"``: bfloat16 autocast), ``channels_last_3d``
+    (measured faster on CPU and CUDA), run
     through a copy with every BatchNorm folded into the convolution before it.
 
     Folding is exact algebra (``y = conv(x) * s + b`` becomes one convolution with scaled weights),
@@ -114,7 +123,9 @@ def choose_providers(available: Sequence[str], *, device: str | None, gpu: bool)
     chosen = [p for p in (TENSORRT, CUDA) if p in available] if gpu else []
     if device not in (None, "auto") and not chosen:
         why = "no CUDA GPU is visible" if not gpu else f"this onnxruntime has no GPU provider ({', '.join(available)})"
-        raise BackendError(f"device {device!r} asked for, but {why}; install onnxruntime-gpu or use device='cpu'")
+        raise BackendError(f"device {device!r} asked for, but {why}",
+                           hint="; install onnxruntime-gpu or use device='cpu'",
+                           cli_hint=("--device", "; install onnxruntime-gpu or use --device cpu"))
     return chosen + [CPU]
 
 
@@ -150,8 +161,10 @@ class OnnxBackend:
 
     def run(self, clips: torch.Tensor, head: str) -> torch.Tensor:
         if head != self.head:
-            raise BackendError(f"{self.graph_path} outputs the {self.head!r} head only; export the model with "
-                               f"--head {head} or load it with backend='torch'")
+            raise BackendError(f"{self.graph_path} outputs the {self.head!r} head only",
+                               hint=f"; export the model with head={head!r} (tclr-zoo export --head {head}) or load it "
+                                    "with backend='torch'",
+                               cli_hint=("--backend", f"; export the model with --head {head}, or use --backend torch"))
         x = clips.detach().to("cpu", torch.float32).numpy()
         outs = [self.session.run(None, {self.input_name: np.ascontiguousarray(x[i:i + self.max_batch])})[0]
                 for i in range(0, len(x), self.max_batch)]
@@ -184,3 +197,7 @@ def _graph_path(directory: Path, config: dict[str, Any], key: str) -> Path:
     if not path.is_file():
         raise BackendError(f"{path}: listed in config.json but missing")
     return path
+
+
+__all__ = ["BackendError", "CPU", "CUDA", "ONNX_PRECISIONS", "OnnxBackend", "TENSORRT", "TORCH_PRECISIONS",
+           "TorchBackend", "choose_providers", "gpu_present", "graph_key"]

@@ -40,8 +40,20 @@ from ..atomic import atomic_write, exclusive_output, refuse_to_replace
 from ..constants import EMBED_HEADS
 from .loader import Skipped
 from .model import VideoModel, load_model
-from .shards import (COLUMNS, PYTHON_SPELLING, UNIT_VIDEOS, ShardPlan, UnitStore, Units, check_shard_folder,
-                     embed_units, paths_digest, shard_folder, video_part, windows_part)
+from .shards import (
+    COLUMNS,
+    PYTHON_SPELLING,
+    UNIT_VIDEOS,
+    ShardPlan,
+    Units,
+    UnitStore,
+    check_shard_folder,
+    embed_units,
+    paths_digest,
+    shard_folder,
+    video_part,
+    windows_part,
+)
 
 T = TypeVar("T")
 #: The files an embeddings output may be.
@@ -64,6 +76,7 @@ class CorpusEmbeddings:
     head: str | None = None
     videos: int = 0  # videos in the input list
     resumed: int = 0  # of them: videos whose rows an interrupted run had saved
+    identity: str | None = None  # the model's (VideoModel.identity); None in files of earlier versions
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -99,10 +112,13 @@ class CorpusJob:
     spelling: Mapping[str, str] = field(default_factory=lambda: dict(PYTHON_SPELLING))
 
     def record(self, model: VideoModel, paths: Sequence[str]) -> dict[str, Any]:
-        """What the units' rows are (``job.json``): a resume must match every field."""
+        """What the units' rows are (``job.json``): a resume must match every field but the model's
+        names (``model_id``, ``revision``): the model is its identity (``model``), so the same model
+        loaded from a moved or copied folder continues the job (``shards.job_differences``)."""
         backend = model.backend
         precision = getattr(backend, "precision", None) or Path(getattr(backend, "graph_path", "")).name
-        return {"command": self.command, "model_id": model.model_id, "revision": model.revision, "head": self.head,
+        return {"command": self.command, "model": model.identity, "model_id": model.model_id,
+                "revision": model.revision, "head": self.head,
                 "windows": self.windows, "backend": backend.name, "precision": precision, "videos": len(paths),
                 "paths_sha256": paths_digest(paths), "unit_videos": self.unit_videos}
 
@@ -183,7 +199,7 @@ def _finish(model: VideoModel, store: Units, plan: ShardPlan, job: CorpusJob,
     rows = torch.cat([unit["embeddings"] for unit in units]) if units else torch.empty(0, dim)
     columns = {key: [v for unit in units for v in unit[key]] for key in COLUMNS}
     corpus = CorpusEmbeddings(rows, **columns, skipped=skipped, model_id=model.model_id, revision=model.revision,
-                              head=job.head, videos=plan.count, resumed=resumed)
+                              head=job.head, videos=plan.count, resumed=resumed, identity=model.identity)
     result = write(model, corpus)
     if isinstance(store, UnitStore):
         store.discard()
@@ -196,7 +212,7 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
                  skip_bad: bool = False, batch_size: int = 8, workers: int | None = None, progress: bool = False,
                  backend: str = "torch", device: str | None = None, precision: str = "fp32",
                  log: Callable[[str], None] | None = None,
-                 spelling: Mapping[str, str] = PYTHON_SPELLING) -> CorpusEmbeddings | None:
+                 spelling: Mapping[str, str] = PYTHON_SPELLING, pretrained: bool = True) -> CorpusEmbeddings | None:
     """Embed many videos with one model: one row per video (its windows pooled, as
     ``VideoModel.embed``), or one per window; resumable, and split over torchrun's processes.
 
@@ -216,11 +232,26 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
         unit_videos: videos per unit: what an interruption can cost, per process.
         skip_bad: record unreadable videos (``CorpusEmbeddings.skipped``) instead of stopping.
         batch_size, workers, progress: as for ``VideoModel.embed``.
+        backend, device, precision, pretrained: how a ``model`` given by name is loaded (as
+            ``load_model`` takes them; ignored for a loaded model).
         log: gets the line that says what a resume continues from.
         spelling: how the messages name ``resume`` and ``overwrite`` (the CLI passes its flags).
 
     Returns:
         The rows, on rank 0 (and in a single process); ``None`` on the other ranks.
+
+    Raises:
+        ValueError: an unknown ``head``, an ``out`` that does not end in ``.npy`` or
+            ``.safetensors``, ``resume`` without ``out``, or several torchrun processes without ``out``.
+        OutputExistsError: ``out`` (or its ``.json`` sidecar) exists and ``overwrite`` is not set.
+        OutputInUseError: another process is writing ``out``.
+        FileExistsError: an interrupted job left finished units for ``out`` and neither ``resume``
+            nor ``overwrite`` is set.
+        FileNotFoundError: ``resume`` with no interrupted job to continue, or a folder in ``paths``
+            without videos.
+        ShardError: the units to resume were made by another job (model, head, list or unit size).
+        VideoDecodeError: a video cannot be decoded (without ``skip_bad``; finished units are kept,
+            so ``resume`` continues after it is fixed or skipped).
     """
     from ..data.layouts import expand_video_folders
 
@@ -241,7 +272,8 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
             save_embeddings(target, corpus, architecture=loaded.config.get("architecture"))
         return corpus
 
-    load = None if isinstance(model, VideoModel) else {"backend": backend, "device": device, "precision": precision}
+    load = None if isinstance(model, VideoModel) else {"backend": backend, "device": device, "precision": precision,
+                                                       "pretrained": pretrained}
     return run_corpus(model, expand_video_folders([os.fspath(p) for p in paths]), job, check=check, write=write,
                       skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log)
 
@@ -260,9 +292,26 @@ def _embeddings_target(out: str | os.PathLike | None, *, resume: bool) -> Path |
 def save_embeddings(out: str | os.PathLike, corpus: CorpusEmbeddings, *, architecture: str | None = None) -> list[Path]:
     """Write ``corpus`` to ``out``: ``.safetensors`` (rows + metadata inside) or ``.npy`` (+ a
     ``.json`` sidecar), each atomically; returns the files written. The metadata records the model,
-    the head, each row's path (and id and times for window rows) and the skipped videos (``failed``)."""
+    the head, each row's path (and id and times for window rows) and the skipped videos (``failed``).
+
+    An existing ``out`` is replaced (the caller decides beforehand whether it may be, as
+    :func:`embed_corpus` does).
+
+    Args:
+        out: the file to write, ending in ``.safetensors`` or ``.npy``.
+        corpus: the rows and their metadata (what :func:`embed_corpus` returns).
+        architecture: the model's architecture name, recorded in the metadata.
+
+    Returns:
+        The files written: ``[out]``, or ``[out, sidecar]`` for ``.npy``.
+
+    Raises:
+        ValueError: ``out`` does not end in ``.npy`` or ``.safetensors``.
+        WriteError: a file cannot be written (full disk, read-only); what was there is kept.
+    """
     out = Path(out)
-    metadata = {"model_id": corpus.model_id, "revision": corpus.revision, "architecture": architecture,
+    metadata = {"model_id": corpus.model_id, "revision": corpus.revision, "model_identity": corpus.identity,
+                "architecture": architecture,
                 "head": corpus.head, "dim": int(corpus.embeddings.shape[1]), "paths": corpus.paths,
                 "failed": [item.to_record() for item in corpus.skipped]}
     if corpus.ids != corpus.paths or any(t is not None for t in corpus.starts):
@@ -286,7 +335,19 @@ def save_embeddings(out: str | os.PathLike, corpus: CorpusEmbeddings, *, archite
 
 
 def read_embeddings(path: str | os.PathLike) -> CorpusEmbeddings:
-    """An embeddings file written by :func:`save_embeddings` or ``tclr-zoo embed`` (any version)."""
+    """An embeddings file written by :func:`save_embeddings` or ``tclr-zoo embed`` (any version).
+
+    Args:
+        path: a ``.safetensors`` file, or a ``.npy`` file with its ``.json`` sidecar beside it.
+
+    Returns:
+        The rows with their ids, paths, window times, skipped videos and provenance (model id,
+        revision, head); ``videos`` counts the distinct paths plus the skipped ones.
+
+    Raises:
+        ValueError: ``path`` does not end in ``.npy`` or ``.safetensors``.
+        FileNotFoundError: the file (or the ``.npy`` file's sidecar) is missing.
+    """
     path = Path(path)
     kind = path.suffix.lower()
     if kind == ".safetensors":
@@ -305,7 +366,7 @@ def read_embeddings(path: str | os.PathLike) -> CorpusEmbeddings:
     return CorpusEmbeddings(matrix, list(metadata.get("ids", paths)), paths, list(metadata.get("starts", none)),
                             list(metadata.get("ends", none)), [Skipped.of(item) for item in metadata["failed"]],
                             metadata.get("model_id"), metadata.get("revision"), metadata.get("head"),
-                            videos=len(set(paths)) + len(metadata["failed"]))
+                            videos=len(set(paths)) + len(metadata["failed"]), identity=metadata.get("model_identity"))
 
 
 def classify_corpus(model: VideoModel, paths: Sequence[str | os.PathLike], *, top_k: int = 5, skip_bad: bool = False,

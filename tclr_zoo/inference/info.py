@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..constants import CARD_NAME
-from ..hub.resolve import ModelSource, resolve
-from ..hub.format import read_config
 from ..hub.card import card_results, protocol_text
+from ..hub.resolve import ModelSource, resolve, source_config
 from ..models.preprocessing import Preprocessing
-from .model import random_init_model
 
 
-def describe(name: str) -> tuple[dict[str, Any], ModelSource]:
-    """The config of ``name``; a bare architecture name describes its randomly initialised network,
-    a pretraining checkpoint (``.pt``) the model it holds (as ``tclr-zoo export`` would save it)."""
-    path = Path(name).expanduser()
-    if path.is_file() and path.suffix in (".pt", ".pth"):
-        from ..train.protocols import load_encoder
+def describe(name: str, *, pretrained: bool = True) -> tuple[dict[str, Any], ModelSource]:
+    """The ``config.json`` content of the model ``name`` names, and where it comes from.
 
-        return load_encoder(path)[1], ModelSource(f"checkpoint {path}", None)
-    bare_arch = "." not in name and "/" not in name and ":" not in name
-    source = resolve(name, pretrained=not bare_arch)
-    if source.directory is not None:
-        return read_config(source.directory), source
-    return random_init_model(source.arch)[1], source
+    Any model name (``hub.resolve``): a saved folder's or Hub repository's config is read without
+    loading the weights; a training checkpoint's is the one ``tclr-zoo export`` would save.
+
+    Args:
+        name: any model name.
+        pretrained: False: describe the randomly initialised network of a registry name's architecture.
+
+    Returns:
+        ``(config, source)``.
+    """
+    source = resolve(name, pretrained=pretrained)
+    return source_config(source), source
 
 
 def model_summary(config: dict[str, Any], source: ModelSource) -> str:
@@ -74,3 +73,6 @@ def _result_lines(config: dict[str, Any], source: ModelSource) -> list[str]:
             lines.append("results:        " + ", ".join(f"{k} {v}" for k, v in carried.items())
                          + " (from the model card; protocol settings not recorded)")
     return lines or ["results:        none recorded (measure some with tclr-zoo eval MODEL --protocol retrieval ...)"]
+
+
+__all__ = ["describe", "model_summary"]

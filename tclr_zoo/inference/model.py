@@ -27,26 +27,50 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..atomic import staged_directory
+from ..constants import (
+    CARD_NAME,
+    CONFIG_NAME,
+    EMBED_HEADS,
+    HF_PREFIX,
+    LOCAL_PREFIX,
+    NORMALISED_HEADS,
+    ONNX_DIR,
+    WEIGHTS_NAME,
+)
+from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
+from ..hub.card import render_model_card
+from ..hub.format import read_config, read_weights, refuse_foreign_folder, write_model_files
+from ..hub.identity import model_identity
+from ..hub.resolve import ModelSource, load_source, resolve
+from ..models.preprocessing import ClipTransform, Preprocessing
 from .backends import TORCH_PRECISIONS, BackendError, OnnxBackend, TorchBackend
 from .inputs import VideoInputError, check_clips, check_frames, clip_batch, video_list
-from ..data.windows import Window, WindowPlan, iter_tensor_windows, iter_video_windows
-from .loader import (CropResize, ForwardThreads, ReorderBuffer, Skipped, VideoOutput, WindowChunk, chunks_in_process,
-                     chunks_in_workers, default_workers)
-from ..constants import (CARD_NAME, CONFIG_NAME, EMBED_HEADS, HF_PREFIX, LOCAL_PREFIX, NORMALISED_HEADS, ONNX_DIR,
-                         WEIGHTS_NAME)
-from ..hub.resolve import ModelSource, resolve
-from ..hub.card import render_model_card
-from ..atomic import staged_directory
-from ..hub.format import load_pretrained_dir, model_config, read_config, refuse_foreign_folder, write_model_files
-from ..models.preprocessing import ClipTransform, Preprocessing
-from ..models.registry import create_model, resolve_model_args
+from .loader import (
+    CropResize,
+    ForwardThreads,
+    ReorderBuffer,
+    Skipped,
+    VideoOutput,
+    WindowChunk,
+    chunks_in_process,
+    chunks_in_workers,
+    default_workers,
+)
 
 POOLINGS = ("mean", "max")
 
 
 @dataclass
 class WindowEmbeddings:
-    """Per-window embeddings of one video, with where each window lies (seconds)."""
+    """Per-window embeddings of one video, with where each window lies (seconds).
+
+    Attributes:
+        embeddings: ``[W, D]``, one row per sliding window, in time order.
+        starts: each window's start, in seconds (for frames given in memory: its first frame index).
+        ends: each window's end (its last frame's time plus one frame), in the same unit.
+        source: the video's path, or ``"<frames>"`` for frames given in memory.
+    """
 
     embeddings: torch.Tensor  # [W, D]
     starts: list[float] = field(default_factory=list)
@@ -59,45 +83,57 @@ def load_model(name_or_uri: str | os.PathLike, *, pretrained: bool = True, backe
                precision: str = "fp32") -> "VideoModel":
     """Load a TCLR encoder for inference.
 
-    ``name_or_uri``: a registry name (``r3d_18.tclr_ucf101``, or ``r3d_18`` with ``pretrained=False``
-    for random weights), ``hf-hub:ORG/REPO[@REVISION]``, ``local-dir:PATH`` or a folder written by
-    ``save_pretrained`` / ``tclr-zoo export``. ``backend="onnx"`` runs the folder's exported graph
-    (``precision="fp16"`` its float16 one, ``precision="int8"`` its calibrated int8 one) in onnxruntime, on TensorRT, CUDA or CPU in that order
-    (``device="cpu"`` forces the CPU; ``providers`` overrides the choice); ``model.providers`` says
-    which execution provider actually runs. With the torch backend, ``precision="bf16"`` runs the
-    model in bfloat16 autocast (on a GPU with bf16 units: faster; cosine to fp32 in the README).
+    Every kind of model name goes through the one resolver that every command shares
+    (``hub.resolve``), so a name that works here works in ``tclr-zoo embed``, ``eval``, ``export``,
+    ``info``, ``index`` and ``app`` -- or fails there with the same message.
+
+    Args:
+        name_or_uri: a folder written by ``save_pretrained`` / ``tclr-zoo export``, ``local-dir:PATH``,
+            a training checkpoint (``.pt``), ``hf-hub:ORG/REPO[@REVISION]`` or a published
+            ``arch.tag`` (``r3d_18.tclr_ucf101``; weights not published yet are refused without
+            touching the network). A bare architecture name (``r3d_18``) names no weights: it is
+            refused with ``pretrained=True``, naming its ``arch.tag`` weights.
+        pretrained: False: the architecture of a registry name with random weights (the CLI's
+            ``--random-init``).
+        backend: ``"torch"``, or ``"onnx"`` to run the folder's exported graph in onnxruntime, on
+            TensorRT, CUDA or CPU in that order (``model.providers`` says which runs).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (default: a GPU when present; for onnx,
+            ``"cpu"`` forces the CPU).
+        providers: onnxruntime execution providers to ask for, instead of the choice above.
+        precision: torch: ``"fp32"`` or ``"bf16"`` (bfloat16 autocast, for GPUs with bf16 units;
+            cosine to fp32 in the README); onnx: ``"fp32"``, ``"fp16"`` (the exported float16 graph)
+            or ``"int8"`` (the calibrated int8 graph).
+
+    Returns:
+        The :class:`VideoModel`: its ``model_id`` names where it came from, its ``identity`` what it is.
+
+    Raises:
+        ModelNotFoundError: a name that names no model to be had (the message says why and how to fix it).
+        HubError: a Hub download that fails.
+        ModelLoadError: a folder whose config or weights cannot be loaded.
+        BackendError: a backend or precision that cannot run this model (no ONNX graph, ...).
     """
     if backend not in ("torch", "onnx"):
         raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
     if backend == "torch" and precision not in TORCH_PRECISIONS:  # before any download
         raise BackendError(f"precision must be {' or '.join(TORCH_PRECISIONS)} for the torch backend, got "
-                           f"{precision!r} (fp16 and int8 are graphs of the onnx backend: backend='onnx')")
+                           f"{precision!r}", hint=" (fp16 and int8 are graphs of the onnx backend: backend='onnx')",
+                           cli_hint=("--backend", " (fp16 and int8 are graphs of the onnx backend: --backend onnx)"))
     source = resolve(os.fspath(name_or_uri), pretrained=pretrained, with_onnx=backend == "onnx")
-    if source.directory is None:
-        if backend == "onnx":
-            raise BackendError(f"{source.model_id} has no ONNX graph; export a saved model first (tclr-zoo export)")
-        model, config = random_init_model(source.arch)
-        return VideoModel(TorchBackend(model, device, precision=precision), config, source)
     if backend == "torch":
-        model, config = load_pretrained_dir(source.directory)
+        model, config = load_source(source)
         return VideoModel(TorchBackend(model, device, precision=precision), config, source)
+    if source.directory is None:
+        raise BackendError(f"{source.model_id} has no ONNX graph; export it first "
+                           f"(tclr-zoo export {_export_name(source)} --out DIR --onnx, then load DIR)")
     config = read_config(source.directory)
     return VideoModel(OnnxBackend(source.directory, config, device=device, providers=providers,
                                   precision=precision), config, source)
 
 
-def random_init_model(arch: str) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """A randomly initialised ``arch`` network and its ``config.json`` (TCLR's preprocessing, the defaults).
-
-    Args:
-        arch: a registry architecture name.
-
-    Returns:
-        The model and the config a ``save_pretrained`` of it would write.
-    """
-    args = resolve_model_args(arch)
-    model = create_model(arch, model_args=args)
-    return model, model_config(model, arch=arch, model_args=args, preprocessing=Preprocessing())
+def _export_name(source: ModelSource) -> str:
+    """The MODEL argument of ``tclr-zoo export`` for a source without a folder."""
+    return str(source.checkpoint) if source.checkpoint is not None else f"{source.arch} --random-init"
 
 
 class VideoModel:
@@ -115,6 +151,7 @@ class VideoModel:
         self.frames, self.size = self.preprocessing.frames, self.preprocessing.size
         self.plan = WindowPlan(self.frames, self.preprocessing.eval_frame_stride)
         self._transform = CropResize(self.size, self.preprocessing.crop_fraction)
+        self._identity: tuple[tuple[int, ...], str] | None = None  # (weights' versions, identity)
 
     def __repr__(self) -> str:
         return (f"VideoModel({self.model_id!r}, architecture={self.config['architecture']!r}, "
@@ -123,11 +160,28 @@ class VideoModel:
     # ---- identity -------------------------------------------------------------------------
     @property
     def model_id(self) -> str:
+        """The name this model was loaded from (and can be loaded again with): ``hf-hub:ORG/REPO``,
+        ``local-dir:/abs/path``, a checkpoint's path, or ``ARCH (random init)``."""
         return self.source.model_id
 
     @property
     def revision(self) -> str | None:
+        """The Hub commit, or for a folder the first 16 hex digits of its weights' sha256."""
         return self.source.revision
+
+    @property
+    def identity(self) -> str:
+        """What the model is, whatever it was loaded from: ``sha256:...`` over its weights (the
+        canonical state dict) and its preprocessing (``hub.identity``). A moved or copied folder, its
+        Hub copy and the checkpoint it was exported from share it; other weights never do. Indexes
+        and corpus jobs record it to refuse rows of another model. Computed on first use, and again
+        after the torch model's weights changed in place (a fine-tuning step on ``torch_model``)."""
+        torch_backend = isinstance(self.backend, TorchBackend)
+        version = tuple(t._version for t in self.backend.model.state_dict().values()) if torch_backend else ()
+        if self._identity is None or self._identity[0] != version:
+            weights = self.backend.model.state_dict() if torch_backend else read_weights(self.source.directory)
+            self._identity = (version, model_identity(weights, self.preprocessing))
+        return self._identity[1]
 
     @property
     def device(self) -> torch.device:
@@ -146,7 +200,7 @@ class VideoModel:
     def torch_model(self):
         """The underlying ``TCLRModel`` (torch backend only)."""
         if not isinstance(self.backend, TorchBackend):
-            raise BackendError("torch_model needs backend='torch'")
+            raise BackendError("torch_model needs the torch backend", hint=" (load_model(..., backend='torch'))")
         return self.backend.model
 
     # ---- preprocessing --------------------------------------------------------------------
@@ -155,12 +209,33 @@ class VideoModel:
         """The exact clip transform for your own data loaders, as torchvision's ``weights.transforms()``:
         one clip's uint8 **RGB** frames ``[T, H, W, 3]`` -> the float clip ``[3, T, size, size]`` that
         ``embed`` feeds the network for them (BGR models: the flip included). Picklable, so DataLoader
-        workers can run it; ``model.preprocessing.transform("bgr")`` takes OpenCV's frames."""
+        workers can run it; ``model.preprocessing.transform("bgr")`` takes OpenCV's frames.
+
+        Returns:
+            A :class:`~tclr_zoo.models.preprocessing.ClipTransform` for RGB input; pass it the clip's
+            frames already sampled (``model.frames`` of them, one every ``eval_frame_stride`` decoded
+            frames) and stack its outputs into the ``[B, 3, T, size, size]`` batch ``embed`` takes.
+        """
         return self.preprocessing.transform()
 
     def preprocess(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         """uint8 frames ``[T, H, W, 3]`` (tensor or numpy array; float in [0, 1] too) in the model's
-        channel order -> float clip ``[3, T, size, size]``; stack clips into the batch ``embed`` takes."""
+        channel order -> float clip ``[3, T, size, size]``; stack clips into the batch ``embed`` takes.
+
+        Unlike :attr:`transform`, no channel flip: the frames must already be in
+        ``model.preprocessing.channel_order`` (BGR for the published TCLR weights).
+
+        Args:
+            frames: one clip's frames ``[T, H, W, 3]``, uint8 or float in [0, 1], torch or numpy.
+
+        Returns:
+            The float32 clip ``[3, T, size, size]``: centre crop, resize, pixels / 255, and the
+            model's mean/std when it has one.
+
+        Raises:
+            VideoInputError: ``frames`` is not ``[T, H, W, 3]``, is neither uint8 nor float, holds
+                NaN/Inf, or is float outside [0, 1] (e.g. 0..255 values).
+        """
         return self.preprocessing.to_clip(check_frames(frames))
 
     # The windows of embed/classify take a faster road to the same numbers as ``preprocess``
@@ -281,11 +356,30 @@ class VideoModel:
               hop: int | None = None, progress: bool = False, workers: int | None = None) -> torch.Tensor:
         """Embeddings ``[N, D]``: one row per video (windows pooled), or per clip for a preprocessed batch.
 
-        ``head``: ``retrieval`` (TCLR's temporal feature, the kNN protocol's), ``backbone`` (pooled
-        features) or ``projection`` (the contrastive head). ``retrieval``/``projection`` rows are
-        L2-normalised, also after pooling. ``hop``: frames between window starts (default: back to back).
-        ``workers``: processes that decode video files while the model runs (0: decode in this
-        thread; default: none for one video, 2 on the CPU, up to 8 with a GPU; see the README).
+        Args:
+            videos: a video path, a list of paths, one video as uint8 RGB frames ``[T, H, W, 3]`` (a
+                list may mix such videos with paths), or preprocessed float clips ``[B, 3, T, H, W]``
+                (as :meth:`preprocess` or :attr:`transform` make them); torch tensors or numpy arrays.
+            head: ``retrieval`` (TCLR's temporal feature, the kNN protocol's), ``backbone`` (pooled
+                features) or ``projection`` (the contrastive head). ``retrieval``/``projection`` rows are
+                L2-normalised, also after pooling.
+            pooling: how a video's window embeddings become its row: ``mean`` or ``max``.
+            batch_size: windows per forward pass (windows of several videos share a batch).
+            hop: frames between window starts (default: back to back).
+            progress: show a progress bar over the videos.
+            workers: processes that decode video files while the model runs (0: decode in this
+                thread; default: none for one video, 2 on the CPU, up to 8 with a GPU; see the README).
+
+        Returns:
+            A float32 CPU tensor ``[N, D]``: one row per video in input order, or one per clip of a
+            preprocessed batch.
+
+        Raises:
+            ValueError: an unknown ``head`` or ``pooling``, ``batch_size < 1`` or a bad ``workers``.
+            VideoInputError: input the model cannot take (type, shape, dtype, or float clips outside
+                the range its preprocessing gives).
+            VideoDecodeError: a video file that cannot be decoded (the first bad one in input order).
+            BackendError: an ONNX model asked for a head its graph does not output.
         """
         if head not in EMBED_HEADS:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
@@ -303,8 +397,24 @@ class VideoModel:
                       hop: int | None = None, workers: int | None = None) -> WindowEmbeddings:
         """One embedding per sliding window of one video, with start/end times in seconds.
 
-        ``workers``: as for :meth:`embed`; one video is decoded by one process, so 1 overlaps its
-        decoding with the forward and more cannot help (default: 0).
+        Args:
+            video: one video: a path, or uint8 RGB frames ``[T, H, W, 3]`` (torch or numpy).
+            head: the embedding head, as for :meth:`embed`.
+            batch_size: windows per forward pass.
+            hop: frames between window starts (default: back to back).
+            workers: as for :meth:`embed`; one video is decoded by one process, so 1 overlaps its
+                decoding with the forward and more cannot help (default: 0).
+
+        Returns:
+            A :class:`WindowEmbeddings`: ``embeddings`` ``[W, D]`` (one row per window, not pooled),
+            each window's ``starts``/``ends`` in seconds (frame indices for frames given in memory),
+            and ``source`` (the path, or ``"<frames>"``).
+
+        Raises:
+            ValueError: an unknown ``head``, ``batch_size < 1`` or a bad ``workers``.
+            VideoInputError: not exactly one video (use :meth:`embed` for several), or frames the
+                model cannot take.
+            VideoDecodeError: the video file cannot be decoded.
         """
         if head not in EMBED_HEADS:
             raise ValueError(f"head must be one of {', '.join(EMBED_HEADS)}, got {head!r}")
@@ -321,7 +431,22 @@ class VideoModel:
                  progress: bool = False, workers: int | None = None) -> list[list[tuple[str, float]]]:
         """Top-``k`` ``(label, probability)`` per video (softmax averaged over its windows) or per clip.
 
-        ``workers``: decoding processes, as for :meth:`embed`.
+        Args:
+            videos: what :meth:`embed` takes.
+            top_k: how many labels per video (at most the model's number of labels).
+            batch_size: windows per forward pass.
+            hop: frames between window starts (default: back to back).
+            progress: show a progress bar over the videos.
+            workers: decoding processes, as for :meth:`embed`.
+
+        Returns:
+            One list per video (or per clip of a preprocessed batch), in input order, of
+            ``(label, probability)`` pairs, most probable first.
+
+        Raises:
+            BackendError: the model has no classifier (no labels in its config), or is an ONNX
+                graph exported without the ``logits`` head.
+            VideoInputError, VideoDecodeError, ValueError: as for :meth:`embed`.
         """
         labels = self.labels
         if not labels:
@@ -343,8 +468,18 @@ class VideoModel:
         staged: a crash leaves the old folder or the new one. ``directory`` may hold an earlier saved
         model, which is replaced, but no other files.
 
-        ``model_id``: the name the card's usage snippet shows (default: the Hub repo or registry name
-        this model was loaded from; for a model from a folder or a random init, ``directory`` itself).
+        Args:
+            directory: the folder to write (created when missing).
+            model_id: the name the card's usage snippet shows (default: the Hub repo or registry name
+                this model was loaded from; for a model from a folder or a random init, ``directory``
+                itself).
+
+        Returns:
+            ``directory``, as a ``Path``.
+
+        Raises:
+            OutputExistsError: ``directory`` is a file, or a folder holding files but no saved model.
+            WriteError: the folder cannot be written (full disk, read-only); what was there is kept.
         """
         directory = Path(directory)
         if model_id is None:
@@ -366,10 +501,26 @@ class VideoModel:
 
     def push_to_hub(self, repo_id: str, *, revision: str | None = None, commit_message: str | None = None,
                     private: bool = False, token: str | None = None) -> str:
-        """Upload config, weights, card and ``onnx/`` (when present) to a Hub model repository."""
-        from ..hub.client import push_folder
+        """Upload config, weights, card and ``onnx/`` (when present) to a Hub model repository.
 
+        The model is saved to a temporary folder first (:meth:`save_pretrained`, the card naming
+        ``hf-hub:REPO_ID``); the repository, and the branch ``revision``, are created when missing.
+
+        Args:
+            repo_id: the Hub model repository, ``ORG/NAME``.
+            revision: the branch to commit to (default: ``main``).
+            commit_message: the commit message (default: ``Upload NAME with tclr-zoo VERSION``).
+            private: create the repository as private (when it does not exist yet).
+            token: a Hub token (default: the logged-in user's, or ``HF_TOKEN``).
+
+        Returns:
+            The URL of the commit; its last part is the commit sha.
+
+        Raises:
+            HubError: a bad ``repo_id``, offline mode, or a refusal or failure of the Hub.
+        """
         from .. import __version__
+        from ..hub.client import push_folder
 
         # named after the model, not after the temporary folder it is re-saved in
         name = self.source.directory.name if self.source.directory is not None else self.model_id
@@ -390,3 +541,6 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="video", disable=None if enabled and total > 1 else True, leave=False)
+
+
+__all__ = ["POOLINGS", "VideoModel", "WindowEmbeddings", "load_model", "pool_windows"]

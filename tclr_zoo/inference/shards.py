@@ -13,9 +13,9 @@ so that a job cut short continues where it stopped -- in one process or split ov
   videos (:class:`~.loader.Skipped` records). A unit file that exists is complete; resuming skips it.
   The last unit of the process that merges stays in memory: the output is written right after it,
   so a file would only be deleted again (a job of one unit writes no unit file at all).
-* ``job.json`` in the folder, written with the first unit file, records what the rows are (model,
-  revision, head, precision, the list's sha256, ...); a resume with other settings is refused
-  instead of mixing rows.
+* ``job.json`` in the folder, written with the first unit file, records what the rows are (the
+  model's identity -- its weights and preprocessing, whatever folder it was loaded from -- head,
+  precision, the list's sha256, ...); a resume with other settings is refused instead of mixing rows.
 * Merging reads the units in order, so ids, order and vectors are those of a one-process run.
 
 One pass of the model covers all of a process's units (decode workers start once, see
@@ -159,6 +159,18 @@ class Units:
         return units, [item for unit in units for item in unit.pop("skipped")]
 
 
+#: The fields of ``job.json`` that name the model rather than say what it is (``model``: its
+#: identity): a folder moved or copied elsewhere is the same model. Compared only with a ``job.json``
+#: of an earlier version, which records no identity.
+MODEL_NAMES = ("model_id", "revision")
+
+
+def job_differences(found: Mapping[str, Any], job: Mapping[str, Any]) -> list[str]:
+    """The fields in which the job a unit folder holds (``found``) differs from ``job``, sorted."""
+    ignored = MODEL_NAMES if "model" in found else ("model",)
+    return sorted(key for key in set(found) | set(job) if key not in ignored and found.get(key) != job.get(key))
+
+
 class UnitStore(Units):
     """The unit folder: ``job.json`` and one safetensors file per finished unit."""
 
@@ -181,7 +193,7 @@ class UnitStore(Units):
         job_file = self.folder / JOB_NAME
         if resume and job_file.is_file():
             found = json.loads(job_file.read_text())
-            changed = sorted(key for key in set(found) | set(self.job) if found.get(key) != self.job.get(key))
+            changed = job_differences(found, self.job)
             if changed:
                 differences = ", ".join(f"{key} {found.get(key)!r} there, {key} {self.job.get(key)!r} here"
                                         for key in changed)
@@ -268,6 +280,6 @@ def embed_units(model: Any, paths: Sequence[str], plan: ShardPlan, store: Units,
     return len(todo)
 
 
-__all__ = ["COLUMNS", "JOB_NAME", "PYTHON_SPELLING", "PartMaker", "ShardError", "ShardPlan", "UNIT_VIDEOS",
-           "UnitStore", "Units", "check_shard_folder", "embed_units", "paths_digest", "shard_folder", "video_part",
-           "windows_part"]
+__all__ = ["COLUMNS", "JOB_NAME", "MODEL_NAMES", "PYTHON_SPELLING", "PartMaker", "ShardError", "ShardPlan",
+           "UNIT_VIDEOS", "UnitStore", "Units", "check_shard_folder", "embed_units", "job_differences", "paths_digest",
+           "shard_folder", "video_part", "windows_part"]

@@ -2,8 +2,8 @@
 
 from .c3d import C3D
 from .grouped_bn import GroupedBatchNorm1d, GroupedBatchNorm3d, clip_groups, convert_to_grouped_bn
-from .projection import ProjectionHead
 from .preprocessing import ClipTransform, Preprocessing, PreprocessingError
+from .projection import ProjectionHead
 from .resnet3d import TCLRVideoResNet, apply_tclr_layer4
 from .tclr import TCLRModel
 

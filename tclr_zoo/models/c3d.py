@@ -59,3 +59,6 @@ def _stage(in_ch: int, out_ch: int, convs: int, pool: tuple[int, int, int] | Non
     if pool is not None:
         layers.append(nn.MaxPool3d(kernel_size=pool, stride=pool))
     return nn.Sequential(*layers)
+
+
+__all__ = ["C3D", "FULL_WIDTHS"]

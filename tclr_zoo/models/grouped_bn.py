@@ -170,3 +170,6 @@ def clip_groups(module: nn.Module, groups: int) -> Iterator[None]:
     finally:
         for m, value in zip(layers, previous):
             m.clip_groups = value
+
+
+__all__ = ["GroupedBatchNorm1d", "GroupedBatchNorm3d", "clip_groups", "convert_to_grouped_bn", "grouped_batch_norm"]

@@ -4,7 +4,8 @@
 | head         | output                | what                                                                  |
 |--------------|-----------------------|-----------------------------------------------------------------------|
 | ``backbone``   | ``[B, C]``            | backbone feature map averaged over time and space                    |
-| ``retrieval``  | ``[B, C*T']``         | spatially pooled time-steps, flattened (channel-major), L2-normalised: the paper's nearest-neighbour retrieval feature |
+| ``retrieval``  | ``[B, C*T']``         | spatially pooled time-steps, flattened (channel-major), L2-normalised: |
+|                |                       | the paper's nearest-neighbour retrieval feature                       |
 | ``projection`` | ``[B, head_dim]``     | time-pooled feature through the projection head, L2-normalised       |
 | ``logits``     | ``[B, classes]``      | the classifier's scores (models with a classifier only)              |
 
@@ -141,3 +142,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     if left:
         raise ValueError(f"BatchNorm layers that follow no Conv3d/Linear could not be folded: {left[:5]}")
     return module
+
+
+__all__ = ["EPS", "ExportHead", "build_head", "check_head", "fold_batchnorm", "head_forward", "head_output_dim",
+           "l2_normalize"]

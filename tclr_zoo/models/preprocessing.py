@@ -154,6 +154,10 @@ class Preprocessing:
 
         Returns:
             The preprocessing.
+
+        Raises:
+            PreprocessingError: a whole config without a ``preprocessing`` section, a section that is
+                not a mapping, an unknown key, or a bad value (the message names the key).
         """
         if isinstance(config, Preprocessing):
             return config
@@ -209,6 +213,9 @@ class Preprocessing:
         Returns:
             A callable: uint8 frames ``[T, H, W, 3]`` -> float ``[3, T, size, size]``, the bits
             ``VideoModel.embed`` feeds the network for those frames.
+
+        Raises:
+            ValueError: ``input_order`` is neither ``"rgb"`` nor ``"bgr"``.
         """
         return ClipTransform(self, input_order)
 

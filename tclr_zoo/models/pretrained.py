@@ -5,7 +5,11 @@ The entries describe the authors' released checkpoints (R3D-18 pretrained on UCF
 Kinetics-400, R(2+1)D-18 on Kinetics-400) once converted with
 ``tclr-zoo convert`` and pushed to a Hub organisation. The organisation is configurable
 (``TCLR_ZOO_HUB_ORG``, default ``tclr-zoo``) so a team can serve its own mirror; the repository
-names are fixed.
+names are fixed. Which repositories exist is recorded here (``published``), so a name whose
+weights are not published yet says so at once, without a round trip to the Hub; with
+``TCLR_ZOO_HUB_ORG`` set, every name is looked up in that organisation. A bare architecture name
+never stands for weights: it is refused with its tags named (``tclr_zoo.load_model("r3d_18")``),
+so nothing is downloaded that the user did not name.
 
 :data:`PAPER_RESULTS` is the one home of the published numbers of TCLR-pretrained networks, as
 fractions of 1 like every other number in tclr-zoo; the recipes' ``reference: {published: arch.tag}``
@@ -20,7 +24,7 @@ import os
 from dataclasses import dataclass
 
 from ..constants import HF_PREFIX
-from .registry import ModelNotFoundError, get_arch
+from .registry import ModelNotFoundError, get_arch, random_weights_hint
 
 DEFAULT_ORG = "tclr-zoo"
 ORG_ENV = "TCLR_ZOO_HUB_ORG"
@@ -58,12 +62,19 @@ class PretrainedSpec:
         return self.name.split(".", 1)[0]
 
     @property
+    def available(self) -> bool:
+        """Whether loading the name may download it: the repository is published, or a team serves
+        its own copies (:data:`ORG_ENV` set) -- checked before any network is touched."""
+        return self.published or bool(os.environ.get(ORG_ENV))
+
+    @property
     def repo_id(self) -> str:
         return f"{os.environ.get(ORG_ENV) or DEFAULT_ORG}/{self.repo}"
 
     @property
     def results(self) -> dict[str, float | None]:
-        """The paper's numbers for these weights (``<dataset>_<metric>``: fraction, or None), from :data:`PAPER_RESULTS`."""
+        """The paper's numbers for these weights (``<dataset>_<metric>``: fraction, or None), from
+        :data:`PAPER_RESULTS`."""
         return {key[len(PAPER_PREFIX):]: value for key, value in PAPER_RESULTS.get(self.name, {}).items()
                 if key.startswith(PAPER_PREFIX)}
 
@@ -87,18 +98,50 @@ def list_pretrained(pattern: str = "*") -> list[str]:
 
 
 def get_pretrained(name: str) -> PretrainedSpec:
-    """The entry for ``arch.tag``, or for a bare ``arch`` its first (default) tag."""
+    """The entry for ``arch.tag``.
+
+    Args:
+        name: an ``arch.tag`` name (:func:`list_pretrained`).
+
+    Returns:
+        Its :class:`PretrainedSpec`.
+
+    Raises:
+        ModelNotFoundError: an unknown architecture or tag, or a bare architecture name (which never
+            stands for weights: the message names its tags, and how to get random weights).
+    """
     if name in _PRETRAINED:
         return _PRETRAINED[name]
-    arch = name.split(".", 1)[0]
+    arch, dot, _ = name.partition(".")
     get_arch(arch)  # unknown architecture -> ModelNotFoundError listing the known ones
-    tags = [n for n in list_pretrained(f"{arch}.*")]
-    if "." not in name and tags:
-        return _PRETRAINED[tags[0]]
-    known = ", ".join(tags) if tags else "none"
-    raise ModelNotFoundError(f"no published weights named {name!r} (for {arch}: {known}); "
-                             f"use load_model({arch!r}, pretrained=False) for a randomly initialised network, "
-                             "or a hf-hub:ORG/REPO / local-dir:PATH name")
+    tags = list_pretrained(f"{arch}.*")
+    named = ", ".join(tags) + ("" if any(_PRETRAINED[t].available for t in tags) else " (not published yet)")
+    if not dot:
+        weights = f"its weights are named {named}" if tags else "no weights are published for it"
+        raise ModelNotFoundError(f"{name}: an architecture name; {weights}", **random_weights_hint(arch))
+    raise ModelNotFoundError(f"no published weights named {name!r} (for {arch}: {named if tags else 'none'})",
+                             **random_weights_hint(arch))
+
+
+def published_weights(name: str) -> PretrainedSpec:
+    """The entry for ``arch.tag`` when its weights can be downloaded -- decided without the network.
+
+    Args:
+        name: an ``arch.tag`` name.
+
+    Returns:
+        Its :class:`PretrainedSpec` (:attr:`~PretrainedSpec.available`).
+
+    Raises:
+        ModelNotFoundError: as :func:`get_pretrained`, or the weights are not published yet (the
+            message says how to publish them, and how to get random weights meanwhile).
+    """
+    spec = get_pretrained(name)
+    if not spec.available:
+        raise ModelNotFoundError(f"{name}: these weights are not published yet (there is no {spec.repo_id} on the Hub; "
+                                 f"`tclr-zoo list --pretrained` says how to make it, and {ORG_ENV}=ORG loads it from "
+                                 "your organisation)", **random_weights_hint(spec.arch))
+    return spec
 
 
 def pretrained_specs() -> list[PretrainedSpec]:
@@ -133,4 +176,4 @@ def published_reference(name: str) -> dict[str, float | None]:
 
 
 __all__ = ["DEFAULT_ORG", "ORG_ENV", "PAPER_RESULTS", "PretrainedSpec", "find_pretrained",
-           "get_pretrained", "list_pretrained", "pretrained_specs", "published_reference"]
+           "get_pretrained", "list_pretrained", "pretrained_specs", "published_reference", "published_weights"]

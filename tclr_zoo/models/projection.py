@@ -27,3 +27,6 @@ class ProjectionHead(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.fc1(x)))
         return F.normalize(self.bn2(self.fc2(x)), p=2, dim=1)
+
+
+__all__ = ["ProjectionHead"]

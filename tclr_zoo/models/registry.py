@@ -15,12 +15,26 @@ from typing import Any, Callable
 
 from torch import nn
 
+from ..constants import RANDOM_INIT_FLAG
 from . import C3D, TCLRModel, TCLRVideoResNet
 from .resnet3d import scaled_widths
 
 
 class ModelNotFoundError(KeyError):
-    """An architecture or model name that the registry does not know."""
+    """A model name that names no model to be had: an unknown architecture, weights that are not
+    published, a folder that is not there.
+
+    Args:
+        message: what is wrong, naming the name.
+        hint: how to fix it from Python, appended to ``message`` (e.g. ``pretrained=False``).
+        cli_hint: the same fix for the command line, as ``(flag, text)``: the CLI shows ``message`` +
+            ``text`` when the command has ``flag`` (e.g. ``--random-init``), else ``message`` alone.
+    """
+
+    def __init__(self, message: str, *, hint: str = "", cli_hint: tuple[str, str] | None = None) -> None:
+        super().__init__(message + hint)
+        self.reason = message
+        self.cli_hint = cli_hint
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])
@@ -58,6 +72,13 @@ _ARCHS: dict[str, ArchSpec] = {
 }
 
 
+def random_weights_hint(arch: str) -> dict[str, Any]:
+    """The ``hint`` and ``cli_hint`` of a :class:`ModelNotFoundError` that say how to get ``arch`` with
+    random weights: ``pretrained=False`` in Python, ``--random-init`` on the command line."""
+    return {"hint": f"; pass pretrained=False for {arch} with random weights",
+            "cli_hint": (RANDOM_INIT_FLAG, f"; add {RANDOM_INIT_FLAG} for random weights")}
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Names of the registered architectures matching a shell-style ``pattern`` (sorted)."""
     return sorted(name for name in _ARCHS if fnmatch.fnmatch(name, pattern))
@@ -91,5 +112,24 @@ def create_model(
     arch: str, *, model_args: dict[str, Any] | None = None, head_dim: int = 128, bn_mode: str = "faithful",
     num_classes: int | None = None,
 ) -> TCLRModel:
-    """A randomly initialised TCLR model (backbone + projection head [+ classifier]) for ``arch``."""
+    """A randomly initialised TCLR model (backbone + projection head [+ classifier]) for ``arch``.
+
+    The registry's builder, by exact architecture name; ``tclr_zoo.create_model`` (``hub.factory``)
+    is the public one, which also takes ``arch.tag`` names and ``pretrained=True``.
+
+    Args:
+        arch: a registered architecture name (:func:`list_models`).
+        model_args: overrides of the architecture's registered keyword arguments.
+        head_dim: the projection head's output size.
+        bn_mode: ``"faithful"`` (per-clip-group BatchNorm statistics, as the reference) or ``"shared"``.
+        num_classes: add a linear classifier with this many classes; the model's ``forward`` then
+            returns its logits.
+
+    Returns:
+        The :class:`TCLRModel`, in training mode (a fresh ``nn.Module``).
+    """
     return TCLRModel(create_backbone(arch, model_args), head_dim=head_dim, bn_mode=bn_mode, num_classes=num_classes)
+
+
+__all__ = ["ArchSpec", "ModelNotFoundError", "create_backbone", "create_model", "get_arch", "list_models",
+           "random_weights_hint", "resolve_model_args"]

@@ -36,7 +36,8 @@ class TCLRVideoResNet(VideoResNet):
         conv_maker = Conv3DSimple if kind == "r3d" else Conv2Plus1D
         self.kind = kind
         self.feature_dim = int(widths[3])
-        self.temporal_downsampling = 4 if tclr_layer4 else 8  # layer2 and layer3 halve time (and layer4 without TCLR's change)
+        # layer2 and layer3 halve time (and layer4 without TCLR's change)
+        self.temporal_downsampling = 4 if tclr_layer4 else 8
         self.inplanes = int(widths[0])
         self.stem = _r3d_stem(widths[0]) if kind == "r3d" else _r2plus1d_stem(widths[0])
         self.layer1 = self._make_layer(BasicBlock, conv_maker, widths[0], depths[0], stride=1)
@@ -106,3 +107,6 @@ def _init_weights(net: nn.Module) -> None:
 def scaled_widths(width_multiplier: float) -> tuple[int, ...]:
     """Widths of the four stages scaled by ``width_multiplier`` (at least 4 channels each)."""
     return tuple(max(4, int(round(w * width_multiplier))) for w in FULL_WIDTHS)
+
+
+__all__ = ["FULL_WIDTHS", "TCLRVideoResNet", "apply_tclr_layer4", "scaled_widths"]

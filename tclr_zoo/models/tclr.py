@@ -58,7 +58,9 @@ class TCLRModel(nn.Module):
         return self.backbone(x).mean(dim=(3, 4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.temporal_features(x)
+        """With a classifier, its logits ``[B, num_classes]`` (what a model built with ``num_classes``
+        is for, as in timm); without, the temporal features ``[B, C, T']``."""
+        return self.logits(x) if self.classifier is not None else self.temporal_features(x)
 
     def forward_pretrain(self, global_clips: torch.Tensor, local_clips: torch.Tensor) -> dict[str, torch.Tensor]:
         """Embeddings for one TCLR step.
@@ -156,3 +158,6 @@ def _split_embeddings(z: torch.Tensor, num_local: int) -> dict[str, torch.Tensor
         "global_steps_z": global_part[:, :, 1:],
         "local_z": local_z,
     }
+
+
+__all__ = ["BN_MODES", "OLD_PROJECTION_PREFIX", "TCLRModel"]

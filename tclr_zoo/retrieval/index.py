@@ -8,8 +8,12 @@ an index is laid out on disk in ``storage``, and the shared small types in ``typ
 Rows are L2-normalised when added, so cosine similarity is a dot product; float16 storage
 (``dtype="float16"``) halves memory and is still scored in float32.
 
-Only vectors of one model are comparable: the index records the model id, its revision and the
-embedding head, and refuses rows (or query models) that say they come from another one.
+Only vectors of one model are comparable: the index records the model's identity (a digest of its
+weights and preprocessing, ``VideoModel.identity``), the embedding head, and the name it was loaded
+from (id and revision, to load it again), and refuses rows (or query models) of another model. The
+identity decides, not the name: the model's folder moved or copied elsewhere still matches its
+index, other weights under the same name do not. Indexes saved before identities were recorded
+(id and revision only) keep working with the model they name.
 """
 
 from __future__ import annotations
@@ -25,12 +29,33 @@ import numpy as np
 import torch
 
 from ..atomic import exclusive_output, staged_directory
+from ..hub.identity import short_identity
 from ..inference.loader import Skipped
 from ..inference.shards import video_part, windows_part
-from .search import (BACKENDS, DEFAULT_CHUNK_ROWS, HNSW_EF_SEARCH, exact_topk, faiss_built_as, faiss_topk,
-                     import_faiss, new_faiss_index)
-from .storage import (EMBEDDINGS_NAME, FORMAT_NAME, FORMAT_VERSION, MANIFEST_NAME, check_index_target, check_sha256,
-                      read_faiss, read_manifest, read_matrix, write_embeddings, write_faiss, write_manifest)
+from .search import (
+    BACKENDS,
+    DEFAULT_CHUNK_ROWS,
+    HNSW_EF_SEARCH,
+    exact_topk,
+    faiss_built_as,
+    faiss_topk,
+    import_faiss,
+    new_faiss_index,
+)
+from .storage import (
+    EMBEDDINGS_NAME,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    check_index_target,
+    check_sha256,
+    read_faiss,
+    read_manifest,
+    read_matrix,
+    write_embeddings,
+    write_faiss,
+    write_manifest,
+)
 from .types import DTYPES, SearchHit
 
 log = logging.getLogger(__name__)
@@ -135,8 +160,9 @@ class VideoIndex:
 
     ``dim``: embedding size (``None``: taken from the first ``add``). ``dtype``: ``"float32"`` or
     ``"float16"`` (half the memory; scores still computed in float32). ``model_id``/``revision``/
-    ``head``: provenance of the vectors; ``None`` means not yet known, and is taken from the
-    first ``add`` that states it. ``backend``: ``"torch"`` (exact chunked search), ``"faiss"``
+    ``identity``/``head``: provenance of the vectors (see the module docstring); ``None`` means not
+    yet known, and is taken from the first ``add`` that states it. ``backend``: ``"torch"`` (exact
+    chunked search), ``"faiss"``
     (FAISS, exact ``IndexFlatIP`` or approximate HNSW; needs faiss-cpu) or ``"auto"`` (torch for
     exact search, FAISS for approximate). ``approximate=True`` uses an HNSW graph: much faster
     queries on large indexes, at the cost of a slow build, extra memory and some recall.
@@ -144,7 +170,7 @@ class VideoIndex:
 
     def __init__(self, dim: int | None = None, *, dtype: str = "float32", model_id: str | None = None,
                  revision: str | None = None, head: str | None = None, backend: str = "auto",
-                 approximate: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> None:
+                 approximate: bool = False, chunk_rows: int = DEFAULT_CHUNK_ROWS, identity: str | None = None) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int) or dim < 1):
@@ -152,7 +178,7 @@ class VideoIndex:
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
         self.dim, self.dtype = dim, dtype
-        self.model_id, self.revision, self.head = model_id, revision, head
+        self.model_id, self.revision, self.head, self.identity = model_id, revision, head, identity
         self.backend = self._resolve_backend(backend, approximate)
         self.approximate = approximate
         self.chunk_rows = chunk_rows
@@ -218,20 +244,36 @@ class VideoIndex:
 
     # ---- adding -----------------------------------------------------------------------------
     def _check_provenance(self, what: str, **given: str | None) -> None:
-        """Refuse vectors that state another model, revision or head than the index's.
+        """Refuse vectors that state another model or head than the index's (see :meth:`mismatch`)."""
+        problem = self.mismatch(**given)
+        if problem is not None:
+            raise ValueError(f"{what} come from {problem}: embeddings of different models or heads are not "
+                             "comparable; use a separate index")
+
+    def mismatch(self, *, identity: str | None = None, model_id: str | None = None, revision: str | None = None,
+                 head: str | None = None) -> str | None:
+        """How rows of this provenance differ from the index's ("model_id='b' but this index holds
+        model_id='a'"), or None when they may be added to it and searched against it.
 
         Vectors of different models (or heads) live in unrelated spaces: mixing them gives
-        meaningless scores without any error, so the mismatch must be caught here. ``None``
+        meaningless scores without any error, so the mismatch must be caught. When both sides state
+        an identity (``VideoModel.identity``), it decides and the names do not matter: a copied or
+        moved model folder is the same model. Otherwise -- an index saved before identities were
+        recorded, or rows that state none -- ``model_id`` and ``revision`` are compared. ``None``
         means "not stated" and is not checked; an index with rows but no recorded value cannot
         vouch for them, so it refuses a stated one.
         """
-        for key, value in given.items():
+        if identity is not None and self.identity is not None:
+            if identity != self.identity:
+                return (f"the model {model_id or 'given'} (identity {short_identity(identity)}) but this index holds "
+                        f"embeddings of {self.model_id} (identity {short_identity(self.identity)})")
+            model_id = revision = None  # the same weights and preprocessing, under whatever name
+        for key, value in (("model_id", model_id), ("revision", revision), ("head", head)):
             mine = getattr(self, key)
             if value is None or value == mine or (mine is None and self._count == 0):
                 continue
-            raise ValueError(f"{what} come from {key}={value!r} but this index holds {key}={mine!r}: "
-                             "embeddings of different models or heads are not comparable; "
-                             "use a separate index")
+            return f"{key}={value!r} but this index holds {key}={mine!r}"
+        return None
 
     def _checked_matrix(self, embeddings: Any) -> torch.Tensor:
         matrix = _as_float_matrix(embeddings, "embeddings")
@@ -246,13 +288,34 @@ class VideoIndex:
 
     def add(self, embeddings: Any, ids: Sequence[str], *, paths: Sequence[Any] | None = None,
             starts: Sequence[float | None] | None = None, ends: Sequence[float | None] | None = None,
-            model_id: str | None = None, revision: str | None = None, head: str | None = None) -> None:
+            model_id: str | None = None, revision: str | None = None, head: str | None = None,
+            identity: str | None = None) -> None:
         """Append rows ``[N, D]`` (normalised here) with their unique ids and optional metadata.
 
         Everything is validated before anything is stored, so a refused call leaves the index
-        unchanged. ``starts``/``ends`` are window times in seconds for clip-level rows.
+        unchanged.
+
+        Args:
+            embeddings: float rows ``[N, D]`` (tensor, numpy array or nested list), ``D`` the index's
+                dimension (the first ``add`` sets it when the index was made without one).
+            ids: one non-empty string per row, unique within the index.
+            paths: per row, the video it comes from (or None).
+            starts: per row, the window's start in seconds, for clip-level rows (or None).
+            ends: per row, the window's end in seconds (not before its start).
+            model_id: the model the rows come from; checked against the index's, recorded when the
+                index did not know it yet (likewise ``revision`` and ``head``).
+            revision: the model's revision (a Hub commit).
+            head: the embedding head the rows come from.
+            identity: the model's identity (``VideoModel.identity``); when the index records one too,
+                it decides whether the rows fit, whatever ``model_id`` says.
+
+        Raises:
+            ValueError: a refused row or column: not floating point, not ``[N, D]`` of the index's
+                dimension, a NaN/Inf or all-zero row, a missing or duplicate id, a metadata column of
+                the wrong length, a window that ends before it starts, or a ``model_id``/``revision``/
+                ``head`` other than the index's (embeddings of different models are not comparable).
         """
-        self._check_provenance("embeddings", model_id=model_id, revision=revision, head=head)
+        self._check_provenance("embeddings", identity=identity, model_id=model_id, revision=revision, head=head)
         matrix = self._checked_matrix(embeddings)
         count = matrix.shape[0]
         ids = _checked_ids(ids, count, self._row_of)
@@ -263,7 +326,7 @@ class VideoIndex:
         for i, (s, e) in enumerate(zip(starts, ends)):
             if s is not None and e is not None and e < s:
                 raise ValueError(f"row {i} (id {ids[i]!r}) ends ({e}) before it starts ({s})")
-        self._adopt(model_id=model_id, revision=revision, head=head, dim=rows.shape[1])
+        self._adopt(model_id=model_id, revision=revision, head=head, identity=identity, dim=rows.shape[1])
         self._append(rows, ids, paths, starts, ends)
 
     def _adopt(self, **values: Any) -> None:
@@ -299,14 +362,31 @@ class VideoIndex:
                    windows: bool = False, workers: int | None = None, replace: bool = False) -> list[Skipped]:
         """Embed videos with ``model`` and add them; returns the skipped ones (``Skipped(path, reason)``).
 
-        ``paths``: video files, and folders (searched recursively for video files, as the CLI does).
-        ``ids`` default to the paths. ``windows=True`` adds one row per sliding window (id
-        ``"<id>#<window>"``, with its start/end in seconds) instead of one per video. With
-        ``skip_bad``, unreadable videos are logged and skipped instead of aborting. Rows are
-        added only once every video is embedded, so a failure leaves the index unchanged.
-        ``workers``: processes decoding the videos while the model runs (``VideoModel.embed``).
-        ``replace=True`` re-adds videos whose file changed: the rows the index holds for these paths
-        are removed once the new ones are embedded, and the new rows go at the end.
+        Rows are added only once every video is embedded, so a failure leaves the index unchanged.
+
+        Args:
+            model: a ``tclr_zoo.VideoModel``; its id and revision must be the index's (when known).
+            paths: video files, and folders (searched recursively for video files, as the CLI does).
+            ids: one per video; default: the paths.
+            head: the embedding head (default: the index's, else ``retrieval``).
+            batch_size: windows per forward pass.
+            progress: show a progress bar over the videos.
+            skip_bad: unreadable videos are logged and skipped instead of aborting.
+            windows: add one row per sliding window (id ``"<id>#<window>"``, with its start/end in
+                seconds) instead of one per video.
+            workers: processes decoding the videos while the model runs (``VideoModel.embed``).
+            replace: re-add videos whose file changed: the rows the index holds for these paths are
+                removed once the new ones are embedded, and the new rows go at the end (a video that
+                is skipped keeps its old rows).
+
+        Returns:
+            The videos left out with ``skip_bad``, as ``Skipped(path, reason)``, in input order
+            (empty without ``skip_bad``).
+
+        Raises:
+            ValueError: ids that are duplicate or taken, or a model or head other than the index's.
+            FileNotFoundError: a folder in ``paths`` holds no video file.
+            VideoDecodeError: a video cannot be decoded (without ``skip_bad``).
         """
         from ..data.layouts import expand_video_folders
 
@@ -315,7 +395,7 @@ class VideoIndex:
         taken = {id: row for id, row in self._row_of.items() if self._paths[row] not in replaced}
         ids = _checked_ids(paths if ids is None else ids, len(paths), taken)
         head = head or self.head or "retrieval"
-        self._check_provenance("the model's embeddings", model_id=model.model_id, revision=model.revision, head=head)
+        self._check_provenance("the model's embeddings", **provenance(model), head=head)
         parts, skipped = [], []
         for item in model.video_outputs([os.fspath(p) for p in paths], head=head, batch_size=batch_size,
                                         progress=progress, workers=workers, skip_bad=skip_bad):
@@ -337,13 +417,23 @@ class VideoIndex:
         call, stating ``model``'s provenance."""
         columns = {key: [v for part in parts for v in part[key]] for key in ("ids", "paths", "starts", "ends")}
         self.add(torch.cat([part["embeddings"] for part in parts]), columns.pop("ids"), **columns,
-                 model_id=model.model_id, revision=model.revision, head=head)
+                 **provenance(model), head=head)
 
     # ---- removing ---------------------------------------------------------------------------
     def remove(self, ids: str | Iterable[str]) -> int:
         """Remove the rows with these ids; returns how many. An unknown id raises ``KeyError`` (naming
         it) before anything is removed. A FAISS index is rebuilt on the next search that needs it:
-        HNSW graphs cannot delete."""
+        HNSW graphs cannot delete.
+
+        Args:
+            ids: one id, or several.
+
+        Returns:
+            The number of rows removed.
+
+        Raises:
+            KeyError: an id the index does not hold (nothing is removed).
+        """
         ids = [ids] if isinstance(ids, str) else list(ids)
         missing = [id for id in ids if id not in self._row_of]
         if missing:
@@ -353,7 +443,14 @@ class VideoIndex:
 
     def remove_videos(self, paths: Iterable[str | os.PathLike]) -> int:
         """Remove every row of these videos (one per video, or one per window); returns how many.
-        Paths the index does not hold are ignored."""
+        Paths the index does not hold are ignored.
+
+        Args:
+            paths: the videos' paths, as they were added (compared as strings, not resolved).
+
+        Returns:
+            The number of rows removed (0 when none matched).
+        """
         paths = {os.fspath(p) for p in paths}
         return self._drop_rows({row for row, path in enumerate(self._paths) if path in paths})
 
@@ -377,10 +474,32 @@ class VideoIndex:
               approximate: bool = False, workers: int | None = None) -> "VideoIndex":
         """Embed ``paths`` with ``model`` (a ``tclr_zoo.VideoModel``) into a new index.
 
-        Videos skipped with ``skip_bad=True`` are listed in ``index.skipped``. See
-        :meth:`add_videos` for ``ids`` and ``windows``.
+        Videos skipped with ``skip_bad=True`` are listed in ``index.skipped``.
+
+        Args:
+            model: the ``VideoModel`` that embeds the videos; the index records its id and revision.
+            paths: video files, and folders (searched recursively).
+            ids: one per video; default: the paths.
+            head: the embedding head.
+            batch_size: windows per forward pass.
+            progress: show a progress bar over the videos.
+            skip_bad: skip unreadable videos instead of aborting.
+            windows: one row per sliding window instead of one per video.
+            dtype: storage, ``"float32"`` or ``"float16"``.
+            backend: search backend, ``"torch"``, ``"faiss"`` or ``"auto"`` (see the class).
+            approximate: search an HNSW graph (FAISS) instead of every row.
+            workers: processes decoding the videos while the model runs.
+
+        Returns:
+            The new index.
+
+        Raises:
+            ValueError: a bad ``dtype`` or ``backend``, ``approximate`` with ``backend="torch"``, or
+                duplicate ids.
+            ImportError: FAISS is needed (``backend="faiss"`` or ``approximate``) but not installed.
+            FileNotFoundError, VideoDecodeError: as for :meth:`add_videos`.
         """
-        index = cls(None, dtype=dtype, model_id=model.model_id, revision=model.revision, head=head,
+        index = cls(None, dtype=dtype, **provenance(model), head=head,
                     backend=backend, approximate=approximate)
         index.skipped = index.add_videos(model, paths, ids=ids, head=head, batch_size=batch_size,
                                          progress=progress, skip_bad=skip_bad, windows=windows, workers=workers)
@@ -389,18 +508,27 @@ class VideoIndex:
     # ---- searching --------------------------------------------------------------------------
     def recorded_model(self, *, backend: str = "torch", device: str | None = None) -> Any:
         """The model whose embeddings this index holds, loaded from the id it records (a Hub model at the
-        recorded commit; a folder must still hold the same weights, which searching checks)."""
-        from ..constants import HF_PREFIX, LOCAL_PREFIX
-        from ..models.registry import ModelNotFoundError
+        recorded commit; a folder must still hold the same weights, which searching checks). When it
+        cannot be loaded from there (a random init, a folder that moved), the message says to pass
+        the model: a moved or copied folder of it matches the index."""
+        from ..constants import HF_PREFIX
+        from ..hub.resolve import is_loadable
         from ..inference.model import load_model
+        from ..models.registry import ModelNotFoundError
 
-        if not self.model_id or not self.model_id.startswith((HF_PREFIX, LOCAL_PREFIX)):
-            raise ModelNotFoundError(f"the index records no loadable model ({self.model_id!r}); pass the model "
-                                     "that built it (model=..., or --model)")
+        fix = {"hint": "; pass the model that built it (model=...; a moved or copied folder of it matches)",
+               "cli_hint": ("--model", "; pass the model that built it with --model (a moved or copied folder of it "
+                                       "matches)")}
+        if not is_loadable(self.model_id):
+            raise ModelNotFoundError(f"the index records no loadable model ({self.model_id!r})", **fix)
         key = (backend, device)
         if self._recorded[0] != key:
             pinned = f"@{self.revision}" if self.model_id.startswith(HF_PREFIX) and self.revision else ""
-            self._recorded = (key, load_model(self.model_id + pinned, backend=backend, device=device))
+            try:
+                self._recorded = (key, load_model(self.model_id + pinned, backend=backend, device=device))
+            except ModelNotFoundError as err:
+                raise ModelNotFoundError(f"the index's model cannot be loaded from where it was recorded "
+                                         f"({getattr(err, 'reason', err)})", **fix) from None
         return self._recorded[1]
 
     def _queries(self, query: Any, model: Any, batch_size: int) -> torch.Tensor:
@@ -409,8 +537,7 @@ class VideoIndex:
         if _is_path_query(query):
             if model is None:
                 model = self.recorded_model()
-            self._check_provenance("the query model's embeddings", model_id=model.model_id,
-                                   revision=model.revision)
+            self._check_provenance("the query model's embeddings", **provenance(model))
             query = model.embed(query, head=self.head or "retrieval", batch_size=batch_size)
         matrix = _as_float_matrix(query, "query")
         if matrix.ndim == 1:
@@ -424,9 +551,23 @@ class VideoIndex:
     def search(self, query: Any, k: int = 10, *, model: Any = None, batch_size: int = 8) -> list[list[SearchHit]]:
         """The ``k`` nearest rows (cosine) of each query, best first: one list of hits per query.
 
-        ``query``: a vector ``[D]``, a matrix ``[Q, D]``, or a video path / list of paths (then
-        ``model`` embeds them, with the index's head; without it, the model the index records). Fewer
-        than ``k`` hits when the index has fewer rows (approximate search may also return fewer).
+        Args:
+            query: a vector ``[D]``, a matrix ``[Q, D]``, or a video path / list of paths (then
+                ``model`` embeds them, with the index's head; without it, the model the index records).
+            k: hits per query.
+            model: the ``VideoModel`` that embeds video queries (default: :meth:`recorded_model`).
+            batch_size: windows per forward pass when embedding video queries.
+
+        Returns:
+            One list of :class:`~.types.SearchHit` per query, best first. Fewer than ``k`` hits when
+            the index has fewer rows (approximate search may also return fewer); a hit's ``missing``
+            says its video file is no longer there.
+
+        Raises:
+            ValueError: ``k`` not a positive int, a query not ``[D]``/``[Q, D]`` of the index's
+                dimension (or with NaN/Inf or all-zero rows), or a query model other than the one
+                whose embeddings the index holds.
+            ModelNotFoundError: video queries without ``model`` and the index records no loadable model.
         """
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
@@ -471,8 +612,10 @@ class VideoIndex:
     def _manifest(self, sha256: str, faiss: dict[str, Any] | None = None) -> dict[str, Any]:
         from .. import __version__
 
-        return {**({"faiss": faiss} if faiss else {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION, "library_version": __version__,
-                "model_id": self.model_id, "revision": self.revision, "head": self.head, "dim": self.dim,
+        return {**({"faiss": faiss} if faiss else {}), "format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "library_version": __version__,
+                "model_id": self.model_id, "revision": self.revision, "model_identity": self.identity,
+                "head": self.head, "dim": self.dim,
                 "dtype": self.dtype, "count": self._count, "embeddings_file": EMBEDDINGS_NAME,
                 "sha256": sha256, "ids": self._ids, "paths": self._paths, "starts": self._starts,
                 "ends": self._ends}
@@ -489,6 +632,20 @@ class VideoIndex:
         ``atomic.OutputInUseError``. An approximate index also writes its HNSW graph
         (``faiss.index``, built now if it was not yet), which ``load`` then uses instead of building
         it again; ``graph=False`` leaves it out (e.g. for intermediate saves of a long build).
+
+        Args:
+            directory: the folder to write.
+            graph: write the HNSW graph (default: when the index is approximate).
+            overwrite: replace a saved index already in ``directory``.
+
+        Returns:
+            ``directory``, as a ``Path``.
+
+        Raises:
+            OutputExistsError: ``directory`` holds a saved index (without ``overwrite``), other files,
+                or is a file.
+            OutputInUseError: another process is writing ``directory``.
+            WriteError: it cannot be written (full disk, read-only); the previous index is kept.
         """
         directory = Path(directory)
         with exclusive_output(directory):
@@ -511,9 +668,25 @@ class VideoIndex:
         read-only trusted copies) or disagrees with the manifest. ``approximate=True`` uses the
         saved HNSW graph when it is current (saved by an approximate index, over all rows) and
         builds one on first search otherwise; ``None`` (the default): approximate when the index was
-        saved with a graph and FAISS is installed, exact otherwise. The embeddings are memory-mapped from the file (pages
+        saved with a graph and FAISS is installed, exact otherwise. The embeddings are memory-mapped
+        from the file (pages
         are read as searches touch them, and processes serving one index share them);
         ``mmap=False`` reads them into memory instead.
+
+        Args:
+            directory: a folder written by :meth:`save`.
+            backend: search backend, ``"torch"``, ``"faiss"`` or ``"auto"``.
+            approximate: use an HNSW graph (see above; ``None``: when one was saved and FAISS is there).
+            verify: check the embeddings' (and the graph's) sha256 against the manifest.
+            mmap: memory-map the embeddings instead of reading them into memory.
+
+        Returns:
+            The index, with the saved rows, ids, metadata and provenance.
+
+        Raises:
+            IndexFormatError: a missing, malformed or modified file (the message names it).
+            ValueError: a bad ``backend``, or ``approximate=True`` with ``backend="torch"``.
+            ImportError: FAISS is needed but not installed.
         """
         directory = Path(directory)
         manifest_path, tensor_path = directory / MANIFEST_NAME, directory / EMBEDDINGS_NAME
@@ -524,7 +697,8 @@ class VideoIndex:
             check_sha256(tensor_path, manifest["sha256"])
         matrix = read_matrix(tensor_path, manifest, mmap=mmap)
         index = cls(manifest["dim"], dtype=manifest["dtype"], model_id=manifest["model_id"],
-                    revision=manifest["revision"], head=manifest["head"], backend=backend, approximate=approximate)
+                    revision=manifest["revision"], head=manifest["head"], backend=backend, approximate=approximate,
+                    identity=manifest.get("model_identity"))
         index._data, index._count = matrix, matrix.shape[0]
         index._ids, index._paths = manifest["ids"], manifest["paths"]
         index._starts, index._ends = ([None if t is None else float(t) for t in manifest[key]]
@@ -533,6 +707,11 @@ class VideoIndex:
         if approximate and index._count:
             index._faiss = read_faiss(directory, manifest, faiss_built_as(index.dtype, True), verify=verify)
         return index
+
+
+def provenance(model: Any) -> dict[str, str | None]:
+    """What a ``VideoModel``'s rows state about where they come from: its identity, id and revision."""
+    return {"identity": model.identity, "model_id": model.model_id, "revision": model.revision}
 
 
 def _faiss_installed() -> bool:

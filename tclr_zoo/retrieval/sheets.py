@@ -153,6 +153,21 @@ def contact_sheet(query_path: str | os.PathLike | None, hits: Sequence[SearchHit
     ``size + caption_height(size)`` (no query tile when ``query_path`` is None). Unreadable
     videos get a "no frame" tile, and hits whose file has gone a "missing file" one, instead of
     failing the sheet. The PNG is written atomically, under its writer lock.
+
+    Args:
+        query_path: the query video (its middle frame is the first tile), or None for no query tile.
+        hits: one query's hits, e.g. ``index.search(q)[0]``.
+        out_png: the PNG file to write (an existing one is replaced).
+        size: the side of each square tile, in pixels (at least 16).
+
+    Returns:
+        ``out_png``, as a ``Path``.
+
+    Raises:
+        ValueError: ``size`` below 16.
+        TypeError: ``hits`` holds something other than ``SearchHit`` objects.
+        ImportError: Pillow is not installed.
+        OutputInUseError: another process is writing ``out_png``.
     """
     try:
         from PIL import Image

@@ -9,10 +9,14 @@ Saved layout (``save``/``load``)::
 
     DIR/embeddings.safetensors   {"embeddings": [N, D] float32|float16}
     DIR/faiss.index              approximate indexes only: the HNSW graph, so loading does not rebuild it
-    DIR/manifest.json            format, version, model id/revision/head, dim, dtype, count,
+    DIR/manifest.json            format, version, model id/revision/identity/head, dim, dtype, count,
                                  sha256 of the safetensors file, and per row: ids, paths,
                                  starts, ends (window timestamps in seconds, or null); with
                                  faiss.index, "faiss": its sha256, row count and how it was built
+
+``model_identity`` (``VideoModel.identity``: the model's weights and preprocessing as a digest) is
+what decides whether a query model fits the index; manifests written before it existed have only
+``model_id`` and ``revision`` and are still read (the index then compares those).
 """
 
 from __future__ import annotations
@@ -129,7 +133,7 @@ def _check_manifest_values(path: Path, manifest: dict[str, Any]) -> None:
     def fail(message: str):
         raise IndexFormatError(f"{path}: {message}")
 
-    for key in ("model_id", "revision", "head"):
+    for key in ("model_id", "revision", "model_identity", "head"):
         if manifest.get(key) is not None and not isinstance(manifest[key], str):
             fail(f"field {key!r} must be a string or null")
     dim = manifest.get("dim")

@@ -25,6 +25,15 @@ class SearchHit:
     """One neighbour: its id, cosine score, video path, window times (seconds) and row number, and
     ``missing``: its video file is no longer at ``path`` (moved or deleted since it was indexed; the
     row still matches, but nothing can be played, decoded or re-embedded from there).
+
+    Attributes:
+        id: the row's id, as given to ``VideoIndex.add`` (``"<id>#<window>"`` for window rows).
+        score: cosine similarity to the query, in [-1, 1].
+        path: the video the row comes from (None when the row was added without one).
+        start: the window's start in seconds (None for a whole-video row).
+        end: the window's end in seconds (None for a whole-video row).
+        row: the row number in the index.
+        missing: the video file is no longer at ``path``.
     """
 
     id: str

@@ -1,5 +1,6 @@
-"""Training checkpoints: what they hold, and files written atomically, checksummed and loaded
-without executing pickled code.
+"""Training checkpoints: what they hold, and files written atomically and checksummed. Reading one
+(the envelope, its SHA-256, ``weights_only``) is ``hub/checkpoint.py``'s: a checkpoint is also a model
+name, which commands that never train read.
 
 What a pretraining checkpoint holds (:func:`training_state`): the epoch, the model, the optimiser,
 the learning-rate schedule, the best loss and the history so far, torch's RNG state and the recipe,
@@ -25,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +33,11 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_write, fault_injection_pause, remove_stale_siblings
-
-FORMAT = "tclr_zoo.checkpoint/2"  # {"format", "sha256", "payload": uint8 tensor of torch.save(state)}
-UNCHECKED_FORMAT = "tclr_zoo.checkpoint/1"  # earlier files: the state itself, no checksum (still read)
-
+from ..hub.checkpoint import FORMAT, CheckpointError, load_checkpoint
 
 #: The run folder's checkpoints: the newest epoch's, and the one with the lowest training loss.
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is missing, unreadable or not one of ours."""
 
 
 def previous_path(path: str | os.PathLike) -> Path:
@@ -81,46 +74,6 @@ def _save_interruptibly(obj: Any, file) -> None:
         if isinstance(err.__context__, KeyboardInterrupt):
             raise err.__context__ from None
         raise
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The state saved by :func:`save_checkpoint`, after checking its SHA-256; ``CheckpointError``
-    names the file and the problem (missing, not ours, damaged, or holding code to execute)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    envelope = _load_tensors_only(path, path)
-    if not isinstance(envelope, dict) or envelope.get("format") not in (FORMAT, UNCHECKED_FORMAT):
-        raise CheckpointError(f"{path}: not a tclr_zoo training checkpoint")
-    if envelope["format"] == UNCHECKED_FORMAT:
-        return envelope
-    payload = envelope.get("payload")
-    if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
-        raise CheckpointError(f"{path}: damaged checkpoint (no payload)")
-    data = payload.numpy().tobytes()
-    if hashlib.sha256(data).hexdigest() != envelope.get("sha256"):
-        raise CheckpointError(f"{path}: damaged checkpoint (SHA-256 of its contents does not match the one "
-                              "recorded when it was written)")
-    state = _load_tensors_only(io.BytesIO(data), path)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path}: not a tclr_zoo training checkpoint")
-    return state
-
-
-def _load_tensors_only(source, path: Path) -> Any:
-    try:
-        return torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure here means "not a usable checkpoint"
-        message = str(err)
-        refused = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"Unsupported global: ([\w.]+)", message)
-        if refused:
-            raise CheckpointError(f"{path}: refused: the file holds a pickled object ({refused.group(1)}) that would "
-                                  "run code when loaded; training checkpoints hold only tensors and plain data") from None
-        # torch wraps the unpickler's own complaint in paragraphs of advice: keep the complaint.
-        lines = [line.strip() for line in message.splitlines() if line.strip()]
-        advice = ("Weights only load failed", "Please file an issue", "Check the documentation")
-        first = next((line for line in lines if not line.startswith(advice)), type(err).__name__)
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {first})") from None
 
 
 def resume_candidates(path: str | os.PathLike) -> list[Path]:
@@ -176,6 +129,5 @@ def read_last_checkpoint(folder: str | os.PathLike, log) -> tuple[dict, Path]:
     raise CheckpointError("; ".join(problems) if problems else "no checkpoint was written yet")
 
 
-__all__ = ["BEST_NAME", "CheckpointError", "FORMAT", "LAST_NAME", "UNCHECKED_FORMAT", "load_checkpoint",
-           "previous_path", "read_last_checkpoint", "restore_training_state", "resume_candidates",
-           "save_checkpoint", "training_state"]
+__all__ = ["BEST_NAME", "LAST_NAME", "previous_path", "read_last_checkpoint", "restore_training_state",
+           "resume_candidates", "save_checkpoint", "training_state"]

@@ -293,12 +293,9 @@ def _published_row(name: Any, where: str) -> dict[str, Any]:
 def preprocessing_config(recipe: Recipe) -> Preprocessing:
     """The preprocessing of a model trained by ``recipe`` (its ``config.json`` section): its data
     settings (channel order, mean/std, size, frames, pretraining stride) and evaluation settings."""
-    from ..models.preprocessing import EvalProtocol, Preprocessing  # torch: only when a model is saved
+    from ..hub.checkpoint import recipe_preprocessing  # torch: only when a model is saved
 
-    d, e = recipe.data, recipe.eval
-    return Preprocessing(channel_order=d.channel_order, mean=d.mean, std=d.std, size=d.size,
-                         crop_fraction=e.crop_fraction, frames=d.frames, eval_frame_stride=e.stride,
-                         pretrain_frame_stride=d.stride, eval_protocol=EvalProtocol(clips=e.clips))
+    return recipe_preprocessing(recipe.to_dict())
 
 
 def apply_override(recipe: Recipe, item: str) -> None:
@@ -443,3 +440,9 @@ def resume_changes(recorded: Recipe, requested: Recipe) -> dict[str, tuple[Any, 
                               f"only {', '.join(k + '*' if k.endswith('.') else k for k in RESUMABLE)} can. "
                               "Start a new run instead: another --out, or --overwrite")
     return changes
+
+
+__all__ = ["DataConfig", "EvalConfig", "ModelConfig", "OptimConfig", "PUBLISHED_KEY", "RESULT_KEY", "RESUMABLE",
+           "Recipe", "RecipeError", "ResumeRequest", "TrainConfig", "apply_override", "bundled_recipes",
+           "checked_value", "expand_reference", "flat_settings", "load_recipe", "preprocessing_config",
+           "recipe_from_dict", "recipe_text", "reference_numbers", "resume_changes", "validate_recipe"]

@@ -35,7 +35,6 @@ from .. import runtime
 from ..data.datasets import EpochShuffleSampler
 from .config import Recipe, RecipeError
 
-
 # --- recipe checks ------------------------------------------------------------------------------
 
 def per_process_batch(batch_size: int, world: int) -> int:

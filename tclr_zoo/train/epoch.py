@@ -31,8 +31,15 @@ from tqdm.auto import tqdm
 
 from .. import runtime  # tclr_zoo.runtime: this process's place; .runtime (the step's settings) by name below
 from ..data.datasets import (
-    DATASETS, BadFileLog, EpochShuffleSampler, TCLRPretrainDataset, VideoItem, augment_pretrain_batch,
-    collate_pretrain, describe_dataset, load_split,
+    DATASETS,
+    BadFileLog,
+    EpochShuffleSampler,
+    TCLRPretrainDataset,
+    VideoItem,
+    augment_pretrain_batch,
+    collate_pretrain,
+    describe_dataset,
+    load_split,
 )
 from ..data.sampling import ClipSampling
 from ..data.synthetic import SyntheticConfig, default_cache_dir, generate

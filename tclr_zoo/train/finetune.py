@@ -145,7 +145,8 @@ def train_classifier(classifier: VideoClassifier, train_items: Sequence[VideoIte
     optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * len(loader)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if cfg.schedule == "cosine" else (lambda s: 1.0))
+        optimizer,
+        (lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))) if cfg.schedule == "cosine" else (lambda s: 1.0))
     classifier.to(device)
     history, bad_log = [], BadFileLog(log)
     for epoch in range(cfg.epochs):
@@ -221,3 +222,6 @@ def topk_accuracy(scores: torch.Tensor, labels: torch.Tensor, *, prefix: str = "
     hits = ranked == labels[:, None]
     return {f"{prefix}top{k}": hits[:, :k].any(1).float().mean().item() for k in ks}
 
+
+__all__ = ["ClassifyConfig", "PROTOCOLS", "VideoClassifier", "build_classifier", "defaults_for", "multi_clip_test",
+           "topk_accuracy", "train_classifier", "with_model_defaults"]

@@ -41,7 +41,14 @@ from . import distributed
 from .checkpoint import restore_training_state, save_checkpoint, training_state
 from .config import Recipe, RecipeError, ResumeRequest, preprocessing_config, reference_numbers
 from .epoch import (
-    EpochStats, RunData, build_dataset, epoch_row, epoch_summary, prepare_data, pretrain_loader, train_one_epoch,
+    EpochStats,
+    RunData,
+    build_dataset,
+    epoch_row,
+    epoch_summary,
+    prepare_data,
+    pretrain_loader,
+    train_one_epoch,
     worker_count,
 )
 from .evaluate import knn_retrieval

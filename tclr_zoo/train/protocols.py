@@ -1,6 +1,6 @@
 """One entry point per downstream protocol, for ``tclr-zoo eval`` and ``tclr-zoo finetune``.
 
-A protocol run loads an encoder (a saved-model folder or a pretraining checkpoint), reads the
+A protocol run loads an encoder (any model name, through ``hub.resolve``), reads the
 dataset's train and test lists in their official layout, runs retrieval / linear probe /
 fine-tuning, and returns one flat dict: the metrics (``R@k`` or ``top1``/``top5`` and the clip-level
 ``clip_top1``/``clip_top5``) beside the model id, the protocol parameters, dataset, split and the
@@ -18,17 +18,15 @@ import av
 import torch
 
 from .. import __version__
-from ..constants import EMBED_HEADS, LOCAL_PREFIX, POOLING_HEADS
 from ..atomic import refuse_to_replace, staged_directory
+from ..constants import EMBED_HEADS, LOCAL_PREFIX, POOLING_HEADS
 from ..data.datasets import describe_dataset, load_split
-from ..hub.card import render_model_card
-from ..hub.format import load_pretrained_dir, model_config, write_model_files
-from ..hub.card import protocol_text
+from ..hub.card import protocol_text, render_model_card
+from ..hub.format import model_config, write_model_files
+from ..hub.resolve import resolve_model
 from ..models import TCLRModel
 from ..models.preprocessing import Preprocessing
-from ..models.registry import create_model, resolve_model_args
 from ..runtime import cpu_share
-from .checkpoint import load_checkpoint
 from .config import RecipeError, checked_value, reference_numbers
 from .evaluate import knn_retrieval
 from .finetune import build_classifier, defaults_for, multi_clip_test, train_classifier, with_model_defaults
@@ -56,28 +54,6 @@ class RetrievalConfig:
     ks: tuple[int, ...] = (1, 5, 10, 20, 50)
     batch_size: int = 4
     workers: int = 2
-
-
-def load_encoder(reference: str | Path) -> tuple[TCLRModel, dict]:
-    """A saved-model folder (``config.json`` + ``model.safetensors``) or a pretraining checkpoint."""
-    path = Path(reference)
-    if path.is_dir():
-        return load_pretrained_dir(path)
-    if path.is_file():
-        return _encoder_from_checkpoint(path)
-    raise FileNotFoundError(f"{reference}: no saved model folder or training checkpoint there")
-
-
-def _encoder_from_checkpoint(path: Path) -> tuple[TCLRModel, dict]:
-    from .config import preprocessing_config, recipe_from_dict
-
-    state = load_checkpoint(path)
-    recipe = recipe_from_dict(state["recipe"], str(path))
-    args = resolve_model_args(recipe.model.arch, recipe.model.model_args)
-    model = create_model(recipe.model.arch, model_args=args, head_dim=recipe.model.head_dim)
-    model.load_state_dict(state["model"])
-    return model.eval(), model_config(model, arch=recipe.model.arch, model_args=args,
-                                      preprocessing=preprocessing_config(recipe))
 
 
 def apply_settings(settings, overrides: dict) -> None:
@@ -125,8 +101,12 @@ def protocol_settings(protocol: str, overrides: dict | None = None, preprocessin
 def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, *, split: int = 1,
                  overrides: dict | None = None, device: torch.device | str = "cpu", progress: bool = False,
                  log: Callable[[str], None] = print, save_dir: str | Path | None = None,
-                 overwrite: bool = False, reference: dict | None = None) -> dict:
+                 overwrite: bool = False, reference: dict | None = None, pretrained: bool = True) -> dict:
     """Evaluate ``model_ref`` with ``protocol`` on ``dataset``; returns the flat result dict.
+
+    ``model_ref``: any model name (``hub.resolve``: a saved folder, ``local-dir:``, a training
+    checkpoint, ``hf-hub:ORG/REPO[@REV]``, a published ``arch.tag``); ``pretrained=False``: the
+    architecture a registry name names, with random weights (the baseline to beat).
 
     Settings not given in ``overrides`` that describe the clips (frames, stride, size, crop, and
     for retrieval the number of clips) are the model's own (its ``config.json``), so a model is
@@ -142,7 +122,7 @@ def run_protocol(model_ref: str, protocol: str, dataset: str, root: str | Path, 
         refuse_to_replace(save_dir, overwrite=overwrite, kind="folder")
     overrides = renamed_settings(protocol, overrides or {}, log)
     protocol_settings(protocol, overrides)  # a bad setting fails before the model is read
-    encoder, config = load_encoder(model_ref)
+    encoder, config, _ = resolve_model(model_ref, pretrained=pretrained)
     pre = Preprocessing.from_config(config)
     settings = protocol_settings(protocol, overrides, pre)
     device = torch.device(device)
@@ -256,3 +236,7 @@ def load_protocol_recipe(source: str | Path, overrides: list[str] | None = None)
             raise RecipeError(f"{origin}: '{key}' must be set (e.g. --set {key}=...)")
     recipe["reference"] = expand_reference(recipe.get("reference") or {}, origin)
     return recipe
+
+
+__all__ = ["PROTOCOL_NAMES", "RetrievalConfig", "apply_settings", "evaluation_record", "format_table",
+           "load_protocol_recipe", "protocol_settings", "renamed_settings", "run_protocol"]

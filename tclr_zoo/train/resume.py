@@ -31,7 +31,8 @@ import yaml
 
 from .. import runtime
 from ..atomic import atomic_write, refuse_to_replace, remove_stale_siblings
-from .checkpoint import BEST_NAME, LAST_NAME, CheckpointError, read_last_checkpoint, resume_candidates
+from ..hub.checkpoint import CheckpointError
+from .checkpoint import BEST_NAME, LAST_NAME, read_last_checkpoint, resume_candidates
 from .config import Recipe, RecipeError, ResumeRequest, apply_override, load_recipe, recipe_from_dict, resume_changes
 
 

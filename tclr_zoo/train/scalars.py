@@ -57,3 +57,6 @@ def _tensorboard_writer(directory: Path):
     except ImportError:  # tensorboard is optional: the CSV file has the same numbers
         return None
     return SummaryWriter(log_dir=str(directory / "tensorboard"))
+
+
+__all__ = ["ScalarLogger"]

@@ -59,3 +59,6 @@ class WarmupPlateauSchedule:
         saved = float(state.get("base_lr", self.base_lr))
         if saved != self.base_lr:
             self._set_lr(self.lr * self.base_lr / saved)
+
+
+__all__ = ["WarmupPlateauSchedule"]

@@ -24,6 +24,7 @@ pytest.importorskip("fastapi", reason="the app extra is not installed (pip insta
 
 from app_helpers import LiveServer, app_models, build_index
 from hostile_videos import write_video
+
 from tclr_zoo.app.server import create_app
 from tclr_zoo.app.service import SearchService
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
@@ -49,9 +50,8 @@ def _find(names: tuple[str, ...], variable: str) -> str | None:
 @pytest.fixture(scope="module")
 def driver():
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (the dev extra has it)")
-    from selenium.webdriver.chrome.service import Service
-
     from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.chrome.service import Service
 
     binary, chromedriver = _find(CHROMIUM, "TCLR_ZOO_CHROMIUM"), _find(CHROMEDRIVER, "TCLR_ZOO_CHROMEDRIVER")
     if binary is None or chromedriver is None:
@@ -83,7 +83,8 @@ def videos(tmp_path_factory) -> list[str]:
 
 @pytest.fixture(scope="module")
 def app_url(videos, tmp_path_factory):
-    index = build_index(app_models(tmp_path_factory)["classifier"], videos, tmp_path_factory.mktemp("browser-index") / "moments",
+    index = build_index(app_models(tmp_path_factory)["classifier"], videos,
+                        tmp_path_factory.mktemp("browser-index") / "moments",
                         windows=True)
     service = SearchService.open(index)
     server = LiveServer(create_app(service, max_upload_mb=0.3))  # 0.3 MB is 314572 bytes: 0.299999 MB
@@ -136,10 +137,14 @@ def test_upload_search_play_a_window_and_errors(driver, app_url, videos, tmp_pat
     assert "my query clip.mp4" in driver.find_element("id", "results-title").text
 
     # Play a later window of it: the <video> seeks to the window's start.
-    card = next(h for h in hits if h.get_attribute("data-name") == expected.name and float(h.get_attribute("data-start")) > 0)
+    card = next(h for h in hits
+                if h.get_attribute("data-name") == expected.name and float(h.get_attribute("data-start")) > 0)
     start, end = float(card.get_attribute("data-start")), float(card.get_attribute("data-end"))
-    driver.execute_script("const v = document.getElementById('player'); window.seekedAt = null;"
-                          "v.addEventListener('seeked', () => { window.seekedAt = v.currentTime; }, {once: true});")
+    # The position is read when the seek starts (the page set it) and reported once the seek is done:
+    # read at 'seeked', a playing video may already have moved on by the time the handler runs.
+    driver.execute_script("const v = document.getElementById('player'); window.seekedAt = null; let target = null;"
+                          "v.addEventListener('seeking', () => { target = v.currentTime; }, {once: true});"
+                          "v.addEventListener('seeked', () => { window.seekedAt = target; }, {once: true});")
     card.click()
     seeked = _wait(driver, lambda d: d.execute_script("return window.seekedAt"), "the player to seek")
     assert abs(seeked - start) <= 1 / FPS, (seeked, start)

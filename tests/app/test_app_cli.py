@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from app_helpers import app_models, build_index, request
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli", "app"]

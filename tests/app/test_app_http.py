@@ -17,6 +17,7 @@ pytest.importorskip("fastapi", reason="the app extra is not installed (pip insta
 
 from app_helpers import LiveServer, app_models, build_index, multipart, request, upload, video_index
 from hostile_videos import build_corpus
+
 from tclr_zoo.app.server import INTERNAL_ERROR, create_app
 from tclr_zoo.app.service import SearchService
 

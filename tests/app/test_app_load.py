@@ -33,6 +33,7 @@ import pytest
 pytest.importorskip("fastapi", reason="the app extra is not installed (pip install 'tclr-zoo[app]')")
 
 from app_helpers import LiveServer, fast_index, multipart, request, upload
+
 from tclr_zoo.app.server import create_app
 from tclr_zoo.app.service import AppError, SearchService
 from tclr_zoo.app.work_queue import WorkQueue

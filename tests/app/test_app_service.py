@@ -9,12 +9,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from app_helpers import LABELS, app_models, build_index
 from app_helpers import video_index as shared_video_index
+
 from tclr_zoo.app.about import export_facts
-from tclr_zoo.app.service import (AppError, SearchService, display_name, media_type, seconds_text, upload_suffix,
-                                  window_url)
+from tclr_zoo.app.service import (
+    AppError,
+    SearchService,
+    display_name,
+    media_type,
+    seconds_text,
+    upload_suffix,
+    window_url,
+)
 from tclr_zoo.app.strips import STRIP_FRAMES, STRIP_HEIGHT, strip_indices
 from tclr_zoo.data.decode import VideoInfo
 
@@ -41,7 +48,8 @@ def service(video_index) -> SearchService:
 
 @pytest.fixture(scope="module")
 def moments(models, videos, tmp_path_factory) -> SearchService:
-    index = build_index(models["classifier"], videos[:6], tmp_path_factory.mktemp("app-index") / "windows", windows=True)
+    index = build_index(models["classifier"], videos[:6], tmp_path_factory.mktemp("app-index") / "windows",
+                        windows=True)
     return SearchService.open(index)
 
 

@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from hostile_videos import write_video
+
 from tclr_zoo.hub.format import model_config, save_pretrained
 from tclr_zoo.models.registry import create_model, list_models, resolve_model_args
 
@@ -113,16 +113,43 @@ def test_model_name_hints_run_as_printed(tiny_run, videos, tmp_path):
     line = one_line(run("info", typo))
     assert f"did you mean {tiny_run / 'model'}?" in line and "list_models()" not in line
     assert run("info", tiny_run / "model").returncode == 0
-    # a checkpoint is described like a saved model, and the SDK's hint for it works as printed
-    checkpoint = tmp_path / "last.pt"  # a copy: the hint's export writes beside it
+    # a checkpoint is a model name like any other: described, embedded and exported as it is
+    checkpoint = tmp_path / "last.pt"  # a copy: the export writes beside it
     shutil.copy(tiny_run / "checkpoints" / "last.pt", checkpoint)
     described = run("info", checkpoint)
     assert described.returncode == 0 and "architecture:   r3d_10_025" in described.stdout, described.stderr
-    line = one_line(run("embed", checkpoint, videos[0], "--out", tmp_path / "e.npy"))
-    (export,) = suggested(line)
-    done = subprocess.run(export, capture_output=True, text=True, timeout=300)
+    embedded = run("embed", checkpoint, videos[0], "--out", tmp_path / "e.npy")
+    assert embedded.returncode == 0 and "embedded 1 video" in embedded.stdout, embedded.stderr
+    done = run("export", checkpoint, "--out", tmp_path / "last-model")
     assert done.returncode == 0, done.stderr
-    assert (Path(export[export.index("--out") + 1]) / "model.safetensors").is_file()
+    assert (tmp_path / "last-model" / "model.safetensors").is_file()
+
+
+def invoke(*args) -> tuple[int, str]:
+    """A command run in-process (click's runner): its exit status and stderr."""
+    from click.testing import CliRunner
+
+    from tclr_zoo import cli
+
+    result = CliRunner().invoke(cli.main, [str(a) for a in args])
+    return result.exit_code, result.stderr
+
+
+def test_model_hints_name_flags_and_run_as_printed(small_model, videos, tmp_path):
+    """Hints of the SDK's errors say the command line's flag, never a Python keyword, and work when added."""
+    embed = ["embed", "r3d_10_025", videos[0], "--out", tmp_path / "e.npy", "--workers", "0", "--no-progress"]
+    code, line = invoke(*embed)
+    assert code == 2 and line.endswith("; add --random-init for random weights\n") and "pretrained=" not in line
+    assert invoke(*embed, "--random-init")[0] == 0
+    code, line = invoke("embed", small_model, videos[0], "--out", tmp_path / "p.npy", "--precision", "fp16")
+    assert code == 2 and "--backend onnx" in line and "backend='onnx'" not in line
+    # an exported graph outputs one head: the hint for another says how, in flags
+    export = tmp_path / "export"
+    assert invoke("export", small_model, "--out", export, "--onnx", "--max-batch", "1")[0] == 0
+    backbone = ["embed", export, videos[0], "--out", tmp_path / "b.npy", "--head", "backbone", "--workers", "0"]
+    code, line = invoke(*backbone, "--backend", "onnx")
+    assert code == 2 and "use --backend torch" in line and "backend='torch'" not in line, line
+    assert invoke(*backbone, "--backend", "torch")[0] == 0
 
 
 def test_a_bad_file_names_skip_bad_and_that_works(small_model, videos, tmp_path):

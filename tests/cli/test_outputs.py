@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from hostile_videos import write_video
 
 import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.retrieval.index import VideoIndex
@@ -61,7 +61,8 @@ WRITERS = {
     "embed --out .npy": (["embed", "{model}", "{video}", "--out", "{target}"], "file"),
     "classify --json": (["classify", "{model}", "{video}", "--json", "{target}"], "file"),
     "index build --out": (["index", "build", "{model}", "{video}", "--out", "{target}"], "videos"),
-    "index search --contact-sheet": (["index", "search", "{dataset}", "{video}", "--contact-sheet", "{target}"], "file"),
+    "index search --contact-sheet": (["index", "search", "{dataset}", "{video}", "--contact-sheet", "{target}"],
+                                     "file"),
     "export --out": (["export", "{model}", "--out", "{target}"], "model folder"),
     "convert OUT_DIR": (["convert", "{video}", "{target}", "--arch", "r3d_18"], "model folder"),
     "pretrain --out (not a run)": (["pretrain", "--out", "{target}", "--set", "train.epochs=1"], "videos"),

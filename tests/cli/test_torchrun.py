@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hostile_videos import write_video
 from safetensors import safe_open
 
 import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo import cli
 from tclr_zoo.inference.corpus import embed_corpus
 from tclr_zoo.inference.shards import ShardPlan, shard_folder

@@ -16,7 +16,13 @@ import pytest
 import torch
 
 from tclr_zoo.data.transforms import (
-    AugmentConfig, ClipAugParams, augment_batch, augment_clip, crop_resize_batch, crop_resize_clip, normalize_clip,
+    AugmentConfig,
+    ClipAugParams,
+    augment_batch,
+    augment_clip,
+    crop_resize_batch,
+    crop_resize_clip,
+    normalize_clip,
     sample_clip_params,
 )
 

@@ -12,7 +12,12 @@ import pytest
 import torch
 
 from tclr_zoo.data.datasets import (
-    BadSample, EpochShuffleSampler, EvalClipsDataset, TCLRPretrainDataset, collate_pretrain, read_ucf_split,
+    BadSample,
+    EpochShuffleSampler,
+    EvalClipsDataset,
+    TCLRPretrainDataset,
+    collate_pretrain,
+    read_ucf_split,
 )
 from tclr_zoo.data.sampling import ClipSampling
 from tclr_zoo.data.transforms import AugmentConfig

@@ -17,7 +17,11 @@ import pytest
 
 from tclr_zoo.data import decode
 from tclr_zoo.data.decode import (
-    VideoDecodeError, VideoInfo, VideoTooShortError, decode_frames, probe,
+    VideoDecodeError,
+    VideoInfo,
+    VideoTooShortError,
+    decode_frames,
+    probe,
 )
 
 W, H, N = 64, 48, 60  # the small videos

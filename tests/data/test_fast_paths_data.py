@@ -14,17 +14,16 @@ import av
 import numpy as np
 import pytest
 import torch
+from real_videos import real_video
 from torchvision.transforms.v2 import functional as F
 
 import tclr_zoo
-from real_videos import real_video
 from tclr_zoo.data.datasets import TCLRPretrainDataset
 from tclr_zoo.data.decode import _converter, decode_frames, probe
 from tclr_zoo.data.sampling import ClipSampling, sample_tclr_indices
 from tclr_zoo.data.transforms import AugmentConfig, adjust_hue, augment_clip, normalize_clip, sample_clip_params
 from tclr_zoo.data.windows import WindowPlan, iter_tensor_windows, iter_video_windows
 from tclr_zoo.inference.model import VideoModel
-
 
 # ---------------------------------------------------------------- decode: shared swscale context
 

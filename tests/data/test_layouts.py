@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 
 from tclr_zoo.data.datasets import (
-    DATASETS, DatasetError, DatasetNotFoundError, VideoList, load_split, read_ucf_split,
+    DATASETS,
+    DatasetError,
+    DatasetNotFoundError,
+    VideoList,
+    load_split,
+    read_ucf_split,
 )
 from tclr_zoo.data.synthetic import SyntheticConfig, generate, layout_relpath, split_role
 
@@ -131,7 +136,8 @@ def test_ucf101_errors_name_the_file_and_line(ucf):
 def test_ucf101_nothing_on_disk_is_an_error_and_the_warning_is_capped(tmp_path, caplog):
     root = tmp_path / "ucf"
     write(root / "ucfTrainTestlist/classInd.txt", "1 Archery\n")
-    write(root / "ucfTrainTestlist/trainlist01.txt", "".join(f"Archery/v_Archery_g{g:02d}_c01.avi 1\n" for g in range(8)))
+    write(root / "ucfTrainTestlist/trainlist01.txt",
+          "".join(f"Archery/v_Archery_g{g:02d}_c01.avi 1\n" for g in range(8)))
     with pytest.raises(DatasetError, match=r"8 of 8 videos .* none is left"):
         load_split("ucf101", root)
     (root / "UCF-101/Archery").mkdir(parents=True)
@@ -383,7 +389,8 @@ SYNTH = SyntheticConfig(num_classes=2, groups=3, clips_per_group=2, test_groups=
 @pytest.fixture(scope="module")
 def synthetic_layouts(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("layouts")
-    return {layout: generate(base / layout, replace(SYNTH, layout=layout)) for layout in ("ucf101", "hmdb51", "kinetics400")}
+    return {layout: generate(base / layout, replace(SYNTH, layout=layout))
+            for layout in ("ucf101", "hmdb51", "kinetics400")}
 
 
 def test_synthetic_layouts_read_back_alike(synthetic_layouts, caplog):
@@ -407,11 +414,13 @@ def test_synthetic_layouts_read_back_alike(synthetic_layouts, caplog):
     name = SYNTH.class_names[1]
     reference = (ucf_root / layout_relpath(SYNTH, name, 2, 1)).read_bytes()
     for layout in ("hmdb51", "kinetics400"):
-        assert (synthetic_layouts[layout] / layout_relpath(replace(SYNTH, layout=layout), name, 2, 1)).read_bytes() == reference
+        assert (synthetic_layouts[layout]
+                / layout_relpath(replace(SYNTH, layout=layout), name, 2, 1)).read_bytes() == reference
     # splits 2 and 3 agree between UCF101 and HMDB51 (rotated test groups, one unused clip per class)
     for split in (2, 3):
         ucf_lists = [load_split("ucf101", ucf_root, split=split, subset=s) for s in ("train", "test")]
-        hmdb_lists = [load_split("hmdb51", synthetic_layouts["hmdb51"], split=split, subset=s) for s in ("train", "test")]
+        hmdb_lists = [load_split("hmdb51", synthetic_layouts["hmdb51"], split=split, subset=s)
+                      for s in ("train", "test")]
         for u, h in zip(ucf_lists, hmdb_lists):
             assert [(i.path.name, i.label) for i in u.items] == [(i.path.name, i.label) for i in h.items]
         assert (len(ucf_lists[0].items), len(ucf_lists[1].items)) == (6, 4)

@@ -16,7 +16,6 @@ import pytest
 av = pytest.importorskip("av")
 
 # the writer module, whose _write_mp4 generate() calls (patched below); it also sees the seeds and paths
-from tclr_zoo.data.synthetic import write as synthetic  # noqa: E402
 from tclr_zoo.data.synthetic import (  # noqa: E402
     CLASS_NAMES,
     SyntheticConfig,
@@ -27,6 +26,7 @@ from tclr_zoo.data.synthetic import (  # noqa: E402
     sample_appearance,
     split_role,
 )
+from tclr_zoo.data.synthetic import write as synthetic  # noqa: E402
 
 TINY = SyntheticConfig(num_classes=3, groups=2, clips_per_group=1, test_groups=1, frames=24, height=32, width=32)
 NAME_RE = re.compile(r"^(?P<cls>\w+)/v_(?P=cls)_g(?P<g>\d\d)_c(?P<c>\d\d)\.mp4$")

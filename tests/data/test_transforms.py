@@ -210,8 +210,8 @@ def test_colour_ops_change_values_but_identity_factors_do_not():
 
 def test_matches_pil_reference_per_frame():
     """Cross-check one frame against the reference's PIL pipeline (uint8 rounding -> tolerance)."""
-    from PIL import Image
     import torchvision.transforms.functional as TF
+    from PIL import Image
 
     cfg = AugmentConfig()
     frames = _smooth_frames(1, 240, 320, seed=7)

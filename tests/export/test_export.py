@@ -19,9 +19,9 @@ from tclr_zoo import cli
 from tclr_zoo.export import exporter
 from tclr_zoo.export.exporter import ExportError, export_model
 from tclr_zoo.export.graph_checks import GraphCheckError, check_graph
-from tclr_zoo.models.outputs import build_head, fold_batchnorm
 from tclr_zoo.export.parity import ParityError
 from tclr_zoo.hub.format import load_pretrained_dir, model_config, save_pretrained
+from tclr_zoo.models.outputs import build_head, fold_batchnorm
 from tclr_zoo.models.registry import create_model, resolve_model_args
 
 ARCHS = ("r3d_10_025", "r2plus1d_10_025", "c3d_025")

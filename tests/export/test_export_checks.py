@@ -11,15 +11,22 @@ import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
+from onnx_graphs import VIDEO_SHAPE, hand_model, qdq_model
 
 import tclr_zoo
 from tclr_zoo.export.graph_checks import (
-    EVERY_GRAPH, FLOAT, GRAPH_RULES, MAX_IR_VERSION, QDQ_RULES, RULES, TENSORRT_OPS, TRT8_MAX_OPSET, GraphCheckError,
+    EVERY_GRAPH,
+    FLOAT,
+    GRAPH_RULES,
+    MAX_IR_VERSION,
+    QDQ_RULES,
+    RULES,
+    TENSORRT_OPS,
+    TRT8_MAX_OPSET,
+    GraphCheckError,
     check_graph,
 )
 from tclr_zoo.export.parity import ParityError, check_parity
-
-from onnx_graphs import VIDEO_SHAPE, hand_model, qdq_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -16,11 +16,23 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tclr_zoo.export.accuracy import (AccuracyGateError, answer_scores, check_int8_accuracy, gate_figures,
-                                      judge_answers, passes)
+from tclr_zoo.export.accuracy import (
+    AccuracyGateError,
+    answer_scores,
+    check_int8_accuracy,
+    gate_figures,
+    judge_answers,
+    passes,
+)
 from tclr_zoo.export.calibration import CalibrationSourceError, ClipSet
-from tclr_zoo.export.int8_options import (HELD_OUT_RULE, MIN_AGREEMENT, MIN_COSINE, TIE_COSINE, TIE_PROBABILITY,
-                                          Int8Options)
+from tclr_zoo.export.int8_options import (
+    HELD_OUT_RULE,
+    MIN_AGREEMENT,
+    MIN_COSINE,
+    TIE_COSINE,
+    TIE_PROBABILITY,
+    Int8Options,
+)
 
 INF = np.inf
 
@@ -144,7 +156,7 @@ def test_a_uniform_rotation_at_cosine_097_fails_on_cosine_alone(tmp_path):
     assert figures["judged"] == 3 and not figures["passed"]
     message = str(exc.value)
     assert "int8: cosine mean 0.97000" in message and f"bound >= {MIN_COSINE} MISSED" in message
-    assert f"agreement 1.0000 on 3 of 3 clips judged" in message and f"(bound >= {MIN_AGREEMENT} met)" in message
+    assert "agreement 1.0000 on 3 of 3 clips judged" in message and f"(bound >= {MIN_AGREEMENT} met)" in message
 
 
 def test_wrong_neighbours_at_cosine_099_fail_on_agreement_alone(tmp_path):
@@ -163,7 +175,7 @@ def test_wrong_neighbours_at_cosine_099_fail_on_agreement_alone(tmp_path):
     assert figures["regret_mean"] == pytest.approx(((cos[0] - cos[2]) + (cos[0] - cos[1]) + (cos[1] - cos[2])) / 3,
                                                    abs=1e-6)
     message = str(exc.value)
-    assert f"bound >= {MIN_COSINE} met" in message and f"agreement 0.0000 on 3 of 3 clips judged" in message
+    assert f"bound >= {MIN_COSINE} met" in message and "agreement 0.0000 on 3 of 3 clips judged" in message
     assert f"(bound >= {MIN_AGREEMENT} MISSED)" in message
 
 

@@ -19,23 +19,21 @@ import pytest
 import torch
 from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
+from onnx_graphs import qdq_model
 
 import tclr_zoo
 from tclr_zoo import cli
-from tclr_zoo.data.decode import decode_frames
-from tclr_zoo.data.layouts import load_split
-from tclr_zoo.export import quantize
 from tclr_zoo.cli.errors import SKIP_BAD_HINT
-from tclr_zoo.data.decode import VideoDecodeError
+from tclr_zoo.data.decode import VideoDecodeError, decode_frames
+from tclr_zoo.data.layouts import load_split
 from tclr_zoo.data.synthetic.render import SyntheticConfig, render_video
 from tclr_zoo.data.synthetic.write import _write_mp4
+from tclr_zoo.export import quantize
 from tclr_zoo.export.accuracy import AccuracyGateError, check_int8_accuracy
 from tclr_zoo.export.calibration import CalibrationSourceError, calibration_sets, spread_windows, video_clips
 from tclr_zoo.export.graph_checks import QDQ_RULES, RULES, GraphCheckError, check_graph
 from tclr_zoo.export.int8_options import CALIBRATION_METHODS, HELD_OUT_REMEDY, HELD_OUT_RULE, MIN_AGREEMENT, TIE_COSINE
 from tclr_zoo.export.triton import TritonError, write_model_repository
-
-from onnx_graphs import qdq_model
 
 ROOT = Path(__file__).resolve().parents[2]
 CALIB, HELD = 8, 24  # the tiny set: 12 train videos, 6 test videos of 40 frames
@@ -196,7 +194,8 @@ def test_a_forced_wrong_scale_is_never_passed_on_two_held_out_videos(exported, s
     two = video_clips(sdk, test_videos[:2], 8, "two test videos")
     with pytest.raises(CalibrationSourceError) as refused:
         check_int8_accuracy(out / "onnx" / "model.onnx", {"broken": broken}, two, head="retrieval")
-    assert str(refused.value) == f"two test videos: the held-out clips come from 2 video(s); {HELD_OUT_RULE}: {HELD_OUT_REMEDY}"
+    assert str(refused.value) == ("two test videos: the held-out clips come from 2 video(s); "
+                                  f"{HELD_OUT_RULE}: {HELD_OUT_REMEDY}")
     three = video_clips(sdk, test_videos[:3], 12, "three test videos")
     with pytest.raises(AccuracyGateError, match=r"failed on 12 held-out clips of 3 videos: broken: cosine mean 0\.\d+ "
                                                  r"\(min 0\.\d+; bound >= 0\.99 MISSED\)"):
@@ -355,7 +354,8 @@ def test_every_source_short_of_three_held_out_videos_is_refused_with_one_rule(sd
     with pytest.raises(CalibrationSourceError, match=r"clips\.npy: preprocessed clips: float values in \[200, 200\]; "
                                                      r"this model expects values in \[0, 1\]"):
         calibration_sets(sdk, clips, calib_clips=3, holdout_clips=64)
-    with pytest.raises(CalibrationSourceError, match=r"need >= 1 calibration clip and >= 3 held-out clips, got 8 and 2"):
+    with pytest.raises(CalibrationSourceError, match=r"need >= 1 calibration clip and >= 3 held-out clips, "
+                                                     r"got 8 and 2"):
         calibration_sets(sdk, tiny_dataset, calib_clips=8, holdout_clips=2, dataset="ucf101")
 
 
@@ -425,14 +425,16 @@ def test_the_onnxruntime_int8_graph_is_not_a_tensorrt_graph(exported):
                     quantized="tensorrt")
     assert {rule for rule, _ in exc.value.violations} == {"qdq_int8_zero_points"}
     report = check_graph(qdq_model(zero_point=128, zp_type=TensorProto.UINT8), input_shape=SHAPE,
-                         output_names=["embedding"], quantized="onnxruntime", allowed_ops=frozenset({"Conv", "ReduceMean"}))
+                         output_names=["embedding"], quantized="onnxruntime",
+                         allowed_ops=frozenset({"Conv", "ReduceMean"}))
     assert report["checks_passed"] == list(RULES + QDQ_RULES["onnxruntime"])
 
 
 def test_calibration_methods_are_one_list():
     assert tuple(quantize.METHODS) == CALIBRATION_METHODS
     assert quantize.input_range({"value_range": [0, 1], "mean": None, "std": None}) == (0.0, 1.0)
-    assert quantize.input_range({"value_range": [0, 1], "mean": [0.5, 0.25, 0.5], "std": [0.25, 0.25, 0.5]}) == (-2.0, 3.0)
+    assert quantize.input_range({"value_range": [0, 1], "mean": [0.5, 0.25, 0.5],
+                                 "std": [0.25, 0.25, 0.5]}) == (-2.0, 3.0)
 
 
 # ---------------------------------------------------------------- deployment recipes

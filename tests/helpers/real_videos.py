@@ -21,7 +21,8 @@ def real_video_dir() -> Path | None:
 
 
 def real_video(name: str) -> Path:
-    """``bikes.mp4`` (640x272, 250 frames), ``carphone_pristine.mp4`` (176x144, 120), ``bigbuckbunny.mp4`` (720p, 132)."""
+    """``bikes.mp4`` (640x272, 250 frames), ``carphone_pristine.mp4`` (176x144, 120),
+    ``bigbuckbunny.mp4`` (720p, 132)."""
     folder = real_video_dir()
     if folder is None or not (folder / name).is_file():
         pytest.fail(f"real test video {name} missing: install the dev extra (pip install -e '.[dev]')")

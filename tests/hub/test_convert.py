@@ -9,16 +9,15 @@ import os
 import pickle
 
 import pytest
+import reference_net
 import torch
 
 from tclr_zoo.constants import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME
 from tclr_zoo.hub import convert
-from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.hub.convert import ConversionError, convert_reference_checkpoint, load_reference_checkpoint
+from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.models import TCLRModel, TCLRVideoResNet
 from tclr_zoo.models.preprocessing import Preprocessing
-
-import reference_net
 
 ARCHS = ("r3d_18", "r2plus1d_18")
 

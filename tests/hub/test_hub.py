@@ -14,19 +14,18 @@ import uuid
 import huggingface_hub.constants
 import pytest
 import torch
+from real_videos import real_video
 
 import tclr_zoo
-from hub_server import local_hub  # noqa: F401  (fixture)
-from real_videos import real_video
-from tclr_zoo.models import pretrained
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.client import HubError
+from tclr_zoo.models import pretrained
 
 ARCH = "r3d_10_025"
 
 
 @pytest.fixture(autouse=True)
-def hub_env(tmp_path, monkeypatch, local_hub):  # noqa: F811
+def hub_env(tmp_path, monkeypatch, local_hub):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-home" / "hub"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
     monkeypatch.setenv("HF_ENDPOINT", local_hub.endpoint)
@@ -52,7 +51,7 @@ def new_repo() -> str:
     return f"tclr-test/sdk-{uuid.uuid4().hex[:8]}"
 
 
-def test_hub_and_saved_folder_give_the_same_vector(local_hub, exported):  # noqa: F811
+def test_hub_and_saved_folder_give_the_same_vector(local_hub, exported):
     repo = new_repo()
     sha = local_hub.publish(exported[0], repo)
     from_hub = tclr_zoo.load_model(f"hf-hub:{repo}")
@@ -63,7 +62,7 @@ def test_hub_and_saved_folder_give_the_same_vector(local_hub, exported):  # noqa
     assert (onnx.embed(clip) - from_hub.embed(clip)).abs().max() < 1e-4
 
 
-def test_revision_pinning_and_offline_reuse(local_hub, exported, monkeypatch):  # noqa: F811
+def test_revision_pinning_and_offline_reuse(local_hub, exported, monkeypatch):
     repo = new_repo()
     sha_a = local_hub.publish(exported[0], repo)
     sha_b = local_hub.publish(exported[1], repo)
@@ -78,11 +77,11 @@ def test_revision_pinning_and_offline_reuse(local_hub, exported, monkeypatch):  
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing may be asked of the network
     again = tclr_zoo.load_model(f"hf-hub:{repo}@{sha_a}")
     torch.testing.assert_close(again.embed(clip), pinned.embed(clip), rtol=0, atol=0)
-    with pytest.raises(HubError, match=rf"tclr-test/never-fetched.*tclr-zoo download"):
+    with pytest.raises(HubError, match=r"tclr-test/never-fetched.*tclr-zoo download"):
         tclr_zoo.load_model("hf-hub:tclr-test/never-fetched")
 
 
-def test_missing_repo_and_wrong_revision_are_one_clear_error(local_hub, exported):  # noqa: F811
+def test_missing_repo_and_wrong_revision_are_one_clear_error(local_hub, exported):
     repo = new_repo()
     local_hub.publish(exported[0], repo)
     with pytest.raises(HubError, match="tclr-test/does-not-exist"):
@@ -91,7 +90,7 @@ def test_missing_repo_and_wrong_revision_are_one_clear_error(local_hub, exported
         tclr_zoo.load_model(f"hf-hub:{repo}@no-such-branch")
 
 
-def test_registry_name_resolves_to_the_configured_organisation(local_hub, exported, monkeypatch):  # noqa: F811
+def test_registry_name_resolves_to_the_configured_organisation(local_hub, exported, monkeypatch):
     repo = new_repo()
     local_hub.publish(exported[1], repo)
     org, name = repo.split("/")
@@ -104,7 +103,7 @@ def test_registry_name_resolves_to_the_configured_organisation(local_hub, export
     torch.testing.assert_close(model.embed(clip), tclr_zoo.load_model(exported[1]).embed(clip), rtol=0, atol=0)
 
 
-def test_cli_download_seeds_the_cache_for_offline_machines(local_hub, exported, tmp_path):  # noqa: F811
+def test_cli_download_seeds_the_cache_for_offline_machines(local_hub, exported, tmp_path):
     repo = new_repo()
     sha = local_hub.publish(exported[0], repo)
     env = {**os.environ, "HF_HOME": str(tmp_path / "seeded"), "HF_HUB_CACHE": str(tmp_path / "seeded" / "hub")}

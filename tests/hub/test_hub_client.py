@@ -17,9 +17,9 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 import torch
+from hub_server import free_port
 from safetensors.torch import save_file
 
-from hub_server import free_port, local_hub  # noqa: F401  (local_hub is a fixture)
 from tclr_zoo.hub.client import HubError, download, fetch_snapshot, hub_settings
 
 
@@ -36,7 +36,7 @@ def hub_env(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def hub(local_hub, monkeypatch):  # noqa: F811
+def hub(local_hub, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", local_hub.endpoint)
     return local_hub
 
@@ -246,7 +246,7 @@ class _CuttingProxy:
         self.server.server_close()  # nothing listens any more: reconnections are refused
 
 
-def test_server_gone_mid_download_leaves_nothing_that_looks_complete(local_hub, tmp_path, monkeypatch,  # noqa: F811
+def test_server_gone_mid_download_leaves_nothing_that_looks_complete(local_hub, tmp_path, monkeypatch,
                                                                      hub_env):
     repo = new_repo()
     local_hub.publish(model_dir(tmp_path, 1), repo)

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from huggingface_hub import ModelCard
 
-from tclr_zoo.hub.format import model_config, save_pretrained
 from tclr_zoo.hub.card import card_results, parse_front_matter, render_model_card
+from tclr_zoo.hub.format import model_config, save_pretrained
 from tclr_zoo.models.preprocessing import Preprocessing
 from tclr_zoo.models.pretrained import published_reference
 

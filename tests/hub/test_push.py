@@ -20,12 +20,12 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
+import reference_net
 import torch
+from hub_upload_stub import GITATTRIBUTES, TOKEN, HubUploadStub
 from safetensors.torch import load as load_safetensors
 
-import reference_net
 import tclr_zoo
-from hub_upload_stub import GITATTRIBUTES, TOKEN, HubUploadStub, hub  # noqa: F401  (hub: the stub as a fixture)
 from tclr_zoo import __version__
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.client import PICKLE_PATTERNS, HubError, download, push_folder

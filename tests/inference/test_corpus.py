@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_videos import write_video
 from safetensors import safe_open
 
 import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo.atomic import save_safetensors
 from tclr_zoo.inference.corpus import CorpusEmbeddings, embed_corpus, read_embeddings, save_embeddings
 from tclr_zoo.inference.loader import Skipped

@@ -11,11 +11,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from hostile_videos import write_video
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo.inference.backends import BackendError
 
 ARCH = "r3d_10_025"  # the SDK tests' tiny network: 16 frames at 112x112, BGR, [0, 1], no mean/std

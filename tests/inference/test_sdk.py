@@ -9,14 +9,14 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from real_videos import real_video
 
 import tclr_zoo
-from real_videos import real_video
-from tclr_zoo.inference.backends import CPU, CUDA, TENSORRT, BackendError, choose_providers
 from tclr_zoo.data.decode import decode_frames, probe
 from tclr_zoo.data.windows import WindowPlan, iter_video_windows
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.format import ModelLoadError
+from tclr_zoo.inference.backends import CPU, CUDA, TENSORRT, BackendError, choose_providers
 from tclr_zoo.models.registry import ModelNotFoundError
 
 ARCH = "r3d_10_025"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
-
-import tclr_zoo
 from hostile_videos import write_video
 from real_videos import real_video
+
+import tclr_zoo
 from tclr_zoo.data.decode import VideoDecodeError, VideoTooShortError
 from tclr_zoo.inference.backends import BackendError
 from tclr_zoo.inference.corpus import embed_corpus
@@ -86,7 +86,8 @@ def test_a_bad_file_in_a_worker_raises_what_the_calling_process_raises(model, vi
 
 
 def test_a_video_failing_after_some_windows_is_left_out_whole(model, videos, monkeypatch):
-    from tclr_zoo.inference import loader, model as sdk
+    from tclr_zoo.inference import loader
+    from tclr_zoo.inference import model as sdk
 
     real = sdk.iter_video_windows
 

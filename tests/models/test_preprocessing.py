@@ -15,7 +15,8 @@ import tclr_zoo
 from tclr_zoo.data.decode import decode_frames
 from tclr_zoo.data.transforms import AugmentConfig, ClipAugParams, augment_batch, normalize_clip
 from tclr_zoo.hub.format import ModelLoadError, read_config, save_pretrained
-from tclr_zoo.inference.model import VideoModel, random_init_model
+from tclr_zoo.hub.resolve import random_init_model
+from tclr_zoo.inference.model import VideoModel
 from tclr_zoo.models.preprocessing import EvalProtocol, Preprocessing, PreprocessingError
 
 ARCH = "r3d_10_025"
@@ -240,5 +241,6 @@ def test_an_old_eval_protocol_pooling_reads_as_the_sdk_head_of_that_name(old, he
     pre = Preprocessing.from_config({"eval_protocol": {"clips": 5, "pooling": old, "similarity": "cosine"}})
     assert pre.eval_protocol == EvalProtocol(clips=5, head=head)
     assert pre.to_config()["eval_protocol"] == {"clips": 5, "head": head, "similarity": "cosine"}
-    with pytest.raises(PreprocessingError, match="eval_protocol.head must be one of backbone, retrieval, projection, got .max."):
+    with pytest.raises(PreprocessingError,
+                       match="eval_protocol.head must be one of backbone, retrieval, projection, got .max."):
         Preprocessing.from_config({"eval_protocol": {"pooling": "max"}})

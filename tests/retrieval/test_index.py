@@ -15,11 +15,11 @@ import torch.nn.functional as F
 import tclr_zoo.retrieval.search as search_module
 from tclr_zoo import load_model
 from tclr_zoo.data.decode import VideoDecodeError
+from tclr_zoo.models.registry import ModelNotFoundError
 from tclr_zoo.retrieval.index import VideoIndex
 from tclr_zoo.retrieval.search import exact_topk
 from tclr_zoo.retrieval.sheets import caption_height, contact_sheet
 from tclr_zoo.retrieval.types import IndexFormatError, SearchHit
-from tclr_zoo.models.registry import ModelNotFoundError
 
 DIM = 64
 

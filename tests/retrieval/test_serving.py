@@ -9,13 +9,13 @@ import shutil
 import pytest
 import torch
 import torch.nn.functional as F
+from test_index import names, random_rows, write_video
 
 import tclr_zoo.retrieval.search as search_module
 from tclr_zoo import load_model
 from tclr_zoo.retrieval.index import VideoIndex
 from tclr_zoo.retrieval.storage import FAISS_NAME, MANIFEST_NAME
 from tclr_zoo.retrieval.types import IndexFormatError
-from test_index import names, random_rows, write_video
 
 pytest.importorskip("faiss")
 
@@ -72,7 +72,8 @@ def test_re_adding_a_changed_video_replaces_its_rows(tmp_path):
     paths = [write_video(tmp_path / f"clip{i}.mp4", seed=i) for i in range(3)]
     index = VideoIndex.build(model, paths, windows=True, progress=False)
     before, old_rows = len(index), index.paths.count(paths[1])
-    with pytest.raises(ValueError, match=r"unique within the index \(to re-add a changed video: add_videos\(..., replace=True\)\)"):
+    with pytest.raises(ValueError,
+                       match=r"unique within the index \(to re-add a changed video: add_videos\(..., replace=True\)\)"):
         index.add_videos(model, [paths[1]], windows=True, progress=False)
     write_video(tmp_path / "clip1.mp4", seed=7, frames=96)  # the file changed: other pixels, more windows
     index.add_videos(model, [paths[1]], windows=True, progress=False, replace=True)

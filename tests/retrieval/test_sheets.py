@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hostile_videos import write_video
 from PIL import Image, ImageDraw
 
-from hostile_videos import write_video
 from tclr_zoo.retrieval.sheets import ELLIPSIS, caption_font, caption_height, caption_lines, contact_sheet
 from tclr_zoo.retrieval.types import SearchHit
 

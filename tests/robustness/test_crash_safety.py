@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import tiny_overrides
-from tclr_zoo.train.checkpoint import (CheckpointError, load_checkpoint, previous_path, resume_candidates,
-                                       save_checkpoint)
+
+from tclr_zoo.hub.checkpoint import CheckpointError, load_checkpoint
+from tclr_zoo.train.checkpoint import previous_path, resume_candidates, save_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 EPOCHS = 4

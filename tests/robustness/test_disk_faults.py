@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_videos import write_video
 
 import tclr_zoo
-from hostile_videos import write_video
 from tclr_zoo.retrieval.index import VideoIndex
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,8 @@ import pytest
 import torch
 
 from tclr_zoo import atomic
-from tclr_zoo.train.checkpoint import load_checkpoint, save_checkpoint
+from tclr_zoo.hub.checkpoint import load_checkpoint
+from tclr_zoo.train.checkpoint import save_checkpoint
 
 
 class SyscallLog:

@@ -22,11 +22,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from hostile_videos import write_video
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from hostile_videos import write_video
 from real_videos import real_video
+
 from tclr_zoo.data.decode import VideoDecodeError, decode_frames, iter_frames, probe
 from tclr_zoo.data.sampling import ClipSampling, sample_tclr_indices
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hostile_videos import SIZE, build_corpus, declared_dimensions, frames
 
 import tclr_zoo
-from hostile_videos import SIZE, build_corpus, declared_dimensions, frames
 from tclr_zoo.data.decode import MAX_FRAME_PIXELS, VideoDecodeError, decode_frames, iter_frames, probe
 
 ROOT = Path(__file__).resolve().parents[2]

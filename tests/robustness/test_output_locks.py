@@ -25,8 +25,8 @@ import pytest
 import torch
 import yaml
 from click.testing import CliRunner
-
 from conftest import tiny_overrides
+
 from tclr_zoo import cli
 from tclr_zoo.atomic import OutputInUseError, lock_path
 from tclr_zoo.retrieval.index import VideoIndex

@@ -22,8 +22,8 @@ import pytest
 import torch
 
 import tclr_zoo
+from tclr_zoo.hub.checkpoint import FORMAT, CheckpointError, load_checkpoint
 from tclr_zoo.inference.backends import BackendError
-from tclr_zoo.train.checkpoint import FORMAT, CheckpointError, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from tclr_zoo.train.checkpoint import load_checkpoint, previous_path, save_checkpoint
+from tclr_zoo.hub.checkpoint import load_checkpoint
+from tclr_zoo.train.checkpoint import previous_path, save_checkpoint
 
 
 class _InterruptedFile:

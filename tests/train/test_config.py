@@ -10,7 +10,12 @@ import yaml
 from tclr_zoo.models.preprocessing import Preprocessing
 from tclr_zoo.models.pretrained import PAPER_RESULTS, get_pretrained
 from tclr_zoo.train.config import (
-    RecipeError, ResumeRequest, bundled_recipes, load_recipe, preprocessing_config, resume_changes,
+    RecipeError,
+    ResumeRequest,
+    bundled_recipes,
+    load_recipe,
+    preprocessing_config,
+    resume_changes,
 )
 from tclr_zoo.train.schedule import WarmupPlateauSchedule
 

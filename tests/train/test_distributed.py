@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from conftest import tiny_overrides
+
 from tclr_zoo import runtime
 from tclr_zoo.data.datasets import EpochShuffleSampler
+from tclr_zoo.hub.checkpoint import load_checkpoint
 from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.losses import tclr_losses
 from tclr_zoo.train import distributed
-from tclr_zoo.train.checkpoint import load_checkpoint
 from tclr_zoo.train.config import RecipeError, load_recipe
 from tclr_zoo.train.distributed import DistributedEpochShuffleSampler
 from tclr_zoo.train.pretrain import pretrain

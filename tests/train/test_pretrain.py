@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tclr_zoo.hub.checkpoint import load_checkpoint
 from tclr_zoo.hub.format import load_pretrained_dir
 from tclr_zoo.losses import LOSS_KEYS
-from tclr_zoo.train.checkpoint import load_checkpoint
 from tclr_zoo.train.config import RecipeError, ResumeRequest
 from tclr_zoo.train.pretrain import pretrain
 

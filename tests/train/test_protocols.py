@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from tclr_zoo.hub.format import load_pretrained_dir, model_config, save_pretrained
-from tclr_zoo.models.registry import create_model, resolve_model_args
+from tclr_zoo.hub.resolve import resolve_model
+from tclr_zoo.models.registry import ModelNotFoundError, create_model, resolve_model_args
 from tclr_zoo.train.config import RecipeError
-from tclr_zoo.train.protocols import load_encoder, protocol_settings, run_protocol
+from tclr_zoo.train.protocols import protocol_settings, run_protocol
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 FAST = {"epochs": 1, "batch_size": 4, "size": 32, "test_clips": 2, "workers": 0}
@@ -59,7 +60,7 @@ def test_linear_probe_keeps_backbone_weights_and_finetuning_changes_them(saved_m
 
     train = load_split("ucf101", tiny_dataset, subset="train")
     for protocol in ("linear", "finetune"):
-        encoder, config = load_encoder(saved_model)
+        encoder, config, _ = resolve_model(saved_model)
         before = {k: v.clone() for k, v in encoder.backbone.state_dict().items()}
         settings = protocol_settings(protocol, FAST)
         classifier = build_classifier(encoder, len(train.class_names), settings)
@@ -75,7 +76,8 @@ def test_linear_probe_keeps_backbone_weights_and_finetuning_changes_them(saved_m
 def test_eval_cli_writes_json_and_prints_a_table(saved_model, tiny_dataset, tmp_path):
     out = tmp_path / "linear.json"
     args = ["eval", str(saved_model), "--protocol", "linear", "--dataset", "ucf101", "--root", str(tiny_dataset),
-            "--out", str(out), "--device", "cpu", "--no-progress"] + [a for k, v in FAST.items() for a in ("--set", f"{k}={v}")]
+            "--out", str(out), "--device", "cpu", "--no-progress"] + [a for k, v in FAST.items()
+                                                                      for a in ("--set", f"{k}={v}")]
     result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "top1" in result.stdout and "clip_top5" in result.stdout
@@ -104,7 +106,7 @@ def test_pretraining_checkpoint_is_accepted_as_model(tiny_recipe, tmp_path, tiny
     from tclr_zoo.train.pretrain import pretrain
 
     pretrain(tiny_recipe(**{"eval.knn": "false"}), tmp_path / "run", progress=False, log=_quiet)
-    from_ckpt, _ = load_encoder(tmp_path / "run" / "checkpoints" / "last.pt")
+    from_ckpt, _, _ = resolve_model(tmp_path / "run" / "checkpoints" / "last.pt")
     from_dir, _ = load_pretrained_dir(tmp_path / "run" / "model")
     for key, value in from_dir.state_dict().items():
         torch.testing.assert_close(from_ckpt.state_dict()[key], value)
@@ -116,7 +118,8 @@ def test_pretraining_checkpoint_is_accepted_as_model(tiny_recipe, tmp_path, tiny
 def test_bad_protocol_settings_are_clear_errors(saved_model, tiny_dataset):
     with pytest.raises(RecipeError, match="unknown protocol setting 'epochz'"):
         protocol_settings("linear", {"epochz": 1})
-    with pytest.raises(FileNotFoundError, match="no saved model"):
+    # the one resolver's one-line error, as every command gives it (was FileNotFoundError "no saved model")
+    with pytest.raises(ModelNotFoundError, match="/nonexistent/model: no such folder"):
         run_protocol("/nonexistent/model", "retrieval", "ucf101", tiny_dataset, log=_quiet)
 
 
@@ -165,7 +168,8 @@ def test_saved_finetuned_model_keeps_classifier_and_labels(saved_model, tiny_dat
     with torch.no_grad():
         assert model.logits(batch).shape == (2, 3)
     # the saved model is a model like any other: it can be evaluated again
-    again = run_protocol(str(target), "retrieval", "ucf101", tiny_dataset, overrides={"clips": 2, "ks": [1]}, log=_quiet)
+    again = run_protocol(str(target), "retrieval", "ucf101", tiny_dataset, overrides={"clips": 2, "ks": [1]},
+                         log=_quiet)
     assert 0.0 <= again["R@1"] <= 1.0
     with pytest.raises(RecipeError, match="--save applies to linear and finetune"):
         run_protocol(str(saved_model), "retrieval", "ucf101", tiny_dataset, log=_quiet, save_dir=tmp_path / "x")

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_overrides
+
 from tclr_zoo.train.config import RecipeError, load_recipe
 from tclr_zoo.train.pretrain import pretrain
 

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_overrides
+
 from tclr_zoo.atomic import exclusive_output
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli"]

@@ -26,5 +26,8 @@ def _main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - conv
     print(f"{out} ({cfg.num_videos} videos, {time.perf_counter() - t0:.1f} s)")
 
 
+__all__: list[str] = []
+
+
 if __name__ == "__main__":  # pragma: no cover
     _main()

@@ -303,7 +303,8 @@ def _sawtooth(t: np.ndarray, period: float, phase: float) -> np.ndarray:
     return np.mod(t / period + phase, 1.0)
 
 
-def _trajectories(class_name: str, rng: np.random.Generator, T: int, H: int, W: int, s: float, size: float) -> list[_Obj]:
+def _trajectories(class_name: str, rng: np.random.Generator, T: int, H: int, W: int, s: float,
+                  size: float) -> list[_Obj]:
     t = np.arange(T, dtype=np.float64)
     ones = np.ones(T)
     r0 = size * s * rng.uniform(0.88, 1.12)  # per-clip size jitter around the group's size
@@ -422,3 +423,6 @@ def _scene_seed(config: SyntheticConfig, class_name: str, group: int) -> np.rand
     if config.shared_scenes:
         return np.random.SeedSequence([config.seed, len(CLASS_NAMES), group])
     return np.random.SeedSequence([config.seed, CLASS_NAMES.index(class_name), group])
+
+
+__all__ = ["Appearance", "CLASS_NAMES", "LAYOUTS", "SyntheticConfig", "render_video", "sample_appearance"]

@@ -297,3 +297,7 @@ def generate(
         with staged_directory(root) as staging:
             _write_dataset(staging, config, progress)
     return root
+
+
+__all__ = ["GENERATOR_VERSION", "NUM_SPLITS", "default_cache_dir", "generate", "is_synthetic_root", "layout_relpath",
+           "read_manifest", "split_role", "video_relpath", "youtube_id"]
