@@ -38,6 +38,8 @@ RANDOM_INIT_FLAG = "--random-init"
 #: Videos per unit of an ``embed`` / ``index build`` run under torchrun (``inference.shards``): one
 #: file each, and what an interruption costs at most per process.
 SHARD_VIDEOS = 256
+#: The engines of a corpus job: this process (or each torchrun process), or a Ray cluster.
+CORPUS_ENGINES = ("local", "ray")
 
 # Model names that are not registry names.
 HF_PREFIX = "hf-hub:"
@@ -51,7 +53,8 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 #: Every ``--dataset`` layout: the official ones plus a plain class-per-folder tree and a CSV list.
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
-__all__ = ["CARD_NAME", "CONFIG_NAME", "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME",
+__all__ = ["CARD_NAME", "CONFIG_NAME", "CORPUS_ENGINES",
+           "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME",
            "FP32_NAME", "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS",
            "ONNX_DIR", "POOLING_HEADS", "RANDOM_INIT_FLAG", "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS",
            "WEIGHTS_NAME"]

@@ -42,6 +42,12 @@ SKIPPED = {
         "checkout lacks; tests/export/test_quantize.py runs the same export on the tiny synthetic dataset",
     ".venv/bin/tclr-zoo app": "serves until stopped; tests/app/test_app_cli.py starts it and "
                               "tests/app/test_app_browser.py drives its page",
+    "pip install": "installs packages; the dev extra that make test installs has Ray",
+    "ray start": "starts a Ray cluster node; tests/inference/test_ray_engine.py starts a two-node cluster",
+    "export RAY_ADDRESS": "points at that cluster",
+    "tclr-zoo embed hf-hub:ORG/REPO /shared/videos": "runs on a Ray cluster; tests/inference/test_ray_engine.py runs "
+                                                    "embed and index build with --engine ray on a two-node cluster",
+    "tclr-zoo index build runs/demo/model /shared/videos": "runs on a Ray cluster (see above)",
     "torchrun": "needs 8 GPUs on one or more nodes; tests/train/test_distributed.py (pretrain) and "
                 "tests/cli/test_torchrun.py (embed, index build) run torchrun with 2 CPU processes",
 }

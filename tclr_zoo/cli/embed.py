@@ -6,6 +6,8 @@ labels per video, printed and optionally saved as JSON). The work itself is the 
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..constants import EMBED_HEADS
@@ -43,7 +45,7 @@ from .options import (
 @model_options
 def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwrite: bool, resume: bool,
           shard_videos: int, random_init: bool, backend: str, device: str | None, batch_size: int, workers: int | None,
-          precision: str, no_progress: bool, skip_bad: bool) -> None:
+          precision: str, no_progress: bool, skip_bad: bool, engine: str, ray: Any) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL, one row per video.
 
     Each video is cut into back-to-back clips (the model's frames and stride), embedded, and the
@@ -69,7 +71,7 @@ def embed(model: str, videos: tuple[str, ...], out_file: str, head: str, overwri
                           unit_videos=shard_videos, skip_bad=skip_bad, batch_size=batch_size, workers=workers,
                           progress=not no_progress, backend=backend, device=device, precision=precision,
                           log=lambda line: click.echo(line, err=True), spelling=CLI_SPELLING,
-                          pretrained=pretrained_weights(random_init))
+                          pretrained=pretrained_weights(random_init), engine=engine, ray=ray)
     if corpus is None:  # another torchrun process: rank 0 reports
         return
     from pathlib import Path

@@ -32,6 +32,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from ..hub.convert import ConversionError
     from ..hub.format import ModelLoadError
     from ..inference.backends import BackendError
+    from ..inference.ray_engine import RayEngineError
     from ..inference.shards import ShardError
     from ..models.registry import ModelNotFoundError
     from ..retrieval.types import IndexFormatError
@@ -40,7 +41,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     return (RecipeError, DatasetError, ModelNotFoundError, VideoDecodeError, CheckpointError, FileNotFoundError,
             FileExistsError, NotADirectoryError, PermissionError, ModelLoadError, BackendError, HubError,
-            ConversionError, IndexFormatError, WriteError, ShardError, OutputInUseError, RuntimeEnvError)
+            ConversionError, IndexFormatError, WriteError, ShardError, OutputInUseError, RuntimeEnvError,
+            RayEngineError)
 
 
 SKIP_BAD_HINT = "; pass --skip-bad to skip unreadable videos and record them in the output"

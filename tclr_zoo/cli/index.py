@@ -6,7 +6,7 @@ JSON and a contact sheet).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -69,7 +69,7 @@ def index() -> None:
 def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, windows: bool, dtype: str,
                 approximate: bool, overwrite: bool, resume: bool, shard_videos: int, save_every: float | None,
                 random_init: bool, backend: str, device: str | None, batch_size: int, workers: int | None,
-                precision: str, no_progress: bool, skip_bad: bool) -> None:
+                precision: str, no_progress: bool, skip_bad: bool, engine: str, ray: Any) -> None:
     """Embed VIDEOS (files, or folders searched recursively) with MODEL and save an index to --out.
 
     MODEL: any model name (a saved folder, local-dir:PATH, a .pt checkpoint, hf-hub:ORG/REPO[@REV], a
@@ -102,7 +102,7 @@ def index_build(model: str, videos: tuple[str, ...], out_dir: str, head: str, wi
                         resume=resume, overwrite=overwrite, unit_videos=shard_videos, skip_bad=skip_bad,
                         batch_size=batch_size, workers=workers, progress=not no_progress, backend=backend,
                         device=device, precision=precision, log=lambda line: click.echo(line, err=True),
-                        spelling=CLI_SPELLING, pretrained=pretrained_weights(random_init))
+                        spelling=CLI_SPELLING, pretrained=pretrained_weights(random_init), engine=engine, ray=ray)
     if built is None:  # another torchrun process: rank 0 reports
         return
     found, resumed = built

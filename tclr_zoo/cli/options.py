@@ -20,6 +20,7 @@ this output?" check made before any work, and the helpers of the inference comma
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -239,18 +240,49 @@ CLI_SPELLING = {"resume": "--resume", "overwrite": "--overwrite"}
 
 
 def corpus_job_options(func):
-    """``--resume`` and ``--shard-videos``: the options of the resumable commands (embed, index build)."""
-    from ..constants import SHARD_VIDEOS
+    """The options of the resumable corpus commands (embed, index build): ``--resume``,
+    ``--shard-videos``, and the engine (``--engine``, ``--ray-*``), handed to the command as
+    ``engine`` and ``ray`` (a :class:`~tclr_zoo.inference.ray_engine.RayOptions`)."""
+    from ..constants import CORPUS_ENGINES, SHARD_VIDEOS
 
-    resume = click.option(
-        "--resume", is_flag=True,
-        help="Continue an interrupted run from the units it finished (kept in the hidden folder .OUT.shards beside "
-             "--out), in one process or under torchrun; refused when there is nothing to continue.")
-    units = click.option(
-        "--shard-videos", type=click.IntRange(min=1), default=SHARD_VIDEOS, show_default=True,
-        help="Videos per unit: the block a process embeds and saves in one file (what an interruption can cost, "
-             "per process). Keep it when resuming.")
-    return resume(units(func))
+    @functools.wraps(func)
+    def with_engine(*args, engine: str, ray_address: str | None, ray_actors: int | None, ray_actor_cpus: float,
+                    ray_decode_cpus: float, **kwargs):
+        ray_flags = (("--ray-address", ray_address, None), ("--ray-actors", ray_actors, None),
+                     ("--ray-actor-cpus", ray_actor_cpus, 1.0), ("--ray-decode-cpus", ray_decode_cpus, 1.0))
+        given = [flag for flag, value, default in ray_flags if value != default]
+        if given and engine != "ray":
+            raise click.UsageError(f"{', '.join(given)}: options of the Ray engine; add --engine ray")
+        from ..inference.ray_engine import RayOptions  # here: --help stays free of torch
+
+        ray = RayOptions(address=ray_address, actors=ray_actors, actor_cpus=ray_actor_cpus, decode_cpus=ray_decode_cpus)
+        return func(*args, engine=engine, ray=ray, **kwargs)
+
+    positive = click.FloatRange(min=0, min_open=True)
+    options = [
+        click.option("--resume", is_flag=True,
+                     help="Continue an interrupted run from the units it finished (kept in the hidden folder "
+                          ".OUT.shards beside --out), in one process, under torchrun or on Ray; refused when there "
+                          "is nothing to continue."),
+        click.option("--shard-videos", type=click.IntRange(min=1), default=SHARD_VIDEOS, show_default=True,
+                     help="Videos per unit: the block a process embeds and saves in one file (what an interruption "
+                          "can cost, per process). Keep it when resuming."),
+        click.option("--engine", type=click.Choice(CORPUS_ENGINES), default="local", show_default=True,
+                     help="local: this process (or each torchrun process) decodes and embeds. ray: decode on every "
+                          "CPU of a Ray cluster and embed in model actors (GPU actors where the cluster has GPUs); "
+                          "needs pip install 'tclr-zoo[ray]'."),
+        click.option("--ray-address", default=None, metavar="ADDRESS",
+                     help="The Ray cluster to join [default: RAY_ADDRESS when set, else a local Ray for this run]."),
+        click.option("--ray-actors", type=click.IntRange(min=1), default=None, metavar="N",
+                     help="Model actors [default: one per GPU of the cluster, else 1]."),
+        click.option("--ray-actor-cpus", type=positive, default=1.0, show_default=True,
+                     help="CPUs each model actor holds."),
+        click.option("--ray-decode-cpus", type=positive, default=1.0, show_default=True,
+                     help="CPUs each decode task holds (one video per task; 1 decodes at full speed)."),
+    ]
+    for option in reversed(options):
+        with_engine = option(with_engine)
+    return with_engine
 
 
 __all__ = ["CLI_SPELLING", "OVERWRITE_OUTPUTS", "RANDOM_INIT_SEED", "checked_device", "corpus_job_options", "counted",

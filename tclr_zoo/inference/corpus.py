@@ -40,6 +40,7 @@ from ..atomic import atomic_write, exclusive_output, refuse_to_replace
 from ..constants import EMBED_HEADS
 from .loader import Skipped
 from .model import VideoModel, load_model
+from .ray_engine import ENGINES, RayOptions, embed_units_on_ray, import_ray
 from .shards import (
     COLUMNS,
     PYTHON_SPELLING,
@@ -126,7 +127,8 @@ class CorpusJob:
 def run_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str], job: CorpusJob, *,
                check: Callable[[], None], write: Callable[[VideoModel, CorpusEmbeddings], T], skip_bad: bool = False,
                batch_size: int = 8, workers: int | None = None, progress: bool = False,
-               load: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None) -> T | None:
+               load: Mapping[str, Any] | None = None, log: Callable[[str], None] | None = None,
+               engine: str = "local", ray: RayOptions | None = None) -> T | None:
     """Run ``job`` over ``paths`` and hand the merged rows to ``write``; returns what ``write``
     returned on rank 0 (``None`` on the other ranks).
 
@@ -136,9 +138,19 @@ def run_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str], job:
     ``device``, ``precision``); rank 0 opens the unit store (afresh, or checked against the job to
     resume); every rank embeds its units; rank 0 merges them, calls ``write`` under the locks and
     removes the units. ``log`` gets rank 0's "resuming: ..." line.
+
+    ``engine="ray"``: the same job from this one process, the videos decoded and embedded on a Ray
+    cluster (``ray_engine``; ``ray``: its options); the same units, files and resume.
     """
     paths = list(paths)
     world = runtime.torchrun_env()
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "ray":
+        if world is not None and world["WORLD_SIZE"] > 1:
+            raise ValueError("engine='ray' runs from one process (Ray spreads the work), not under torchrun")
+        return _run_on_ray(model, paths, job, check=check, write=write, skip_bad=skip_bad, batch_size=batch_size,
+                           progress=progress, load=load, log=log, options=ray or RayOptions())
     if job.out is None and world is not None and world["WORLD_SIZE"] > 1:
         raise ValueError("under torchrun a corpus job needs an output (out=...): the processes share their rows "
                          "through the unit files beside it")
@@ -159,6 +171,28 @@ def run_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str], job:
         result: list[T] = []  # kept on rank 0: the rows are not sent to the other ranks
         runtime.on_main(lambda: result.append(_finish(loaded, store, plan, job, write, resumed)))
         return result[0] if place.is_main else None
+
+
+def _run_on_ray(model: VideoModel | str | os.PathLike, paths: list[str], job: CorpusJob, *, check: Callable[[], None],
+                write: Callable[[VideoModel, CorpusEmbeddings], T], skip_bad: bool, batch_size: int, progress: bool,
+                load: Mapping[str, Any] | None, log: Callable[[str], None] | None, options: RayOptions) -> T:
+    """:func:`run_corpus` with ``engine="ray"``: this process takes the locks, loads the model on its
+    CPU (its identity and config, for ``job.json`` and the output; the actors load their own copy),
+    opens the unit store, and merges; Ray decodes and embeds."""
+    import_ray()  # before any lock or file: a missing extra is the first thing said
+    load = dict(load or {})
+    device = load.pop("device", None)
+    with contextlib.ExitStack() as held:
+        _claim(held, job, check)
+        loaded = model if isinstance(model, VideoModel) else load_model(model, device="cpu", **load)
+        plan = ShardPlan(len(paths), job.unit_videos if job.out is not None else max(1, len(paths)))
+        store = UnitStore(shard_folder(job.out), job.record(loaded, paths), spelling=job.spelling) \
+            if job.out is not None else Units()
+        resumed = _open(store, plan, job, log)
+        embed_units_on_ray(loaded, paths, plan, store, part=_part_maker(paths, job), head=job.head,
+                           batch_size=batch_size, skip_bad=skip_bad, options=options, device=device,
+                           progress=progress, log=log)
+        return _finish(loaded, store, plan, job, write, resumed)
 
 
 def _claim(held: contextlib.ExitStack, job: CorpusJob, check: Callable[[], None]) -> None:
@@ -212,7 +246,8 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
                  skip_bad: bool = False, batch_size: int = 8, workers: int | None = None, progress: bool = False,
                  backend: str = "torch", device: str | None = None, precision: str = "fp32",
                  log: Callable[[str], None] | None = None,
-                 spelling: Mapping[str, str] = PYTHON_SPELLING, pretrained: bool = True) -> CorpusEmbeddings | None:
+                 spelling: Mapping[str, str] = PYTHON_SPELLING, pretrained: bool = True, engine: str = "local",
+                 ray: RayOptions | None = None) -> CorpusEmbeddings | None:
     """Embed many videos with one model: one row per video (its windows pooled, as
     ``VideoModel.embed``), or one per window; resumable, and split over torchrun's processes.
 
@@ -236,6 +271,11 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
             ``load_model`` takes them; ignored for a loaded model).
         log: gets the line that says what a resume continues from.
         spelling: how the messages name ``resume`` and ``overwrite`` (the CLI passes its flags).
+        engine: ``"local"`` (this process, or each torchrun process), or ``"ray"``: decode and
+            embed on a Ray cluster from this process (``pip install 'tclr-zoo[ray]'``); the same
+            output and units, so each engine resumes the other's job.
+        ray: the Ray engine's options (:class:`~.ray_engine.RayOptions`: cluster address, actors,
+            CPUs per task).
 
     Returns:
         The rows, on rank 0 (and in a single process); ``None`` on the other ranks.
@@ -275,7 +315,8 @@ def embed_corpus(model: VideoModel | str | os.PathLike, paths: Sequence[str | os
     load = None if isinstance(model, VideoModel) else {"backend": backend, "device": device, "precision": precision,
                                                        "pretrained": pretrained}
     return run_corpus(model, expand_video_folders([os.fspath(p) for p in paths]), job, check=check, write=write,
-                      skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log)
+                      skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log,
+                      engine=engine, ray=ray)
 
 
 def _embeddings_target(out: str | os.PathLike | None, *, resume: bool) -> Path | None:

@@ -283,6 +283,12 @@ class VideoModel:
         checked = check_clips(clips, self.preprocessing)
         return self.backend.run(checked, head)
 
+    def run_windows(self, frames: list[torch.Tensor], head: str) -> torch.Tensor:
+        """Windows as the decode workers make them (uint8 ``[T, size, size, 3]``, cropped and resized
+        by the model's transform) -> the head's outputs ``[len(frames), D]``: the forward of
+        :meth:`video_outputs`, for engines that decode elsewhere (``ray_engine``)."""
+        return self.backend.run(self._batch(frames), head)
+
     def video_outputs(self, videos: list[Any], *, head: str, batch_size: int = 8, hop: int | None = None,
                       progress: bool = False, workers: int | None = None,
                       skip_bad: bool = False) -> Iterator[VideoOutput | Skipped]:

@@ -15,6 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..inference.corpus import CorpusEmbeddings, CorpusJob, run_corpus
 from ..inference.model import VideoModel, load_model
+from ..inference.ray_engine import RayOptions
 from ..inference.shards import PYTHON_SPELLING, UNIT_VIDEOS
 from .index import VideoIndex
 from .storage import check_index_target
@@ -35,8 +36,8 @@ def build_index(model: VideoModel | str | os.PathLike, paths: Sequence[str | os.
                 unit_videos: int = UNIT_VIDEOS, skip_bad: bool = False, batch_size: int = 8,
                 workers: int | None = None, progress: bool = False, backend: str = "torch", device: str | None = None,
                 precision: str = "fp32", log: Callable[[str], None] | None = None,
-                spelling: Mapping[str, str] = PYTHON_SPELLING,
-                pretrained: bool = True) -> tuple[VideoIndex, int] | None:
+                spelling: Mapping[str, str] = PYTHON_SPELLING, pretrained: bool = True, engine: str = "local",
+                ray: RayOptions | None = None) -> tuple[VideoIndex, int] | None:
     """Embed ``paths`` with ``model`` and save the index to ``out_dir``: a resumable corpus job.
 
     Args:
@@ -52,7 +53,7 @@ def build_index(model: VideoModel | str | os.PathLike, paths: Sequence[str | os.
         unit_videos: videos per unit: what an interruption can cost, per process.
         backend, device, precision, pretrained: how a ``model`` given by name is loaded (as ``load_model``
             takes them).
-        log, spelling: as for ``embed_corpus``.
+        log, spelling, engine, ray: as for ``embed_corpus`` (``engine="ray"``: on a Ray cluster).
 
     Returns:
         On rank 0 (and in a single process): the saved index (``index.skipped`` lists the videos
@@ -84,7 +85,8 @@ def build_index(model: VideoModel | str | os.PathLike, paths: Sequence[str | os.
     load = None if isinstance(model, VideoModel) else {"backend": backend, "device": device, "precision": precision,
                                                        "pretrained": pretrained}
     return run_corpus(model, expand_video_folders([os.fspath(p) for p in paths]), job, check=check, write=write,
-                      skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log)
+                      skip_bad=skip_bad, batch_size=batch_size, workers=workers, progress=progress, load=load, log=log,
+                      engine=engine, ray=ray)
 
 
 def index_from_corpus(corpus: CorpusEmbeddings, *, dtype: str = "float32", approximate: bool = False) -> VideoIndex:
