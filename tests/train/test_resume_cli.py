@@ -49,11 +49,19 @@ def _files(folder: Path) -> dict[Path, bytes]:
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _as_from_a_terminal() -> None:
+    """The command starts with Ctrl-C's default action, as a shell started from a terminal gives it.
+    A child inherits an ignored or blocked SIGINT, and a pytest worker may have one (a library it
+    ran, e.g. a server): then Python installs no KeyboardInterrupt handler and the SIGINT is lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def _interrupt_during_a_checkpoint_write(args: list[str], cwd: Path, run: Path) -> subprocess.CompletedProcess:
     """Start ``pretrain ARGS`` and send SIGINT while its next checkpoint sits in a temporary file."""
     env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE="3")
     proc = subprocess.Popen(CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 240
     while not list((run / "checkpoints").glob(".last.pt.tmp-*")):
         assert proc.poll() is None, proc.communicate()
