@@ -20,13 +20,13 @@ BROWSER_PACKAGES := chromium chromium-driver
 demo: $(STAMP)
 	$(VENV)/bin/tclr-zoo pretrain --out runs/demo --overwrite
 
-# -n 3: three test processes (pytest-xdist) on 2 cores. Many tests wait on subprocesses, sockets or
-# disk: with two processes the cores were busy 80% of the run (2026-12-03), and -n 2 took 8.6 min
-# where a serial run took 10.4 (2026-11-28). worksteal: an idle process takes tests from a busy one.
+# -n 2: two test processes (pytest-xdist) on 2 cores: the cores were busy 80% of a run (2026-12-03);
+# -n 3 was slower (clean clone: 19.4 min against 18.1 min for -n 2). worksteal: an idle process
+# takes tests from a busy one.
 # ruff first: a lint error fails in seconds, not after the suite.
 test: $(STAMP) $(OLAH_STAMP) browser
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -n 3 --dist worksteal
+	$(PY) -m pytest -n 2 --dist worksteal
 
 # A longer, randomised run of the decode fuzz target (tests/robustness/test_fuzz.py); FUZZ_EXAMPLES=N to change.
 FUZZ_EXAMPLES ?= 20000
