@@ -13,6 +13,24 @@ from hub_upload_stub import hub  # noqa: F401  (the upload stand-in, for the pus
 from tclr_zoo.data.synthetic import SyntheticConfig, generate
 from tclr_zoo.train.config import load_recipe
 
+# The files whose tests take the longest (each over ~15 s on 2 cores, 2026-12-03) run first. pytest-xdist
+# hands each test process a contiguous share of the list and an idle process steals from the end of a
+# busy one's share, so a slow file collected last would finish the run alone on one core.
+SLOW_FILES_FIRST = ("tests/test_bench.py", "tests/inference/test_ray_engine.py",
+                    "tests/robustness/test_crash_safety.py", "tests/test_readme.py", "tests/train/test_resume.py",
+                    "tests/train/test_distributed.py", "tests/train/test_resume_cli.py",
+                    "tests/robustness/test_output_locks.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow files first (in the order above), every file's tests kept together and in their order."""
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return SLOW_FILES_FIRST.index(path) if path in SLOW_FILES_FIRST else len(SLOW_FILES_FIRST)
+
+    items.sort(key=rank)
+
+
 # 3 classes x 3 groups x 2 clips of 40 frames at 32x32: 12 train videos, 6 test videos.
 TINY_SYNTHETIC = {"num_classes": 3, "groups": 3, "clips_per_group": 2, "test_groups": 1,
                   "frames": 40, "height": 32, "width": 32}

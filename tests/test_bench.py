@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import warm_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,8 +26,7 @@ def test_every_case_is_run_by_one_of_the_tests():
 @pytest.mark.parametrize("case", sorted(GROUP_ROWS))
 def test_quick_suite_produces_every_case(case, tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", case, "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=420)
+    proc = warm_python.run_python(["-m", "bench", "--quick", "--only", case, "--json", out], cwd=ROOT, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(out.read_text())
     ids = {row["id"] for row in report["rows"]}
@@ -41,6 +39,5 @@ def test_quick_suite_produces_every_case(case, tmp_path):
 
 
 def test_unknown_case_is_a_usage_error():
-    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "P9"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    proc = warm_python.run_python(["-m", "bench", "--only", "P9"], cwd=ROOT, timeout=60)
     assert proc.returncode == 2 and "unknown case" in proc.stderr

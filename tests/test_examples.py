@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import warm_python
 from PIL import Image
 from real_videos import real_video
 from safetensors import safe_open
@@ -23,8 +23,7 @@ VIDEOS = ("carphone_pristine.mp4", "bikes.mp4", "carphone_distorted.mp4")
 
 
 def run(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return warm_python.run_python(args, timeout=timeout, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
+import warm_python
 
 from tclr_zoo import runtime
 
@@ -70,8 +69,7 @@ def test_outside_a_process_group_every_helper_is_a_local_call():
 
 def test_the_cli_refuses_a_broken_torchrun_environment_in_one_line(tmp_path):
     env = {**os.environ, "WORLD_SIZE": "2", "RANK": "zero", "LOCAL_RANK": "0"}
-    done = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "pretrain", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, timeout=120, env=env)
+    done = warm_python.run_cli(["pretrain", "--out", tmp_path / "run"], timeout=120, env=env)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("tclr-zoo: error: RANK='zero' must be an integer") and done.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()

@@ -13,13 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import warm_python
 from app_helpers import app_models, build_index, request
 
 CLI = [sys.executable, "-m", "tclr_zoo.cli", "app"]
 
 
 def _run(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + args, capture_output=True, text=True, timeout=timeout, env=env or os.environ.copy())
+    return warm_python.run(CLI + args, timeout=timeout, env=env or os.environ.copy())
 
 
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
@@ -81,8 +82,8 @@ def test_a_taken_port_is_a_one_line_error_before_anything_loads(index_dir):
 
 
 def test_serves_the_index_on_loopback_and_stops_on_ctrl_c(index_dir):
-    process = subprocess.Popen(CLI + [str(index_dir), "--port", "0", "-k", "3"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = warm_python.start(CLI + [str(index_dir), "--port", "0", "-k", "3"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
     try:
         url = None
         for line in process.stdout:

@@ -29,6 +29,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import warm_python
 
 pytest.importorskip("fastapi", reason="the app extra is not installed (pip install 'tclr-zoo[app]')")
 
@@ -68,8 +69,8 @@ def served(index_dir, tmp_path_factory):
     short --read-timeout; output goes to files (a pipe nobody reads could block the server)."""
     logs = tmp_path_factory.mktemp("served")
     with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:
-        process = subprocess.Popen(CLI + [str(index_dir), "--port", "0", "--max-upload-mb", UPLOAD_MB,
-                                          "--read-timeout", str(READ_TIMEOUT)], stdout=out, stderr=err)
+        process = warm_python.start(CLI + [str(index_dir), "--port", "0", "--max-upload-mb", UPLOAD_MB,
+                                           "--read-timeout", str(READ_TIMEOUT)], stdout=out, stderr=err)
     try:
         url = _wait_for_address(process, logs)
         yield Served(url, int(url.rsplit(":", 1)[1]), process, (logs / "stdout").read_text())

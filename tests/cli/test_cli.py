@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import warm_python
 from conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,8 +18,7 @@ CLI = [sys.executable, "-m", "tclr_zoo.cli"]
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=env or os.environ.copy(), capture_output=True, text=True,
-                          timeout=timeout)
+    return warm_python.run(args, cwd=cwd, env=env or os.environ.copy(), timeout=timeout)
 
 
 def _set_args(dataset: Path, **extra) -> list[str]:

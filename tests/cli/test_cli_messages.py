@@ -2,7 +2,8 @@
 before any work; every command a message suggests runs as printed; lists and defaults are honest;
 output piped to a file holds no progress bars, no ``None`` and no doubled words.
 
-All of it through real subprocesses of ``python -m tclr_zoo.cli``, as users run it.
+All of it through real subprocesses of ``python -m tclr_zoo.cli``, as users run it (warm-started: see
+``tests/helpers/warm_python.py``).
 """
 
 from __future__ import annotations
@@ -12,24 +13,24 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 from hostile_videos import write_video
 
 from tclr_zoo.hub.format import model_config, save_pretrained
 from tclr_zoo.models.registry import create_model, list_models, resolve_model_args
 
-CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+CLI = warm_python.CLI
 SMALL = {"channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 32,
          "crop_fraction": 0.8, "frames": 16, "eval_frame_stride": 2, "pretrain_frame_stride": 4,
          "eval_protocol": {"clips": 2, "pooling": "temporal", "similarity": "cosine"}}
 
 
 def run(*args, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    return warm_python.run_cli(args, timeout=timeout, cwd=cwd)
 
 
 def one_line(done: subprocess.CompletedProcess) -> str:
@@ -88,7 +89,7 @@ def test_the_onnx_hint_and_the_triton_choice_run_as_printed(small_model, videos,
     line = one_line(run("embed", small_model, videos[0], "--out", tmp_path / "e.npy", "--backend", "onnx"))
     (export,) = suggested(line)
     target = export[export.index("--out") + 1]
-    done = subprocess.run(export, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    done = warm_python.run(export, timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert f"and load {target}" in line
     embedded = run("embed", target, videos[0], "--out", tmp_path / "e.npy", "--backend", "onnx", cwd=tmp_path)

@@ -11,12 +11,11 @@ logging line that only a real stderr shows.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 from click.testing import CliRunner
 
 from tclr_zoo import cli
@@ -59,9 +58,8 @@ def test_index_build_replaces_a_saved_index_only_with_overwrite_and_never_other_
 def test_index_build_reports_each_skipped_file_once_and_counts_one_video(saved, video, tmp_path):
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00not a video" * 100)
-    done = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "index", "build", str(saved), str(video), str(broken),
-                           "--out", str(tmp_path / "idx"), "--skip-bad", "--no-progress", "--workers", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = warm_python.run_cli(["index", "build", saved, video, broken, "--out", tmp_path / "idx", "--skip-bad",
+                                "--no-progress", "--workers", "0"], cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr
     reported = [line for line in done.stderr.splitlines() if str(broken) in line]
     assert len(reported) == 1 and reported[0].startswith(f"tclr-zoo: skipped {broken}: "), done.stderr

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 from click.testing import CliRunner
 from hostile_videos import write_video
 
@@ -89,10 +89,10 @@ def test_embed_sidecar_is_protected_too_and_overwrite_replaces_both(saved, video
     sidecar.write_text("my metadata\n")
     command = [sys.executable, "-m", "tclr_zoo.cli", "embed", str(saved), str(video), "--out", str(out),
                "--device", "cpu", "--no-progress"]
-    refused = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    refused = warm_python.run(command, timeout=300)
     assert refused.returncode == 2 and f"{sidecar}: exists" in refused.stderr and not out.exists()
     assert sidecar.read_text() == "my metadata\n"
-    done = subprocess.run(command + ["--overwrite"], capture_output=True, text=True, timeout=300)
+    done = warm_python.run(command + ["--overwrite"], timeout=300)
     assert done.returncode == 0, done.stderr
     assert out.is_file() and '"model_id"' in sidecar.read_text()
 

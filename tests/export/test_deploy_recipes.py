@@ -8,11 +8,11 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 
 from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.format import model_config
@@ -39,8 +39,7 @@ def export_dir(tmp_path_factory) -> Path:
 
 
 def _run(script: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return warm_python.run_python([script, *args], timeout=120)
 
 
 def _block(text: str, name: str) -> str:
@@ -193,8 +192,8 @@ def test_cli_export_triton_writes_a_repository_beside_the_export(tmp_path):
 
     save_pretrained(model, tmp_path / "saved", config)
     out = tmp_path / "served"
-    proc = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "export", str(tmp_path / "saved"), "--out", str(out),
-                           "--triton", "--max-batch", "2"], capture_output=True, text=True, timeout=300)
+    proc = warm_python.run_cli(["export", tmp_path / "saved", "--out", out, "--triton", "--max-batch", "2"],
+                               timeout=300)
     assert proc.returncode == 0, proc.stderr
     repo = out / "triton" / "served"
     assert (repo / "1" / "model.onnx").read_bytes() == (out / "onnx" / "model.onnx").read_bytes()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import subprocess
 import sys
 
 import onnx
 import pytest
 import torch
 import torch.nn.functional as F
+import warm_python
 from click.testing import CliRunner
 
 from tclr_zoo import cli
@@ -239,7 +239,7 @@ def test_cli_export_end_to_end(models, tmp_path):
     out = tmp_path / "exported"
     command = [sys.executable, "-m", "tclr_zoo.cli", "export", str(saved), "--out", str(out), "--onnx",
                "--head", "projection", "--max-batch", "2"]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = warm_python.run(command, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "parity ok" in done.stdout and "opset 20" in done.stdout
     for name in ("config.json", "model.safetensors", "README.md", "onnx/model.onnx", "onnx/export_report.json"):

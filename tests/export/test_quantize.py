@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+import warm_python
 from click.testing import CliRunner
 from onnx import TensorProto, numpy_helper
 from onnx_graphs import qdq_model
@@ -61,8 +62,7 @@ def exported(demo, tiny_dataset, tmp_path_factory) -> tuple[Path, subprocess.Com
 
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tclr_zoo.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return warm_python.run_cli(args, timeout=300)
 
 
 # ---------------------------------------------------------------- the export that passes

@@ -7,13 +7,12 @@ commits, downloaded by huggingface_hub and run on real H.264 clips.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 
 import huggingface_hub.constants
 import pytest
 import torch
+import warm_python
 from real_videos import real_video
 
 import tclr_zoo
@@ -107,15 +106,13 @@ def test_cli_download_seeds_the_cache_for_offline_machines(local_hub, exported, 
     repo = new_repo()
     sha = local_hub.publish(exported[0], repo)
     env = {**os.environ, "HF_HOME": str(tmp_path / "seeded"), "HF_HUB_CACHE": str(tmp_path / "seeded" / "hub")}
-    cli = [sys.executable, "-m", "tclr_zoo.cli"]
-    got = subprocess.run(cli + ["download", f"hf-hub:{repo}"], env=env, capture_output=True, text=True, timeout=120)
+    got = warm_python.run_cli(["download", f"hf-hub:{repo}"], env=env, timeout=120)
     assert got.returncode == 0, got.stderr
     assert sha in got.stdout
     offline = {**env, "HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
-    info = subprocess.run(cli + ["info", f"hf-hub:{repo}"], env=offline, capture_output=True, text=True, timeout=120)
+    info = warm_python.run_cli(["info", f"hf-hub:{repo}"], env=offline, timeout=120)
     assert info.returncode == 0, info.stderr
     assert f"hf-hub:{repo} @ {sha}" in info.stdout and "onnx/model.onnx" in info.stdout
-    missing = subprocess.run(cli + ["info", "hf-hub:tclr-test/not-cached"], env=offline, capture_output=True,
-                             text=True, timeout=120)
+    missing = warm_python.run_cli(["info", "hf-hub:tclr-test/not-cached"], env=offline, timeout=120)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert "tclr-test/not-cached" in missing.stderr and "Traceback" not in missing.stderr

@@ -22,6 +22,7 @@ import huggingface_hub.constants
 import pytest
 import reference_net
 import torch
+import warm_python
 from hub_upload_stub import GITATTRIBUTES, TOKEN, HubUploadStub
 from safetensors.torch import load as load_safetensors
 
@@ -239,8 +240,7 @@ class _Cli:
     def __init__(self, args: list[str], cwd: Path, name: str, env: dict[str, str] | None = None):
         self.out, self.err = cwd / f"{name}.out", cwd / f"{name}.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
-            self.proc = subprocess.Popen(CLI + args, cwd=cwd, env=env or os.environ.copy(), stdin=subprocess.DEVNULL,
-                                         stdout=out, stderr=err)
+            self.proc = warm_python.start(CLI + args, cwd=cwd, env=env or os.environ.copy(), stdout=out, stderr=err)
 
     def result(self, timeout: float = 240) -> tuple[int, str, str]:
         try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 from click.testing import CliRunner
 from hostile_videos import write_video
 
@@ -100,8 +101,8 @@ def invoke(*args) -> tuple[int, str, str]:
 def test_cli_embed_and_index_build_on_ray_write_what_one_process_writes_decoding_on_both_nodes(
         cluster, saved, videos, straight, tmp_path):
     # a real command line, joining the cluster through RAY_ADDRESS
-    run = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "embed", saved, *videos, "--out", tmp_path / "ray.npy",
-                          "--skip-bad", "--no-progress", *HALF_FLAGS], capture_output=True, text=True, timeout=300)
+    run = warm_python.run_cli(["embed", saved, *videos, "--out", tmp_path / "ray.npy", "--skip-bad", "--no-progress",
+                               *HALF_FLAGS], timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     (line,) = [entry for entry in run.stderr.splitlines() if entry.startswith("ray: decoded")]
     # the decode tasks ran on both nodes: the node ids the rows carry are those in Ray's own record of its nodes

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 from conftest import tiny_overrides
 
 from tclr_zoo.hub.checkpoint import CheckpointError, load_checkpoint
@@ -68,8 +69,7 @@ def _history(out: Path) -> list[dict]:
 def straight(tiny_dataset, tmp_path_factory) -> Path:
     """A run of EPOCHS epochs that nothing interrupted (the tests only read it)."""
     out = tmp_path_factory.mktemp("crash") / "straight"
-    done = subprocess.run(_command(tiny_dataset, out, "--overwrite"), cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    done = warm_python.run(_command(tiny_dataset, out, "--overwrite"), cwd=ROOT, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -99,8 +99,8 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_equals_an_unin
     _kill_when(proc, lambda: (ckpt / "last.pt").exists() and (ckpt / "last.pt").stat().st_mtime_ns != written,
                after=rng.uniform(0.0, 0.4))
     kills.append("random, mid-epoch")
-    final = subprocess.run(_command(tiny_dataset, out, "--resume" if resume_candidates(ckpt / "last.pt")
-                                    else "--overwrite"), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    final = warm_python.run(_command(tiny_dataset, out, "--resume" if resume_candidates(ckpt / "last.pt")
+                                     else "--overwrite"), cwd=ROOT, timeout=600)
     assert final.returncode == 0, final.stdout + final.stderr
     assert not _temporaries(ckpt)
     a, b = _history(straight), _history(out)
@@ -138,8 +138,7 @@ def test_resume_from_a_damaged_last_checkpoint_falls_back_to_the_previous_one_an
     last.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_checkpoint(last)
-    resumed = subprocess.run(_command(tiny_dataset, out, "--resume"), cwd=ROOT, capture_output=True, text=True,
-                             timeout=600)
+    resumed = warm_python.run(_command(tiny_dataset, out, "--resume"), cwd=ROOT, timeout=600)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     log = resumed.stdout + resumed.stderr
     assert "cannot resume from last.pt" in log and "SHA-256" in log, log

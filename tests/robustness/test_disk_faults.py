@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import warm_python
 from hostile_videos import write_video
 
 import tclr_zoo
@@ -50,6 +51,12 @@ def _cli(*args, limit_bytes: int | None = None, **kwargs):
                             preexec_fn=limit if limit_bytes is not None else None, **kwargs)
 
 
+def _run(*args, **kwargs) -> tuple[int, str, str]:
+    """A command run to its end (warm-started: see tests/helpers/warm_python.py)."""
+    done = warm_python.run_cli(args, cwd=ROOT, **kwargs)
+    return done.returncode, done.stdout, done.stderr
+
+
 def _finish(proc: subprocess.Popen, timeout: float = 300):
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
@@ -69,13 +76,13 @@ def test_unwritable_output_folder_is_one_line(saved, videos, tmp_path):
     for args in (["embed", saved, videos[0], "--out", target / "e.npy"],
                  ["index", "build", saved, videos[0], "--out", target / "idx", "--no-progress"],
                  ["export", saved, "--out", target / "export"]):
-        code, _, err = _finish(_cli(*args))
+        code, _, err = _run(*args)
         assert code == 2 and err.count("\n") == 1 and str(target) in err, (args, err)
 
 
 def test_disk_full_while_writing_keeps_what_was_there(saved, videos, tmp_path):
     out = tmp_path / "e.npy"
-    code, _, err = _finish(_cli("embed", saved, *videos[:2], "--out", out, "--no-progress"))
+    code, _, err = _run("embed", saved, *videos[:2], "--out", out, "--no-progress")
     assert code == 0, err
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     code, _, err = _finish(_cli("embed", saved, *videos, "--out", out, "--overwrite", "--no-progress",
@@ -109,7 +116,7 @@ def test_index_build_killed_midway_keeps_the_old_index_and_the_next_build_cleans
     assert left, "the kill should leave the staging folder behind"
     reloaded = VideoIndex.load(index)
     assert reloaded.ids == old.ids and torch.equal(reloaded.embeddings, old.embeddings)
-    code, _, err = _finish(_cli("index", "build", saved, *videos, "--out", index, "--overwrite", "--no-progress"))
+    code, _, err = _run("index", "build", saved, *videos, "--out", index, "--overwrite", "--no-progress")
     assert code == 0, err
     assert len(VideoIndex.load(index)) == len(videos)
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx.")]
@@ -121,7 +128,7 @@ def test_interrupted_index_build_resumes_where_it_stopped(saved, tmp_path):
     folder.mkdir()
     videos = [write_video(folder / f"v{i:02d}.mp4", 16 + i) for i in range(16)]
     straight = tmp_path / "straight"
-    code, _, err = _finish(_cli("index", "build", saved, folder, "--out", straight, "--no-progress"))
+    code, _, err = _run("index", "build", saved, folder, "--out", straight, "--no-progress")
     assert code == 0, err
     # The rows embedded so far are the unit store's: a unit file per 2 videos in .idx.shards.
     index, partial = tmp_path / "idx", tmp_path / ".idx.shards"
@@ -135,11 +142,11 @@ def test_interrupted_index_build_resumes_where_it_stopped(saved, tmp_path):
     proc.send_signal(signal.SIGKILL)
     _finish(proc)
     assert not index.exists() and 0 < len(list(partial.glob("unit-*.safetensors"))) < len(videos) // 2
-    refused = _finish(_cli(*args))
+    refused = _run(*args)
     assert refused[0] == 2 and "--resume" in refused[2]
-    other_head = _finish(_cli(*args, "--resume", "--head", "backbone"))
+    other_head = _run(*args, "--resume", "--head", "backbone")
     assert other_head[0] == 2 and other_head[2].count("\n") == 1 and "head 'retrieval'" in other_head[2]
-    code, out, err = _finish(_cli(*args, "--resume"))
+    code, out, err = _run(*args, "--resume")
     assert code == 0 and "from the interrupted build" in out, err
     a, b = VideoIndex.load(straight), VideoIndex.load(index)
     assert a.ids == b.ids == [str(v) for v in videos] and not partial.exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import warm_python
 from hostile_videos import SIZE, build_corpus, declared_dimensions, frames
 
 import tclr_zoo
@@ -171,8 +172,7 @@ def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
 
 
 def _cli(*args, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tclr_zoo.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
+    return warm_python.run_cli(args, cwd=ROOT, timeout=timeout)
 
 
 def test_cli_one_line_per_bad_file_and_skip_bad_records_them(corpus, model, tmp_path):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 import yaml
 from click.testing import CliRunner
 from conftest import tiny_overrides
@@ -50,9 +51,9 @@ ONE_RANK = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE
 def _pretrain(dataset: Path, out: Path, *flags: str, epochs: int) -> subprocess.Popen:
     sets = [a for kv in tiny_overrides(dataset, **{"train.epochs": epochs, "train.max_steps_per_epoch": 1,
                                                    "eval.knn": "false"}) for a in ("--set", kv)]
-    return subprocess.Popen([sys.executable, "-m", "tclr_zoo.cli", "pretrain", "demo", "--out", str(out),
-                             "--no-progress", *flags, *sets], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return warm_python.start([sys.executable, "-m", "tclr_zoo.cli", "pretrain", "demo", "--out", str(out),
+                              "--no-progress", *flags, *sets], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
 
 
 def _holder_pid(target: Path) -> int | None:
@@ -130,8 +131,8 @@ def test_a_sigkilled_holder_leaves_no_lock_and_the_next_run_succeeds(saved, vide
     command = [sys.executable, "-m", "tclr_zoo.cli", "embed", str(saved), str(video), "--out", str(out),
                "--no-progress", "--workers", "0"]
     # SIGKILLed as soon as it holds the lock; the slowed write only makes sure it cannot finish before.
-    killed = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TCLR_ZOO_TEST_SLOW_WRITE": "60"},
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = warm_python.start(command, cwd=ROOT, env={**os.environ, "TCLR_ZOO_TEST_SLOW_WRITE": "60"},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_until_holding(killed, out)
     finally:

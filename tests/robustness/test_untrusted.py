@@ -14,12 +14,11 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+import warm_python
 
 import tclr_zoo
 from tclr_zoo.hub.checkpoint import FORMAT, CheckpointError, load_checkpoint
@@ -81,8 +80,7 @@ def test_cli_refuses_crafted_checkpoints_with_one_line(tmp_path):
     commands = [["pretrain", "demo", "--out", run, "--resume", "--set", "data.root=" + str(tmp_path / "nodata")],
                 ["export", evil, "--out", tmp_path / "export"]]
     for args in commands:
-        proc = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", *map(str, args)], cwd=ROOT, capture_output=True,
-                              text=True, timeout=300)
+        proc = warm_python.run_cli(args, cwd=ROOT, timeout=300)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert proc.stderr.count("\n") == 1 and "refused" in proc.stderr, (args, proc.stderr)
     assert not marker.exists() and not (tmp_path / "export").exists()

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
+import warm_python
 
 from tclr_zoo.hub.format import load_pretrained_dir, model_config, save_pretrained
 from tclr_zoo.hub.resolve import resolve_model
@@ -15,7 +14,7 @@ from tclr_zoo.models.registry import ModelNotFoundError, create_model, resolve_m
 from tclr_zoo.train.config import RecipeError
 from tclr_zoo.train.protocols import protocol_settings, run_protocol
 
-CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+CLI = warm_python.CLI
 FAST = {"epochs": 1, "batch_size": 4, "size": 32, "test_clips": 2, "workers": 0}
 PREPROCESSING = {"channel_order": "bgr", "value_range": [0.0, 1.0], "mean": None, "std": None, "size": 32,
                  "crop_fraction": 0.8, "frames": 16, "eval_frame_stride": 2, "pretrain_frame_stride": 4,
@@ -78,7 +77,7 @@ def test_eval_cli_writes_json_and_prints_a_table(saved_model, tiny_dataset, tmp_
     args = ["eval", str(saved_model), "--protocol", "linear", "--dataset", "ucf101", "--root", str(tiny_dataset),
             "--out", str(out), "--device", "cpu", "--no-progress"] + [a for k, v in FAST.items()
                                                                       for a in ("--set", f"{k}={v}")]
-    result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
+    result = warm_python.run(CLI + args, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "top1" in result.stdout and "clip_top5" in result.stdout
     data = json.loads(out.read_text())
@@ -89,9 +88,9 @@ def test_eval_cli_writes_json_and_prints_a_table(saved_model, tiny_dataset, tmp_
 def test_finetune_recipe_from_the_command_line(saved_model, tiny_dataset, tmp_path):
     out, saved = tmp_path / "ft.json", tmp_path / "classifier"
     sets = [f"model={saved_model}", f"data.root={tiny_dataset}"] + [f"settings.{k}={v}" for k, v in FAST.items()]
-    result = subprocess.run(CLI + ["finetune", "finetune_r3d18_ucf101", "--out", str(out), "--save", str(saved),
-                                   "--device", "cpu", "--no-progress"] + [a for s in sets for a in ("--set", s)],
-                            capture_output=True, text=True, timeout=300)
+    result = warm_python.run(CLI + ["finetune", "finetune_r3d18_ucf101", "--out", str(out), "--save", str(saved),
+                                    "--device", "cpu", "--no-progress"] + [a for s in sets for a in ("--set", s)],
+                             timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["protocol"] == "finetune" and data["reference"]["paper_top1"] == 0.824
@@ -144,7 +143,7 @@ def test_every_protocol_runs_on_every_official_layout(saved_model, layout_datase
     args = ["eval", str(saved_model), "--protocol", protocol, "--dataset", layout, "--root", str(root),
             "--out", str(out), "--device", "cpu", "--no-progress"]
     args += [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
-    result = subprocess.run(CLI + args, capture_output=True, text=True, timeout=300)
+    result = warm_python.run(CLI + args, timeout=300)
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     assert data["dataset"] == layout and data["protocol"] == protocol and data["model"] == str(saved_model)

@@ -11,11 +11,10 @@ in one line naming the key, and resuming a finished run says so and writes nothi
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import warm_python
 import yaml
 from conftest import tiny_overrides
 
@@ -90,8 +89,7 @@ def test_a_setting_that_cannot_change_is_refused_in_one_line_before_any_work(two
     before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     sets = [a for kv in tiny_overrides(tiny_dataset, **{"train.epochs": 3, "model.arch": "r3d_18", **QUIET})
             for a in ("--set", kv)]
-    done = subprocess.run([sys.executable, "-m", "tclr_zoo.cli", "pretrain", "--out", str(run), "--resume",
-                           "--no-progress", *sets], capture_output=True, text=True, timeout=300)
+    done = warm_python.run_cli(["pretrain", "--out", run, "--resume", "--no-progress", *sets], timeout=300)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "model.arch cannot change in a resumed run" in lines[0], done.stderr

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+import warm_python
 import yaml
 from conftest import tiny_overrides
 
@@ -36,32 +37,24 @@ def _sets(dataset: Path, **extra) -> list[str]:
 
 
 def _cli(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return warm_python.run(CLI + args, cwd=cwd, env=env, timeout=300)
 
 
 def _as_printed(line: str) -> list[str]:
     """The command a message printed (from ``tclr-zoo pretrain`` to the end of the line) as argv."""
     words = shlex.split(line[line.index("tclr-zoo pretrain"):])
-    return ([str(SCRIPT)] if SCRIPT.is_file() else CLI) + words[1:]
+    return ([sys.executable, str(SCRIPT)] if SCRIPT.is_file() else CLI) + words[1:]
 
 
 def _files(folder: Path) -> dict[Path, bytes]:
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _as_from_a_terminal() -> None:
-    """The command starts with Ctrl-C's default action, as a shell started from a terminal gives it.
-    A child inherits an ignored or blocked SIGINT, and a pytest worker may have one (a library it
-    ran, e.g. a server): then Python installs no KeyboardInterrupt handler and the SIGINT is lost."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
-
-
 def _interrupt_during_a_checkpoint_write(args: list[str], cwd: Path, run: Path) -> subprocess.CompletedProcess:
     """Start ``pretrain ARGS`` and send SIGINT while its next checkpoint sits in a temporary file."""
     env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE="3")
-    proc = subprocess.Popen(CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=_as_from_a_terminal)
+    proc = warm_python.start(CLI + args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             terminal_sigint=True)
     deadline = time.monotonic() + 240
     while not list((run / "checkpoints").glob(".last.pt.tmp-*")):
         assert proc.poll() is None, proc.communicate()
@@ -95,7 +88,7 @@ def test_bare_resume_continues_the_recorded_recipe_and_its_printed_command_train
     assert "already trained 1 epoch " in bare.stdout and "nothing to do" in bare.stdout, bare.stdout
     assert _files(run) == before
     hint = next(line for line in bare.stdout.splitlines() if "tclr-zoo pretrain" in line)
-    longer = subprocess.run(_as_printed(hint), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    longer = warm_python.run(_as_printed(hint), cwd=tmp_path, timeout=300)
     assert longer.returncode == 0, longer.stdout + longer.stderr
     assert "changed for this resume: train.epochs 1 -> 2" in longer.stdout and "epoch 2:" in longer.stdout
     history = json.loads((run / "results.json").read_text())["history"]
@@ -121,12 +114,12 @@ def test_the_commands_printed_by_refusals_to_start_or_resume_work_as_printed(set
     run = _copy(set_run[0], tmp_path)
     again = _cli(["pretrain", "--out", "run", *_sets(tiny_dataset)], tmp_path)  # the command that made the run
     assert again.returncode == 2 and "already holds a run" in again.stderr, again.stderr
-    go_on = subprocess.run(_as_printed(again.stderr), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    go_on = warm_python.run(_as_printed(again.stderr), cwd=tmp_path, timeout=300)
     assert go_on.returncode == 0 and "nothing to do" in go_on.stdout, go_on.stdout + go_on.stderr
     (run / "checkpoints" / "last.pt").write_bytes(b"damaged")  # and no last.previous.pt after one epoch
     damaged = _cli(["pretrain", "--out", "run", "--resume"], tmp_path)
     assert damaged.returncode == 2 and "no usable checkpoint" in damaged.stderr, damaged.stderr
-    fresh = subprocess.run(_as_printed(damaged.stderr), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    fresh = warm_python.run(_as_printed(damaged.stderr), cwd=tmp_path, timeout=300)
     assert fresh.returncode == 0, fresh.stdout + fresh.stderr
     history = json.loads((run / "results.json").read_text())["history"]
     assert [(r["epoch"], r["steps"]) for r in history] == [(1, 1)]  # the recorded recipe, started afresh
@@ -143,7 +136,7 @@ def test_ctrl_c_before_the_first_checkpoint_keeps_nothing_and_the_printed_comman
     assert len(lines) == 2 and "interrupted: no checkpoint was saved yet" in lines[0], stopped.stderr
     assert lines[1].endswith("tclr-zoo pretrain --out run --resume --no-progress"), stopped.stderr
     assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "recipe.yaml"]  # nothing trained, no logs
-    again = subprocess.run(_as_printed(lines[1]), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    again = warm_python.run(_as_printed(lines[1]), cwd=tmp_path, timeout=300)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "starting it again from epoch 1" in again.stdout
     history = json.loads((run / "results.json").read_text())["history"]
@@ -153,7 +146,7 @@ def test_ctrl_c_before_the_first_checkpoint_keeps_nothing_and_the_printed_comman
 def test_a_start_killed_before_its_first_checkpoint_starts_again_in_place_without_overwrite(tiny_dataset, tmp_path):
     run, args = tmp_path / "run", ["pretrain", "--out", "run", "--no-progress", *_sets(tiny_dataset, **QUIET)]
     env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE="30")
-    proc = subprocess.Popen(CLI + args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = warm_python.start(CLI + args, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not list(run.glob(".recipe.yaml.tmp-*")):  # killed while it records its recipe
         assert proc.poll() is None and time.monotonic() < deadline
@@ -184,7 +177,7 @@ def test_a_resume_interrupted_before_its_first_epoch_is_saved_records_nothing_an
     assert len(lines) == 2 and "interrupted: kept the checkpoint of epoch 1 of 2" in lines[0], stopped.stderr
     assert lines[1].endswith("tclr-zoo pretrain --out run --resume --set train.epochs=2 --set eval.knn=false")
     assert _files(run) == before  # recipe.yaml (no resumes entry), checkpoints, logs, results: all as they were
-    go_on = subprocess.run(_as_printed(lines[1]), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    go_on = warm_python.run(_as_printed(lines[1]), cwd=tmp_path, timeout=300)
     assert go_on.returncode == 0, go_on.stdout + go_on.stderr
     assert yaml.safe_load((run / "recipe.yaml").read_text())["resumes"][0]["set"] == {"train.epochs": 2,
                                                                                        "eval.knn": False}
@@ -206,8 +199,8 @@ def test_refused_starts_create_no_run_folder_and_lose_nothing(tiny_dataset, set_
             "--overwrite, missing dataset": (["--out", "run", "--overwrite", "--set", "data.dataset=ucf101",
                                               "--set", "data.root=nodata"], "nodata", None),
         }
-        procs = {name: subprocess.Popen(CLI + ["pretrain", "--no-progress", *args], cwd=tmp_path,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        procs = {name: warm_python.start(CLI + ["pretrain", "--no-progress", *args], cwd=tmp_path,
+                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                  for name, (args, _, _) in cases.items()}
         for name, proc in procs.items():
             stdout, stderr = proc.communicate(timeout=300)
