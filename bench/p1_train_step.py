@@ -397,7 +397,7 @@ def dry_cuda_rows() -> list[Result]:
 def _cpu_rows(quick: bool) -> list[Result]:
     if quick:
         shapes = {"arch": "r3d_10_025", "videos": 4, "frames": 16, "size": 32}
-        rows = [measure("P1", **shapes, repeats=3, notes="quick: small network at 32 px; the recipe's CPU default")]
+        rows = [measure("P1", **shapes, repeats=2, notes="quick: small network at 32 px; the recipe's CPU default")]
     else:
         shapes = {"arch": "r3d_18", "videos": 2, "frames": 16, "size": 112}
         rows = [measure("P1", **shapes, repeats=3,

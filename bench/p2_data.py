@@ -239,7 +239,7 @@ def run(quick: bool) -> list[Result]:
             bytes_worker, bytes_device = sample_bytes(dataset[keys[0]]), sample_bytes(on_device[keys[0]])
             needed = [needed_frames(dataset, key) for key in keys]
             last_frames = statistics.mean(int(n[-1]) + 1 for _, n in needed)
-            repeats = 3 if quick else 5
+            repeats = 2 if quick else 5
             a_s, b_s, _ = compare(lambda: [dataset[k] for k in keys], lambda: [naive_sample(dataset, k) for k in keys],
                                   repeats=repeats)
             limit_s = median_time(lambda: [raw_decode_needed(p, n, fmt) for p, n in needed], repeats=repeats)

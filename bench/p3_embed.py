@@ -127,7 +127,7 @@ def run(quick: bool) -> list[Result]:
         diff = float((a_out - b_out).abs().max())
         if not diff <= TOLERANCE:
             raise AssertionError(f"P3: embed and the naive path differ by {diff:.3g} (> {TOLERANCE})")
-        a_s, b_s, times = compare(lambda: vm.embed(path), lambda: naive(path), repeats=3 if quick else 5, warmup=0)
+        a_s, b_s, times = compare(lambda: vm.embed(path), lambda: naive(path), repeats=2 if quick else 5, warmup=0)
         parts = breakdown(vm, path)
         if not quick:
             parts.update(forward_and_batch(vm, naive, path))

@@ -59,7 +59,7 @@ def run(quick: bool) -> list[Result]:
         def embed(name: str) -> None:
             windows[name] = models[name].embed_windows(video).embeddings  # the last run's are compared
 
-        times = rotate({name: (lambda name=name: embed(name)) for name in models}, repeats=3 if quick else 5)
+        times = rotate({name: (lambda name=name: embed(name)) for name in models}, repeats=2 if quick else 5)
     return rows(arch, report, times, windows, video)
 
 

@@ -40,6 +40,8 @@ RANDOM_INIT_FLAG = "--random-init"
 SHARD_VIDEOS = 256
 #: The engines of a corpus job: this process (or each torchrun process), or a Ray cluster.
 CORPUS_ENGINES = ("local", "ray")
+#: Videos each decode task of the Ray engine decodes (``RayOptions.videos_per_task``, ``--ray-videos-per-task``).
+RAY_VIDEOS_PER_TASK = 4
 
 # Model names that are not registry names.
 HF_PREFIX = "hf-hub:"
@@ -53,7 +55,7 @@ DATASET_NAMES: dict[str, str] = {"ucf101": "UCF101", "hmdb51": "HMDB51", "kineti
 #: Every ``--dataset`` layout: the official ones plus a plain class-per-folder tree and a CSV list.
 DATASET_LAYOUTS: tuple[str, ...] = (*DATASET_NAMES, "folder", "csv")
 
-__all__ = ["CARD_NAME", "CONFIG_NAME", "CORPUS_ENGINES",
+__all__ = ["CARD_NAME", "CONFIG_NAME", "CORPUS_ENGINES", "RAY_VIDEOS_PER_TASK",
            "DATASET_LAYOUTS", "DATASET_NAMES", "EMBED_HEADS", "EXPORT_FLAGS", "FP16_NAME",
            "FP32_NAME", "HEADS", "HF_PREFIX", "INT8_NAME", "INT8_TRT_NAME", "LOCAL_PREFIX", "NORMALISED_HEADS",
            "ONNX_DIR", "POOLING_HEADS", "RANDOM_INIT_FLAG", "REFERENCE_ARCHS", "REPORT_NAME", "SHARD_VIDEOS",

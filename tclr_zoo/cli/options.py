@@ -243,19 +243,21 @@ def corpus_job_options(func):
     """The options of the resumable corpus commands (embed, index build): ``--resume``,
     ``--shard-videos``, and the engine (``--engine``, ``--ray-*``), handed to the command as
     ``engine`` and ``ray`` (a :class:`~tclr_zoo.inference.ray_engine.RayOptions`)."""
-    from ..constants import CORPUS_ENGINES, SHARD_VIDEOS
+    from ..constants import CORPUS_ENGINES, RAY_VIDEOS_PER_TASK, SHARD_VIDEOS
 
     @functools.wraps(func)
     def with_engine(*args, engine: str, ray_address: str | None, ray_actors: int | None, ray_actor_cpus: float,
-                    ray_decode_cpus: float, **kwargs):
+                    ray_decode_cpus: float, ray_videos_per_task: int, **kwargs):
         ray_flags = (("--ray-address", ray_address, None), ("--ray-actors", ray_actors, None),
-                     ("--ray-actor-cpus", ray_actor_cpus, 1.0), ("--ray-decode-cpus", ray_decode_cpus, 1.0))
+                     ("--ray-actor-cpus", ray_actor_cpus, 1.0), ("--ray-decode-cpus", ray_decode_cpus, 1.0),
+                     ("--ray-videos-per-task", ray_videos_per_task, RAY_VIDEOS_PER_TASK))
         given = [flag for flag, value, default in ray_flags if value != default]
         if given and engine != "ray":
             raise click.UsageError(f"{', '.join(given)}: options of the Ray engine; add --engine ray")
         from ..inference.ray_engine import RayOptions  # here: --help stays free of torch
 
-        ray = RayOptions(address=ray_address, actors=ray_actors, actor_cpus=ray_actor_cpus, decode_cpus=ray_decode_cpus)
+        ray = RayOptions(address=ray_address, actors=ray_actors, actor_cpus=ray_actor_cpus, decode_cpus=ray_decode_cpus,
+                         videos_per_task=ray_videos_per_task)
         return func(*args, engine=engine, ray=ray, **kwargs)
 
     positive = click.FloatRange(min=0, min_open=True)
@@ -278,7 +280,11 @@ def corpus_job_options(func):
         click.option("--ray-actor-cpus", type=positive, default=1.0, show_default=True,
                      help="CPUs each model actor holds."),
         click.option("--ray-decode-cpus", type=positive, default=1.0, show_default=True,
-                     help="CPUs each decode task holds (one video per task; 1 decodes at full speed)."),
+                     help="CPUs each decode task holds (1 decodes at full speed: FFmpeg decodes on one thread)."),
+        click.option("--ray-videos-per-task", type=click.IntRange(min=1), default=RAY_VIDEOS_PER_TASK,
+                     show_default=True,
+                     help="Videos each decode task decodes, one after the other (fewer, larger tasks cost Ray less; "
+                          "1 for very long videos: a task holds the windows of its videos)."),
     ]
     for option in reversed(options):
         with_engine = option(with_engine)

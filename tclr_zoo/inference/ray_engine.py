@@ -9,11 +9,11 @@ and Ray retries the work of a process or node that dies.
 The pipeline, one row per video, in input order (``preserve_order``):
 
 1. ``from_items``: the positions and paths of the videos still to embed (those of unfinished units).
-2. ``map(_decode)``: a CPU task per video. It runs the decode workers' own code
-   (``loader.VideoWindows``: the model's window plan, channel order, crop and resize) and returns
-   the video's windows as one uint8 array ``[n, T, size, size, 3]`` -- pixels never travel as
-   float -- or the video's decode error as a row (an exception would end the job and lose the
-   rows decoded after it).
+2. ``map(_decode)``: CPU tasks of a few videos each (``RayOptions.videos_per_task``). Each video is
+   decoded by the decode workers' own code (``loader.VideoWindows``: the model's window plan,
+   channel order, crop and resize) into one row: its windows as one uint8 array
+   ``[n, T, size, size, 3]`` -- pixels never travel as float -- or its decode error (an exception
+   would end the job and lose the rows decoded after it).
 3. ``map_batches(_Embedder)``: an actor pool (``num_gpus=1`` each on a GPU cluster, CPU actors
    otherwise). Each actor loads the model once and checks that it is the driver's model (its
    identity: weights and preprocessing); windows of several videos share a forward batch
@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..constants import CONFIG_NAME, CORPUS_ENGINES, HF_PREFIX, WEIGHTS_NAME
+from ..constants import CONFIG_NAME, CORPUS_ENGINES, HF_PREFIX, RAY_VIDEOS_PER_TASK, WEIGHTS_NAME
 from ..data.decode import VideoDecodeError
 from .loader import CropResize, ReorderBuffer, Skipped, VideoWindows, WindowChunk
 from .model import VideoModel, load_model
@@ -68,7 +68,10 @@ class RayOptions:
         decode_cpus: CPUs each decode task holds: 1 decodes at full speed (FFmpeg runs one thread);
             a fraction packs more tasks onto a node.
         videos_per_call: videos each actor call takes (their windows share forward batches).
-        decode_memory_mb: memory Ray reserves per decode task: a decoder and one video's windows.
+        videos_per_task: videos each decode task decodes, one after the other: Ray's cost per task
+            (scheduling it, a block of rows) is shared by several videos. A job still gets at least
+            two tasks per CPU of the cluster, so that a short one spreads over every node.
+        decode_memory_mb: memory Ray reserves per decode task: a decoder and its videos' windows.
             It also keeps the decode tasks from being fused into the actors.
         num_cpus: CPUs of a local Ray (None: all of this machine's).
     """
@@ -78,6 +81,7 @@ class RayOptions:
     actor_cpus: float = 1.0
     decode_cpus: float = 1.0
     videos_per_call: int = 4
+    videos_per_task: int = RAY_VIDEOS_PER_TASK
     decode_memory_mb: int = 512
     num_cpus: int | None = None
 
@@ -89,8 +93,8 @@ class RayOptions:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
-        if self.videos_per_call < 1 or self.decode_memory_mb < 1:
-            raise ValueError("videos_per_call and decode_memory_mb must be >= 1")
+        if min(self.videos_per_call, self.videos_per_task, self.decode_memory_mb) < 1:
+            raise ValueError("videos_per_call, videos_per_task and decode_memory_mb must be >= 1")
 
 
 def import_ray():
@@ -303,7 +307,8 @@ def _pipeline(ray, model: VideoModel, paths: Sequence[str], positions: list[int]
     device = "cuda" if gpus else "cpu"
     resources = {"num_cpus": options.actor_cpus, **({"num_gpus": 1} if gpus else {})}
     dataset = ray.data.from_items([{"pos": i, "path": paths[i]} for i in positions],
-                                  override_num_blocks=len(positions))
+                                  override_num_blocks=decode_tasks(len(positions), options.videos_per_task,
+                                                                   int(ray.cluster_resources().get("CPU", 1))))
     dataset = dataset.map(_decode, fn_kwargs={"plan": model.plan, "channel_order": model.preprocessing.channel_order,
                                               "transform": CropResize(model.size, model.preprocessing.crop_fraction)},
                           num_cpus=options.decode_cpus, memory=options.decode_memory_mb * 2**20)
@@ -316,11 +321,17 @@ def _pipeline(ray, model: VideoModel, paths: Sequence[str], positions: list[int]
     return iter(dataset.iter_rows())
 
 
+def decode_tasks(videos: int, videos_per_task: int, cpus: int) -> int:
+    """Decode tasks for ``videos``: ``videos_per_task`` each, but at least two per CPU of the cluster
+    (while there are videos), so that every node gets some of a short job."""
+    return min(videos, max(math.ceil(videos / videos_per_task), 2 * cpus))
+
+
 def _bar(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="video", desc="embedding (ray)", disable=not enabled, file=sys.stderr)
 
 
-__all__ = ["ENGINES", "ActorModel", "RAY_EXTRA", "RayEngineError", "RayOptions", "cluster_gpus",
+__all__ = ["ENGINES", "ActorModel", "RAY_EXTRA", "RayEngineError", "RayOptions", "cluster_gpus", "decode_tasks",
            "embed_units_on_ray", "import_ray", "ray_session"]

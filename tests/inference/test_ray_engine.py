@@ -25,7 +25,7 @@ import tclr_zoo
 from tclr_zoo import cli
 from tclr_zoo.data.decode import VideoDecodeError
 from tclr_zoo.inference.corpus import embed_corpus, read_embeddings
-from tclr_zoo.inference.ray_engine import RayOptions
+from tclr_zoo.inference.ray_engine import RayOptions, decode_tasks
 from tclr_zoo.inference.shards import shard_folder
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'tclr-zoo[ray]'; the dev extra has it)")
@@ -197,9 +197,17 @@ def test_a_model_actor_killed_mid_job_loses_and_duplicates_no_row(cluster, saved
 
 
 def test_the_engine_options_are_checked_before_any_work(saved, videos, tmp_path, monkeypatch):
-    code, _, stderr = invoke("embed", saved, videos[0], "--out", tmp_path / "e.npy", "--ray-actors", "2")
-    assert code == 2 and "--ray-actors: options of the Ray engine; add --engine ray" in stderr
+    code, _, stderr = invoke("embed", saved, videos[0], "--out", tmp_path / "e.npy", "--ray-actors", "2",
+                             "--ray-videos-per-task", "1")
+    assert code == 2 and "--ray-actors, --ray-videos-per-task: options of the Ray engine; add --engine ray" in stderr
     monkeypatch.setitem(sys.modules, "ray", None)  # Ray not installed
     code, _, stderr = invoke("embed", saved, videos[0], "--out", tmp_path / "e.npy", "--engine", "ray")
     assert code == 2 and stderr.count("\n") == 1 and "pip install 'tclr-zoo[ray]'" in stderr, stderr
     assert not (tmp_path / "e.npy").exists()
+
+
+def test_decode_tasks_take_a_few_videos_each_but_spread_a_short_job_over_the_cluster():
+    assert decode_tasks(192, 4, cpus=2) == 48  # 4 videos per task
+    assert decode_tasks(6, 4, cpus=2) == 4  # two tasks per CPU: both nodes of a 2-CPU cluster get some
+    assert decode_tasks(3, 4, cpus=2) == 3 and decode_tasks(1, 4, cpus=64) == 1  # never more tasks than videos
+    assert decode_tasks(100, 1, cpus=2) == 100

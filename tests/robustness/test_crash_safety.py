@@ -36,14 +36,19 @@ def _command(dataset: Path, out: Path, *flags: str) -> list[str]:
             *flags, *sets]
 
 
-def _start(dataset: Path, out: Path, slow_write: float = 0.0) -> subprocess.Popen:
+def _start(dataset: Path, out: Path, slow_write: float = 0.0, *, fresh: bool = False):
+    """The run, started again (``--resume`` once there is a checkpoint). ``fresh``: a new interpreter,
+    for a kill during the imports; else warm-started (tests/helpers/warm_python.py)."""
     resume = bool(resume_candidates(out / "checkpoints" / "last.pt"))
     env = dict(os.environ, TCLR_ZOO_TEST_SLOW_WRITE=str(slow_write)) if slow_write else None
-    return subprocess.Popen(_command(dataset, out, "--resume" if resume else "--overwrite"), cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = _command(dataset, out, "--resume" if resume else "--overwrite")
+    if fresh:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    return warm_python.start(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def _kill_when(proc: subprocess.Popen, condition, timeout: float = 120.0, after: float = 0.0) -> None:
+def _kill_when(proc, condition, timeout: float = 120.0, after: float = 0.0) -> None:
     """SIGKILL ``proc`` ``after`` seconds once ``condition()`` holds."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -80,7 +85,7 @@ def test_sigkill_at_random_moments_and_mid_checkpoint_then_resume_equals_an_unin
     rng = random.Random(7)
     kills = []
     # 1. a random moment of the start-up (importing, preparing data: always over 2 s on CI's cores)
-    proc = _start(tiny_dataset, out)
+    proc = _start(tiny_dataset, out, fresh=True)
     moment = time.monotonic() + rng.uniform(0.3, 2.0)
     _kill_when(proc, lambda: time.monotonic() > moment)
     kills.append("random, start-up")
