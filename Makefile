@@ -1,9 +1,8 @@
 # `make demo` and `make test` set up .venv (created once, reinstalled when pyproject.toml changes),
-# install tclr-zoo with its dev extra into it, and run. The installed modules are byte-compiled on all
-# cores, not by pip on one (~28 s against ~50 s of a ~105 s install, 2026-12-03). They must be compiled
-# at install: where PYTHONDONTWRITEBYTECODE is set, as here, every process would compile what it
-# imports again (the suite took 2 minutes longer). Like pip, this skips the few files that do not
-# compile (Python 2 code in scikit-video, a Python 3.12 test file in torch).
+# install tclr-zoo with its dev extra into it, and run. pip byte-compiles what it installs: keep it so
+# (no --no-compile). Where PYTHONDONTWRITEBYTECODE is set, as here, a module compiled at import is
+# never kept, and every process compiled torch again: the suite took 2 minutes longer (2026-12-03).
+# Compiling on both cores after pip instead saved nothing measurable.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -45,8 +44,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
-	$(PY) -c "import compileall, sysconfig; compileall.compile_dir(sysconfig.get_path('purelib'), quiet=2, workers=0)"
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
 $(OLAH_STAMP):
