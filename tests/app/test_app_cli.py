@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 import warm_python
 from app_helpers import app_models, build_index, request
 
-CLI = [sys.executable, "-m", "tclr_zoo.cli", "app"]
+CLI = [*warm_python.CLI, "app"]
 
 
 def _run(args: list[str], env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:

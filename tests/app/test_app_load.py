@@ -19,7 +19,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from tclr_zoo.app.server import create_app
 from tclr_zoo.app.service import AppError, SearchService
 from tclr_zoo.app.work_queue import WorkQueue
 
-CLI = [sys.executable, "-m", "tclr_zoo.cli", "app"]
+CLI = [*warm_python.CLI, "app"]
 UPLOAD_MB = "0.3"  # its bytes, 314572, are 0.299999 MB: the number must be echoed as given
 READ_TIMEOUT = 2.0  # the served app's --read-timeout: well above the tricklers' 0.5 s gaps
 USERS = 8  # 8 users uploading at once, against the default 4 slots and 8 waiters

@@ -14,7 +14,7 @@ import warm_python
 from conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+CLI = warm_python.CLI
 
 
 def _run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:

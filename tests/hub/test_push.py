@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import huggingface_hub.constants
@@ -32,7 +31,7 @@ from tclr_zoo.export.exporter import export_model
 from tclr_zoo.hub.client import PICKLE_PATTERNS, HubError, download, push_folder
 
 ARCH = "r3d_10_025"
-CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+CLI = warm_python.CLI
 MODEL_FILES = ("config.json", "model.safetensors", "README.md")
 # huggingface_hub's endpoint constants as imported (before any fixture): what a process gets that imported it
 # before HF_ENDPOINT was set, e.g. CLI commands run in-process by click's CliRunner

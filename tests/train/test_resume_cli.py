@@ -26,7 +26,7 @@ from conftest import tiny_overrides
 
 from tclr_zoo.atomic import exclusive_output
 
-CLI = [sys.executable, "-m", "tclr_zoo.cli"]
+CLI = warm_python.CLI
 SCRIPT = Path(sys.executable).with_name("tclr-zoo")
 CHEAP = {"train.max_steps_per_epoch": 1}  # the override a bare --resume used to refuse
 QUIET = {"eval.knn": "false"}
